@@ -1,0 +1,214 @@
+"""Slack side effects: the incident's messages, header and reactions.
+
+Every call goes through slack_sdk's AsyncWebClient, so pointing
+`SLACK_API_URL` at the sandbox or at https://slack.com/api/ is the only
+difference between a test and production.
+
+Idempotency: each message carries Slack message metadata
+(`event_type: incident_message`, `event_payload.key: <idempotency key>`).
+When Temporal retries a post (attempt > 1: the previous attempt may have
+reached Slack before the worker died or the answer was lost), the activity
+first looks for a message with that key in the channel or thread and
+returns it instead of posting again. A first attempt cannot have a twin, so
+it posts straight away and costs one call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from workflows.models import PostedMessage, SlackHeaderUpdate, SlackPost, SlackReaction
+
+from .rendering import render
+
+METADATA_EVENT = "incident_message"
+
+# Errors retrying cannot fix: a person has to change a token, a scope or the policy.
+PERMANENT_ERRORS = frozenset(
+    {
+        "not_authed",
+        "invalid_auth",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "no_permission",
+        "missing_scope",
+        "not_allowed_token_type",
+        "channel_not_found",
+        "is_archived",
+        "not_in_channel",
+        "restricted_action",
+        "invalid_arguments",
+        "invalid_blocks",
+        "msg_too_long",
+        "no_text",
+        "thread_not_found",
+        "message_not_found",
+        "cant_update_message",
+        "invalid_name",
+        "invalid_metadata_format",
+        "metadata_too_large",
+        "team_access_not_granted",
+    }
+)
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
+
+
+class SlackActivities:
+    """Activities that speak to one Slack workspace through one client."""
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self._client = client
+        self._channel_ids: dict[str, str] = {}
+
+    @classmethod
+    def from_settings(cls, api_url: str, token: str) -> SlackActivities:
+        base_url = api_url if api_url.endswith("/") else api_url + "/"
+        return cls(AsyncWebClient(token=token, base_url=base_url, timeout=15))
+
+    # ---------------------------------------------------------- activities
+
+    @activity.defn(name="post_slack_message")
+    async def post_slack_message(self, post: SlackPost) -> PostedMessage:
+        """Post one incident message; a retry returns the earlier post instead of posting twice."""
+        text = render(post.template, incident=post.incident, mentions=post.mentions, **post.extra)
+        if activity.info().attempt > 1:
+            earlier = await self._find_posted(post)
+            if earlier is not None:
+                activity.logger.info("message %s was already posted at %s", post.idempotency_key, earlier.ts)
+                return earlier
+        metadata = {
+            "event_type": METADATA_EVENT,
+            "event_payload": {"key": post.idempotency_key, "incident": post.incident.workflow_id},
+        }
+        response = await self._call(
+            self._client.chat_postMessage,
+            channel=post.channel,
+            thread_ts=post.thread_ts,
+            text=text,
+            metadata=metadata,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        return PostedMessage(channel=response["channel"], ts=response["ts"])
+
+    @activity.defn(name="update_slack_header")
+    async def update_slack_header(self, header: SlackHeaderUpdate) -> None:
+        """Rewrite the declaration message with the current state (idempotent by nature)."""
+        text = render("declaration", incident=header.incident, mentions=[])
+        await self._call(self._client.chat_update, channel=header.channel, ts=header.ts, text=text)
+
+    @activity.defn(name="add_slack_reaction")
+    async def add_slack_reaction(self, reaction: SlackReaction) -> None:
+        """Add a reaction; Slack's `already_reacted` on a retry counts as done."""
+        try:
+            await self._call(
+                self._client.reactions_add,
+                channel=reaction.channel,
+                timestamp=reaction.ts,
+                name=reaction.name,
+            )
+        except ApplicationError as err:
+            if err.type != "already_reacted":
+                raise
+
+    # ------------------------------------------------------------- helpers
+
+    async def _call(self, method: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
+        """One Web API call, its failure sorted into retry-later and give-up."""
+        try:
+            return await method(**{k: v for k, v in kwargs.items() if v is not None})
+        except SlackApiError as exc:
+            raise _as_application_error(exc) from None
+
+    async def _find_posted(self, post: SlackPost) -> PostedMessage | None:
+        channel = await self._channel_id(post.channel)
+        if channel is None:
+            return None
+        if post.thread_ts:
+            pages = self._pages(self._client.conversations_replies, channel=channel, ts=post.thread_ts)
+        else:
+            # A declaration is top-level: look back over the time this activity has been retried.
+            since = activity.info().scheduled_time - timedelta(minutes=5)
+            pages = self._pages(self._client.conversations_history, channel=channel, oldest=_slack_ts(since))
+        async for message in pages:
+            meta = message.get("metadata") or {}
+            payload = meta.get("event_payload") or {}
+            if meta.get("event_type") == METADATA_EVENT and payload.get("key") == post.idempotency_key:
+                return PostedMessage(channel=channel, ts=message["ts"], duplicate=True)
+        return None
+
+    async def _pages(self, method: Callable[..., Awaitable[Any]], **kwargs: Any):  # type: ignore[no-untyped-def]
+        cursor = None
+        while True:
+            response = await self._call(method, include_all_metadata=True, limit=200, cursor=cursor, **kwargs)
+            for message in response.get("messages", []):
+                yield message
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return
+
+    async def _channel_id(self, channel: str) -> str | None:
+        name = channel.lstrip("#")
+        if _CHANNEL_ID.match(name):
+            return name
+        if name not in self._channel_ids:
+            async for found in self._channels():
+                self._channel_ids[found["name"]] = found["id"]
+        return self._channel_ids.get(name)
+
+    async def _channels(self):  # type: ignore[no-untyped-def]
+        cursor = None
+        while True:
+            response = await self._call(
+                self._client.conversations_list,
+                types="public_channel,private_channel",
+                limit=200,
+                cursor=cursor,
+            )
+            for channel in response.get("channels", []):
+                yield channel
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return
+
+
+def _slack_ts(moment: datetime) -> str:
+    return f"{moment.timestamp():.6f}"
+
+
+def _as_application_error(exc: SlackApiError) -> ApplicationError:
+    response = exc.response
+    status = getattr(response, "status_code", None)
+    error = (response.get("error") if hasattr(response, "get") else None) or f"http_{status}"
+    if status == 429 or error == "ratelimited":
+        retry_after = _retry_after(response)
+        return ApplicationError(
+            f"Slack rate limit: retry after {retry_after}s",
+            type="ratelimited",
+            next_retry_delay=timedelta(seconds=retry_after),
+        )
+    if error in PERMANENT_ERRORS:
+        return ApplicationError(f"Slack refused: {error}", type=error, non_retryable=True)
+    if error == "already_reacted":
+        return ApplicationError("already reacted", type=error, non_retryable=True)
+    return ApplicationError(f"Slack error: {error}", type=error)
+
+
+def _retry_after(response: Any) -> float:
+    headers = getattr(response, "headers", None) or {}
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            try:
+                return max(1.0, float(value))
+            except (TypeError, ValueError):
+                break
+    return 1.0

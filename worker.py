@@ -1,0 +1,77 @@
+"""The Temporal worker: IncidentWorkflow and every activity.
+
+Run alone with `python -m worker` (or `python worker.py`) against any
+TEMPORAL_ADDRESS; `incident dev` starts it for you.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.policy import PolicyActivities
+from activities.settings import Settings, get_settings
+from activities.slack import SlackActivities
+from workflows.incident import IncidentWorkflow
+from workflows.policy import Policy, PolicyError, load_policy
+
+
+def build_worker(client: Client, settings: Settings, policy: Policy) -> Worker:
+    slack = SlackActivities.from_settings(settings.slack_api_url, settings.slack_bot_token)
+    policies = PolicyActivities(policy)
+    return Worker(
+        client,
+        task_queue=settings.temporal_task_queue,
+        workflows=[IncidentWorkflow],
+        activities=[
+            policies.load_incident_policy,
+            slack.post_slack_message,
+            slack.update_slack_header,
+            slack.add_slack_reaction,
+        ],
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    from starter.connect import connect
+
+    policy = load_policy(settings.incident_policy)
+    client = await connect(settings)
+    worker = build_worker(client, settings, policy)
+    logging.info(
+        "worker polling task queue %r on %s (namespace %s), Slack at %s",
+        settings.temporal_task_queue,
+        settings.temporal_address,
+        settings.temporal_namespace,
+        settings.slack_api_url,
+    )
+    await worker.run()
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s worker %(levelname)s %(message)s"
+    )
+    code = 0
+    try:
+        asyncio.run(run_worker(get_settings()))
+    except PolicyError as exc:
+        print(f"worker: bad policy: {exc}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        code = 0
+    except Exception as exc:  # one clear line for the operator; details in the log above
+        print(f"worker: {type(exc).__name__}: {exc}", file=sys.stderr)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # skip interpreter teardown, seen to crash after all work is done
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,616 @@
+"""IncidentWorkflow: one durable workflow per incident, through six phases.
+
+declared -> triage -> investigating -> monitoring -> resolved -> review
+
+Signals only append to an inbox; the main loop handles them one at a time,
+in arrival order, between timers. That keeps Slack posts in order and makes
+every decision in one place, where the timers are too.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from .models import (
+    COMMANDER_ATTR,
+    PHASE_ATTR,
+    SERVICE_ATTR,
+    SEVERITY_ATTR,
+    UPDATE_STATUSES,
+    ClaimSignal,
+    IncidentDeclaration,
+    IncidentState,
+    IncidentSummary,
+    Phase,
+    PostedMessage,
+    ResolveSignal,
+    ReviewDoneSignal,
+    Severity,
+    SeveritySignal,
+    Signal,
+    SlackHeaderUpdate,
+    SlackPost,
+    SlackReaction,
+    TimelineEntry,
+    UpdateSignal,
+)
+from .policy import Policy, SeverityPolicy, format_duration
+
+# Activity names, registered by worker.py (workflow code must not import activities/).
+LOAD_POLICY = "load_incident_policy"
+POST_SLACK_MESSAGE = "post_slack_message"
+UPDATE_SLACK_HEADER = "update_slack_header"
+ADD_SLACK_REACTION = "add_slack_reaction"
+
+SIGNAL_MODELS: dict[str, type[Signal]] = {
+    "claim": ClaimSignal,
+    "update": UpdateSignal,
+    "resolve": ResolveSignal,
+    "set_severity": SeveritySignal,
+    "review_done": ReviewDoneSignal,
+}
+OPEN_PHASES = (Phase.declared, Phase.triage, Phase.investigating, Phase.monitoring)
+
+
+class PendingSignal(BaseModel):
+    """A signal received but not yet handled; carried over continue-as-new."""
+
+    kind: str
+    payload: dict[str, Any]
+
+    def parsed(self) -> Signal:
+        return SIGNAL_MODELS[self.kind].model_validate(self.payload)
+
+
+class IncidentInput(BaseModel):
+    declaration: IncidentDeclaration
+    # None: ask the worker for its policy (INCIDENT_POLICY) once, at the start.
+    policy: Policy | None = None
+    # Set only by continue-as-new.
+    carried: IncidentState | None = None
+    inbox: list[PendingSignal] = Field(default_factory=list)
+
+
+class Rejected(Exception):
+    """A signal that cannot be applied; the reason goes to the timeline."""
+
+
+@workflow.defn
+class IncidentWorkflow:
+    @workflow.init
+    def __init__(self, input: IncidentInput) -> None:
+        self._policy: Policy | None = input.policy
+        self._inbox: list[PendingSignal] = list(input.inbox)
+        self._published: dict[str, str] = {}
+        if input.carried is not None:
+            self._state = input.carried
+        else:
+            d = input.declaration
+            self._state = IncidentState(
+                key=d.key,
+                workflow_id=workflow.info().workflow_id,
+                severity=d.severity,
+                title=d.title,
+                service=d.service,
+                symptoms=list(d.symptoms),
+                impact=list(d.impact),
+                links=list(d.links),
+                reporter=d.reporter,
+                declared_at=workflow.now(),
+                detected_at=d.detected_at,
+            )
+
+    # ------------------------------------------------------------ messages
+
+    @workflow.signal
+    def claim(self, signal: ClaimSignal) -> None:
+        self._enqueue("claim", signal)
+
+    @workflow.signal
+    def update(self, signal: UpdateSignal) -> None:
+        self._enqueue("update", signal)
+
+    @workflow.signal
+    def resolve(self, signal: ResolveSignal) -> None:
+        self._enqueue("resolve", signal)
+
+    @workflow.signal
+    def set_severity(self, signal: SeveritySignal) -> None:
+        self._enqueue("set_severity", signal)
+
+    @workflow.signal
+    def review_done(self, signal: ReviewDoneSignal) -> None:
+        self._enqueue("review_done", signal)
+
+    @workflow.query
+    def state(self) -> IncidentState:
+        return self._state
+
+    def _enqueue(self, kind: str, signal: Signal) -> None:
+        self._inbox.append(PendingSignal(kind=kind, payload=signal.model_dump(mode="json")))
+
+    # ---------------------------------------------------------------- run
+
+    @workflow.run
+    async def run(self, input: IncidentInput) -> IncidentSummary:
+        if self._policy is None:
+            self._policy = await workflow.execute_local_activity(
+                LOAD_POLICY,
+                result_type=Policy,
+                start_to_close_timeout=timedelta(seconds=10),
+            )
+        self._schedule()
+        self._publish()
+        if self._state.phase == Phase.declared:
+            await self._declare()
+
+        while not self._finished():
+            if self._inbox:
+                await self._handle(self._inbox.pop(0))
+                continue
+            if await self._fire_due_timers():
+                continue
+            if self._history_too_long():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    IncidentInput(
+                        declaration=input.declaration,
+                        policy=self._policy,
+                        carried=self._state,
+                        inbox=self._inbox,
+                    )
+                )
+            try:
+                await workflow.wait_condition(lambda: bool(self._inbox), timeout=self._until_next_deadline())
+            except TimeoutError:
+                pass  # a deadline passed: _fire_due_timers handles it
+
+        # Signals that raced with completion are answered, not silently dropped.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        while self._inbox:
+            pending = self._inbox.pop(0)
+            self._record(
+                "rejected",
+                pending.payload.get("user", ""),
+                "the incident is closed",
+                pending.payload.get("request_id"),
+            )
+        return self._summary()
+
+    # ------------------------------------------------------------- phases
+
+    async def _declare(self) -> None:
+        s = self._state
+        sev = self._severity_policy()
+        self._record("declared", s.reporter, f"{s.severity.value} declared: {s.title}")
+        posted = await self._post("declaration", channel=sev.channel, in_thread=False, mentions=sev.notify)
+        if posted is not None:
+            s.slack_channel, s.slack_thread_ts = posted.channel, posted.ts
+            await self._react(sev.reactions.declared)
+        self._set_phase(Phase.triage)
+        await self._refresh_header()
+
+    async def _handle(self, pending: PendingSignal) -> None:
+        signal = pending.parsed()
+        try:
+            if isinstance(signal, ClaimSignal):
+                await self._on_claim(signal)
+            elif isinstance(signal, UpdateSignal):
+                await self._on_update(signal)
+            elif isinstance(signal, ResolveSignal):
+                await self._on_resolve(signal)
+            elif isinstance(signal, SeveritySignal):
+                await self._on_severity(signal)
+            elif isinstance(signal, ReviewDoneSignal):
+                await self._on_review_done(signal)
+        except Rejected as reason:
+            self._record("rejected", signal.user, f"{pending.kind}: {reason}", signal.request_id)
+            self._publish()
+
+    async def _on_claim(self, signal: ClaimSignal) -> None:
+        s = self._state
+        if s.phase not in OPEN_PHASES:
+            raise Rejected(f"the incident is already {s.phase.value}; it cannot be claimed")
+        if s.commander == signal.user:
+            raise Rejected(f"{signal.user} is already the Incident Commander")
+        previous = s.commander
+        s.commander = signal.user
+        if previous is None:
+            s.claimed_at = workflow.now()
+            self._record("claimed", signal.user, f"{signal.user} is Incident Commander", signal.request_id)
+            if s.phase in (Phase.declared, Phase.triage):
+                self._set_phase(Phase.investigating)
+            self._schedule()
+            await self._post("team_formed")
+            await self._react(self._severity_policy().reactions.claimed)
+            await self._react(self._severity_policy().reactions.investigating)
+        else:
+            self._record(
+                "handover", signal.user, f"IC handover: {previous} → {signal.user}", signal.request_id
+            )
+            self._publish()
+            await self._post("handover", extra={"previous": previous}, mentions=[previous, signal.user])
+        await self._refresh_header()
+
+    async def _on_update(self, signal: UpdateSignal) -> None:
+        s = self._state
+        status = signal.status.strip().lower()
+        if status not in UPDATE_STATUSES:
+            raise Rejected(f"unknown status {signal.status!r}: use one of {', '.join(UPDATE_STATUSES)}")
+        if s.phase not in OPEN_PHASES:
+            raise Rejected(f"the incident is already {s.phase.value}; post-resolution notes go in the review")
+        now = workflow.now()
+        s.updates += 1
+        s.status = status
+        s.last_update_at = now
+        s.last_update = signal.message
+        text = f"[{status}] {signal.message}" + (f" (ETA {signal.eta})" if signal.eta else "")
+        self._record("update", signal.user, text, signal.request_id)
+        if s.commander is not None and s.phase == Phase.investigating:
+            self._set_phase(Phase.monitoring)
+        self._schedule()
+        await self._post(
+            "status_update",
+            extra={"status": status, "message": signal.message, "eta": signal.eta, "author": signal.user},
+        )
+        reactions = self._severity_policy().reactions
+        if status in ("fixing", "waiting"):
+            await self._react(getattr(reactions, status))
+        await self._refresh_header()
+
+    async def _on_resolve(self, signal: ResolveSignal) -> None:
+        s = self._state
+        if s.phase not in OPEN_PHASES:
+            raise Rejected(f"the incident is already {s.phase.value}")
+        s.resolved_at = workflow.now()
+        s.resolution = signal.resolution
+        s.root_cause = signal.root_cause or None
+        self._record("resolved", signal.user, signal.resolution, signal.request_id)
+        self._set_phase(Phase.resolved)
+        self._schedule()
+        await self._post(
+            "resolution",
+            extra={"author": signal.user, "duration": format_duration(s.resolved_at - s.declared_at)},
+        )
+        sev = self._severity_policy()
+        await self._react(sev.reactions.resolved)
+        if sev.review_within is not None:
+            s.review_due_at = s.resolved_at + sev.review_within
+            self._record(
+                "review_scheduled", "", f"post-incident review due by {s.review_due_at:%Y-%m-%d %H:%M} UTC"
+            )
+            self._set_phase(Phase.review)
+            await self._post("review_scheduled")
+            await self._react(sev.reactions.review)
+        await self._refresh_header()
+
+    async def _on_severity(self, signal: SeveritySignal) -> None:
+        s = self._state
+        try:
+            new = Severity.parse(signal.severity)
+        except ValueError as exc:
+            raise Rejected(str(exc)) from None
+        if s.phase not in OPEN_PHASES:
+            raise Rejected(f"the incident is already {s.phase.value}")
+        if new == s.severity:
+            raise Rejected(f"the incident is already {new.value}")
+        old = s.severity
+        s.severity = new
+        reason = f" ({signal.reason})" if signal.reason else ""
+        self._record(
+            "severity", signal.user, f"severity {old.value} → {new.value}{reason}", signal.request_id
+        )
+        # The running timers follow the new severity at once: deadlines are
+        # recomputed from the same starting points with the new durations.
+        self._schedule()
+        self._publish()
+        await self._post(
+            "severity_changed", extra={"old": old.value, "author": signal.user, "reason": signal.reason}
+        )
+        await self._refresh_header()
+
+    async def _on_review_done(self, signal: ReviewDoneSignal) -> None:
+        s = self._state
+        if s.phase != Phase.review:
+            raise Rejected(f"there is no open review (phase is {s.phase.value})")
+        s.reviewed_at = workflow.now()
+        self._record(
+            "review_done", signal.user, signal.notes or "post-incident review done", signal.request_id
+        )
+        await self._post("review_done", extra={"author": signal.user, "notes": signal.notes})
+
+    # -------------------------------------------------------------- timers
+
+    def _schedule(self) -> None:
+        """Recompute the next escalation, reminder and review deadlines from the state."""
+        s = self._state
+        policy = self._require_policy()
+        sev = policy.for_severity(s.severity)
+        open_ = s.phase in OPEN_PHASES
+        if open_ and s.commander is None:
+            since = s.last_escalation_at or s.declared_at
+            s.next_escalation_at = since + policy.escalation_delay(s.severity, since)
+        else:
+            s.next_escalation_at = None
+        if open_ and s.commander is not None:
+            since = max(t for t in (s.claimed_at, s.last_update_at, s.last_reminder_at) if t is not None)
+            s.next_reminder_at = since + sev.update_every
+        else:
+            s.next_reminder_at = None
+
+    def _deadlines(self) -> list[datetime]:
+        s = self._state
+        candidates = [s.next_escalation_at, s.next_reminder_at]
+        if s.phase == Phase.review and s.reviewed_at is None:
+            candidates.append(s.review_due_at)
+        return [d for d in candidates if d is not None]
+
+    def _until_next_deadline(self) -> timedelta | None:
+        deadlines = self._deadlines()
+        if not deadlines:
+            return None
+        return max(min(deadlines) - workflow.now(), timedelta(milliseconds=1))
+
+    async def _fire_due_timers(self) -> bool:
+        s = self._state
+        now = workflow.now()
+        if s.next_escalation_at is not None and now >= s.next_escalation_at:
+            await self._escalate(now)
+            return True
+        if s.next_reminder_at is not None and now >= s.next_reminder_at:
+            await self._remind(now)
+            return True
+        if s.phase == Phase.review and s.reviewed_at is None and s.review_due_at and now >= s.review_due_at:
+            s.reviewed_at = now
+            self._record(
+                "review_expired", "", "review deadline passed without a review; closing the incident"
+            )
+            await self._post("review_expired")
+            return True
+        return False
+
+    async def _escalate(self, now: datetime) -> None:
+        s = self._state
+        sev = self._severity_policy()
+        tier = sev.tier(s.escalations)
+        s.escalations += 1
+        s.last_escalation_at = now
+        waited = format_duration(now - s.declared_at)
+        self._record(
+            "escalation", "", f"escalation {s.escalations}: unclaimed for {waited}, paging {' '.join(tier)}"
+        )
+        self._schedule()
+        await self._post(
+            "escalation", extra={"tier": tier, "number": s.escalations, "waited": waited}, mentions=tier
+        )
+        await self._refresh_header()
+
+    async def _remind(self, now: datetime) -> None:
+        s = self._state
+        s.reminders += 1
+        since = s.last_update_at or s.claimed_at or s.declared_at
+        s.last_reminder_at = now
+        overdue_for = format_duration(now - since)
+        self._record("reminder", "", f"update due: no update for {overdue_for}, nudging {s.commander}")
+        self._schedule()
+        mentions = [s.commander] if s.commander else []
+        await self._post("reminder", extra={"silent_for": overdue_for}, mentions=mentions)
+        await self._refresh_header()
+
+    def _finished(self) -> bool:
+        s = self._state
+        if self._inbox:
+            return False
+        if s.phase == Phase.resolved:
+            return True  # no review for this severity
+        return s.phase == Phase.review and s.reviewed_at is not None
+
+    def _history_too_long(self) -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or (
+            info.get_current_history_length() > self._require_policy().max_history_events
+        )
+
+    # -------------------------------------------------------- side effects
+
+    def _slack_options(self) -> dict[str, Any]:
+        timeouts = self._require_policy().timeouts
+        return {
+            "start_to_close_timeout": timeouts.slack_start_to_close,
+            # Unlimited attempts: a Slack outage delays messages, it never drops them.
+            # Bad tokens, unknown channels and the like are raised non-retryable.
+            "retry_policy": RetryPolicy(
+                initial_interval=timedelta(seconds=1),
+                backoff_coefficient=2.0,
+                maximum_interval=timeouts.slack_max_retry_interval,
+            ),
+        }
+
+    def _snapshot(self) -> IncidentState:
+        return self._state.model_copy(update={"timeline": []})
+
+    async def _post(
+        self,
+        template: str,
+        *,
+        extra: dict[str, Any] | None = None,
+        mentions: list[str] | None = None,
+        channel: str | None = None,
+        in_thread: bool = True,
+    ) -> PostedMessage | None:
+        s = self._state
+        channel = channel or s.slack_channel
+        if channel is None or (in_thread and s.slack_thread_ts is None):
+            return None  # the declaration never reached Slack; the timeline still has it all
+        s.messages_posted += 1
+        post = SlackPost(
+            channel=channel,
+            thread_ts=s.slack_thread_ts if in_thread else None,
+            idempotency_key=f"{s.workflow_id}/{s.messages_posted}/{template}",
+            template=template,
+            incident=self._snapshot(),
+            extra=extra or {},
+            mentions=mentions or [],
+        )
+        try:
+            return await workflow.execute_activity(
+                POST_SLACK_MESSAGE, post, result_type=PostedMessage, **self._slack_options()
+            )
+        except ActivityError as err:
+            self._slack_failed(template, err)
+            return None
+
+    async def _react(self, name: str) -> None:
+        s = self._state
+        if not name or s.slack_channel is None or s.slack_thread_ts is None:
+            return
+        try:
+            await workflow.execute_activity(
+                ADD_SLACK_REACTION,
+                SlackReaction(channel=s.slack_channel, ts=s.slack_thread_ts, name=name),
+                **self._slack_options(),
+            )
+        except ActivityError as err:
+            self._slack_failed(f"reaction :{name}:", err)
+
+    async def _refresh_header(self) -> None:
+        s = self._state
+        self._publish()
+        if s.slack_channel is None or s.slack_thread_ts is None:
+            return
+        try:
+            await workflow.execute_activity(
+                UPDATE_SLACK_HEADER,
+                SlackHeaderUpdate(channel=s.slack_channel, ts=s.slack_thread_ts, incident=self._snapshot()),
+                **self._slack_options(),
+            )
+        except ActivityError as err:
+            self._slack_failed("header update", err)
+
+    def _slack_failed(self, what: str, err: ActivityError) -> None:
+        cause = err.cause
+        reason = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+        self._record("slack_error", "", f"{what} not posted: {reason}")
+
+    # ----------------------------------------------------------- bookkeeping
+
+    def _record(self, kind: str, actor: str, text: str, request_id: str | None = None) -> None:
+        self._state.timeline.append(
+            TimelineEntry(at=workflow.now(), kind=kind, actor=actor, text=text, request_id=request_id)
+        )
+
+    def _set_phase(self, phase: Phase) -> None:
+        if self._state.phase != phase:
+            self._state.phase = phase
+            self._record("phase", "", f"phase → {phase.value}")
+        self._publish()
+
+    def _publish(self) -> None:
+        """Mirror the state into search attributes and the UI's current details."""
+        s = self._state
+        wanted = {
+            "severity": s.severity.value,
+            "phase": s.phase.value,
+            "commander": s.commander or "",
+            "service": s.service,
+        }
+        if wanted != self._published:
+            updates = [SEVERITY_ATTR.value_set(wanted["severity"]), PHASE_ATTR.value_set(wanted["phase"])]
+            if wanted["commander"]:
+                updates.append(COMMANDER_ATTR.value_set(wanted["commander"]))
+            if wanted["service"]:
+                updates.append(SERVICE_ATTR.value_set(wanted["service"]))
+            workflow.upsert_search_attributes(updates)
+            self._published = wanted
+        workflow.set_current_details(self._details_markdown())
+
+    def _details_markdown(self) -> str:
+        s = self._state
+
+        def when(value: datetime | None) -> str:
+            return f"{value:%Y-%m-%d %H:%M} UTC" if value else "—"
+
+        lines = [
+            f"**{s.summary_line}**",
+            "",
+            f"- **Phase:** {s.phase.value}",
+            f"- **Incident Commander:** {s.commander or 'awaiting claim'}",
+            f"- **Status:** {s.status or '—'}",
+            f"- **Last update:** {when(s.last_update_at)}" + (f" — {s.last_update}" if s.last_update else ""),
+            f"- **Next update due:** {when(s.next_reminder_at)}",
+            f"- **Next escalation:** {when(s.next_escalation_at)}",
+            f"- **Updates / reminders / escalations:** {s.updates} / {s.reminders} / {s.escalations}",
+        ]
+        if s.review_due_at:
+            lines.append(f"- **Review due:** {when(s.review_due_at)}")
+        if s.slack_channel:
+            lines.append(f"- **Slack:** channel {s.slack_channel}, thread {s.slack_thread_ts}")
+        return "\n".join(lines)
+
+    def _summary(self) -> IncidentSummary:
+        s = self._state
+        return IncidentSummary(
+            key=s.key,
+            severity=s.severity,
+            title=s.title,
+            commander=s.commander,
+            declared_at=s.declared_at,
+            claimed_at=s.claimed_at,
+            resolved_at=s.resolved_at,
+            time_to_acknowledge_seconds=(s.claimed_at - s.declared_at).total_seconds()
+            if s.claimed_at
+            else None,
+            time_to_resolve_seconds=(s.resolved_at - s.declared_at).total_seconds()
+            if s.resolved_at
+            else None,
+            updates=s.updates,
+            reminders=s.reminders,
+            escalations=s.escalations,
+            resolution=s.resolution,
+            root_cause=s.root_cause,
+            timeline=s.timeline,
+        )
+
+    def _require_policy(self) -> Policy:
+        assert self._policy is not None, "policy is loaded before anything is scheduled"
+        return self._policy
+
+    def _severity_policy(self) -> SeverityPolicy:
+        return self._require_policy().for_severity(self._state.severity)
+
+
+def initial_search_attributes(declaration: IncidentDeclaration) -> TypedSearchAttributes:
+    """What a starter sets when it starts the workflow, so the incident is findable at once."""
+    pairs = [
+        SearchAttributePair(SEVERITY_ATTR, declaration.severity.value),
+        SearchAttributePair(PHASE_ATTR, Phase.declared.value),
+    ]
+    if declaration.service:
+        pairs.append(SearchAttributePair(SERVICE_ATTR, declaration.service))
+    return TypedSearchAttributes(pairs)
+
+
+def static_details(declaration: IncidentDeclaration) -> str:
+    """Markdown for the UI's detail page: symptoms, impact, links."""
+    parts = [f"**{declaration.severity.value} · {declaration.title}**"]
+    if declaration.service:
+        parts.append(f"Service: `{declaration.service}`")
+    for heading, items in (
+        ("Symptoms", declaration.symptoms),
+        ("Impact", declaration.impact),
+        ("Links", declaration.links),
+    ):
+        if items:
+            parts.append(f"**{heading}**\n" + "\n".join(f"- {item}" for item in items))
+    parts.append(f"Reported by {declaration.reporter}")
+    return "\n\n".join(parts)
+
+
+def static_summary(declaration: IncidentDeclaration) -> str:
+    return f"{declaration.severity.value} · {declaration.title}"

@@ -1,0 +1,272 @@
+"""Pydantic models for everything that crosses the Temporal boundary.
+
+Workflow input, signals, query results and activity inputs/outputs are all
+defined here, each as ONE object so fields can be added later without
+breaking running incidents. Every field added later must have a default.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from temporalio.common import SearchAttributeKey
+
+WORKFLOW_ID_PREFIX = "incident-"
+TASK_QUEUE_DEFAULT = "incidents"
+
+_KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,199}$")
+
+
+class Severity(str, Enum):
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+    P4 = "P4"
+
+    @classmethod
+    def parse(cls, value: str | Severity) -> Severity:
+        """P1..P4, SEV1..SEV4 and 1..4, any case; ValueError names the choices."""
+        if isinstance(value, Severity):
+            return value
+        text = str(value).strip().upper()
+        for prefix in ("SEV", "S", "P"):
+            if text.startswith(prefix) and text[len(prefix) :].isdigit():
+                text = text[len(prefix) :]
+                break
+        if text in {"1", "2", "3", "4"}:
+            return cls("P" + text)
+        raise ValueError(f"unknown severity {value!r}: use P1, P2, P3 or P4 (SEV1..SEV4 also accepted)")
+
+    @property
+    def rank(self) -> int:
+        """1 is the most severe."""
+        return int(self.value[1])
+
+
+class Phase(str, Enum):
+    declared = "declared"
+    triage = "triage"
+    investigating = "investigating"
+    monitoring = "monitoring"
+    resolved = "resolved"
+    review = "review"
+
+
+class UpdateStatus(str, Enum):
+    investigating = "investigating"
+    identified = "identified"
+    fixing = "fixing"
+    waiting = "waiting"
+    monitoring = "monitoring"
+
+
+UPDATE_STATUSES = [s.value for s in UpdateStatus]
+
+
+def _severity(value: Any) -> Severity:
+    return Severity.parse(value)
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+# --------------------------------------------------------------------- input
+
+
+class IncidentDeclaration(Model):
+    """What is known when an incident is declared (by a person or an alert)."""
+
+    key: str
+    severity: Severity
+    title: str = Field(min_length=1, max_length=200)
+    service: str = ""
+    symptoms: list[str] = Field(default_factory=list)
+    impact: list[str] = Field(default_factory=list)
+    links: list[str] = Field(default_factory=list)
+    reporter: str = "incident-cli"
+    detected_at: datetime | None = None
+
+    _severity = field_validator("severity", mode="before")(_severity)
+
+    @field_validator("key")
+    @classmethod
+    def _key_is_safe(cls, value: str) -> str:
+        if not _KEY_PATTERN.match(value):
+            raise ValueError(
+                "incident key must be 1-200 characters of letters, digits and . _ : / @ + = -, "
+                "starting with a letter or digit"
+            )
+        return value
+
+    @property
+    def workflow_id(self) -> str:
+        return workflow_id_for(self.key)
+
+
+def workflow_id_for(key_or_id: str) -> str:
+    """`R1-outage` and `incident-R1-outage` both name workflow `incident-R1-outage`."""
+    if key_or_id.startswith(WORKFLOW_ID_PREFIX):
+        return key_or_id
+    return WORKFLOW_ID_PREFIX + key_or_id
+
+
+# ------------------------------------------------------------------- signals
+
+
+class Signal(Model):
+    """Base of every signal: who sent it and, optionally, an id to find its outcome."""
+
+    user: str = Field(min_length=1)
+    request_id: str | None = None
+
+
+class ClaimSignal(Signal):
+    pass
+
+
+class UpdateSignal(Signal):
+    # A str, not UpdateStatus: an unknown status must reach the workflow so it
+    # can be rejected in the timeline with a reason, not dropped by the decoder.
+    status: str
+    message: str = Field(min_length=1)
+    eta: str | None = None
+
+
+class ResolveSignal(Signal):
+    resolution: str = Field(min_length=1)
+    root_cause: str = ""
+
+
+class SeveritySignal(Signal):
+    severity: str
+    reason: str = ""
+
+
+class ReviewDoneSignal(Signal):
+    notes: str = ""
+
+
+# --------------------------------------------------------------------- state
+
+
+class TimelineEntry(Model):
+    at: datetime
+    kind: str  # declared, claimed, handover, update, reminder, escalation, severity, resolved, review, rejected, ...
+    actor: str = ""
+    text: str = ""
+    request_id: str | None = None
+
+
+class IncidentState(Model):
+    """Everything the incident knows; the `state` query returns this."""
+
+    key: str
+    workflow_id: str
+    severity: Severity
+    title: str
+    service: str = ""
+    symptoms: list[str] = Field(default_factory=list)
+    impact: list[str] = Field(default_factory=list)
+    links: list[str] = Field(default_factory=list)
+    reporter: str = ""
+    phase: Phase = Phase.declared
+    status: str | None = None  # the last update's status
+    commander: str | None = None
+    ticket: str | None = None
+    slack_channel: str | None = None
+    slack_thread_ts: str | None = None
+    declared_at: datetime
+    detected_at: datetime | None = None
+    claimed_at: datetime | None = None
+    resolved_at: datetime | None = None
+    reviewed_at: datetime | None = None
+    last_update_at: datetime | None = None
+    last_update: str | None = None
+    last_reminder_at: datetime | None = None
+    last_escalation_at: datetime | None = None
+    next_reminder_at: datetime | None = None
+    next_escalation_at: datetime | None = None
+    review_due_at: datetime | None = None
+    resolution: str | None = None
+    root_cause: str | None = None
+    updates: int = 0
+    reminders: int = 0
+    escalations: int = 0
+    messages_posted: int = 0  # also the sequence for idempotency keys
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+
+    @property
+    def summary_line(self) -> str:
+        return f"{self.severity.value} · {self.title}"
+
+
+class IncidentSummary(Model):
+    """What the workflow returns when it completes."""
+
+    key: str
+    severity: Severity
+    title: str
+    commander: str | None
+    declared_at: datetime
+    claimed_at: datetime | None
+    resolved_at: datetime | None
+    time_to_acknowledge_seconds: float | None
+    time_to_resolve_seconds: float | None
+    updates: int
+    reminders: int
+    escalations: int
+    resolution: str | None = None
+    root_cause: str | None = None
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- activities
+
+
+class SlackPost(Model):
+    """One message for the incident's channel or thread.
+
+    `idempotency_key` is stable across retries and replays; the activity tags
+    the message with it as Slack message metadata and looks for it before
+    posting again.
+    """
+
+    channel: str
+    thread_ts: str | None = None
+    idempotency_key: str
+    template: str
+    incident: IncidentState
+    extra: dict[str, Any] = Field(default_factory=dict)
+    mentions: list[str] = Field(default_factory=list)
+
+
+class SlackHeaderUpdate(Model):
+    channel: str
+    ts: str
+    incident: IncidentState
+
+
+class SlackReaction(Model):
+    channel: str
+    ts: str
+    name: str
+
+
+class PostedMessage(Model):
+    channel: str
+    ts: str
+    duplicate: bool = False  # True when a retry found the message already posted
+
+
+# --------------------------------------------------------- search attributes
+
+SEVERITY_ATTR = SearchAttributeKey.for_keyword("IncidentSeverity")
+PHASE_ATTR = SearchAttributeKey.for_keyword("IncidentPhase")
+COMMANDER_ATTR = SearchAttributeKey.for_keyword("IncidentCommander")
+SERVICE_ATTR = SearchAttributeKey.for_keyword("IncidentService")
+SEARCH_ATTRIBUTES = [SEVERITY_ATTR, PHASE_ATTR, COMMANDER_ATTR, SERVICE_ATTR]

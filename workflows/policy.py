@@ -1,0 +1,225 @@
+"""Severity policy: how often updates are due, when to escalate, when to review.
+
+The policy is plain data (a pydantic model) so it can travel in the workflow's
+input and history: a running incident keeps the policy it was declared with,
+which keeps replays deterministic even when the file changes.
+
+Durations are written as `15m`, `2h`, `1d`, `1w` (or combinations such as
+`1h30m`); `escalate_after` may also be `next_business_day`. Loading the file
+is I/O and happens in the worker and the CLI, never in workflow code.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .models import Severity
+
+NEXT_BUSINESS_DAY = "next_business_day"
+_DURATION = re.compile(
+    r"^\s*(?:(\d+)\s*w)?\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*$"
+)
+
+
+
+def default_policy_file() -> Path:
+    """config/policy.yaml of this checkout (a function: the workflow sandbox forbids path I/O at import)."""
+    return Path(__file__).resolve().parent.parent / "config" / "policy.yaml"
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used; the message names file, field and reason."""
+
+
+def parse_duration(text: str | int | float | timedelta) -> timedelta:
+    if isinstance(text, timedelta):
+        return text
+    if isinstance(text, (int, float)):
+        return timedelta(seconds=text)
+    if str(text).startswith("P"):  # ISO 8601, as the policy looks after a trip through JSON
+        return TypeAdapter(timedelta).validate_python(text)
+    match = _DURATION.match(str(text))
+    if not match or not any(match.groups()):
+        raise ValueError(f"{text!r} is not a duration (use e.g. 15m, 2h, 1d, 1w, 1h30m)")
+    weeks, days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    value = timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+    if value <= timedelta(0):
+        raise ValueError(f"{text!r} must be longer than zero")
+    return value
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or "0s"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Reactions(_Strict):
+    declared: str = "rotating_light"
+    claimed: str = "raised_hand"
+    investigating: str = "mag"
+    fixing: str = "wrench"
+    waiting: str = "hourglass"
+    resolved: str = "white_check_mark"
+    review: str = "bookmark"
+
+
+class SeverityPolicy(_Strict):
+    name: str = ""
+    update_every: timedelta
+    escalate_after: timedelta | str  # a duration, or "next_business_day"
+    review_within: timedelta | None = None  # None: no review for this severity
+    channel: str
+    notify: list[str] = Field(default_factory=list)
+    escalation_tiers: list[list[str]] = Field(default_factory=list)
+    reactions: Reactions = Field(default_factory=Reactions)
+
+    @field_validator("update_every", "review_within", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if value is None or isinstance(value, timedelta):
+            return value
+        if value is False or str(value).strip().lower() in {"none", "never", "no"}:
+            return None
+        return parse_duration(value)
+
+    @field_validator("escalate_after", mode="before")
+    @classmethod
+    def _escalate_after(cls, value: Any) -> Any:
+        if isinstance(value, timedelta):
+            return value
+        if str(value).strip().lower().replace(" ", "_").replace("-", "_") == NEXT_BUSINESS_DAY:
+            return NEXT_BUSINESS_DAY
+        return parse_duration(value)
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str) -> str:
+        value = value.strip().lstrip("#")
+        if not value:
+            raise ValueError("channel must not be empty")
+        return value
+
+    @field_validator("update_every")
+    @classmethod
+    def _update_every_required(cls, value: timedelta | None) -> timedelta:
+        if value is None:
+            raise ValueError("update_every is required")
+        return value
+
+    def tier(self, index: int) -> list[str]:
+        """The people paged by escalation number `index` (0-based); the last tier repeats."""
+        if not self.escalation_tiers:
+            return list(self.notify)
+        return list(self.escalation_tiers[min(index, len(self.escalation_tiers) - 1)])
+
+
+class BusinessHours(_Strict):
+    """When "next business day" starts. UTC offsets keep workflow code free of tz files."""
+
+    start_hour: int = Field(default=9, ge=0, le=23)
+    utc_offset_hours: int = Field(default=0, ge=-12, le=14)
+    weekdays: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])  # Monday = 0
+
+
+class ActivityTimeouts(_Strict):
+    """How long one Slack call may take before Temporal retries it elsewhere."""
+
+    slack_start_to_close: timedelta = timedelta(seconds=10)
+    slack_max_retry_interval: timedelta = timedelta(seconds=30)
+
+    @field_validator("slack_start_to_close", "slack_max_retry_interval", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value)
+
+
+class Policy(_Strict):
+    severities: dict[Severity, SeverityPolicy]
+    business_hours: BusinessHours = Field(default_factory=BusinessHours)
+    timeouts: ActivityTimeouts = Field(default_factory=ActivityTimeouts)
+    # Continue-as-new when history grows past this many events even if the
+    # server has not suggested it yet (the server suggests it near 4k-10k+).
+    max_history_events: int = Field(default=10_000, ge=100)
+
+    @field_validator("severities", mode="before")
+    @classmethod
+    def _severity_aliases(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {Severity.parse(k): v for k, v in value.items()}
+
+    @model_validator(mode="after")
+    def _all_severities(self) -> Policy:
+        missing = [s.value for s in Severity if s not in self.severities]
+        if missing:
+            raise ValueError(f"severities {', '.join(missing)} are missing")
+        return self
+
+    def for_severity(self, severity: Severity) -> SeverityPolicy:
+        return self.severities[severity]
+
+    def escalation_delay(self, severity: Severity, since: datetime) -> timedelta:
+        """How long after `since` the next escalation is due."""
+        value = self.severities[severity].escalate_after
+        if isinstance(value, timedelta):
+            return value
+        return self.next_business_day_start(since) - since
+
+    def next_business_day_start(self, since: datetime) -> datetime:
+        hours = self.business_hours
+        offset = timedelta(hours=hours.utc_offset_hours)
+        local = since + offset
+        day = local.replace(hour=hours.start_hour, minute=0, second=0, microsecond=0)
+        day += timedelta(days=1)
+        while day.weekday() not in hours.weekdays:
+            day += timedelta(days=1)
+        return day - offset
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        lines.append(f"{where}: {item['msg']}")
+    return "; ".join(lines)
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    """Read and validate a policy file; PolicyError names the file, field and reason."""
+    import yaml  # imported here: workflow code never loads files
+
+    file = Path(path) if path else default_policy_file()
+    try:
+        raw = yaml.safe_load(file.read_text())
+    except FileNotFoundError:
+        raise PolicyError(f"{file}: policy file not found") from None
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{file}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{file}: expected a mapping with a 'severities' key at the top")
+    try:
+        return Policy.model_validate(raw)
+    except ValidationError as exc:
+        raise PolicyError(f"{file}: {_describe(exc)}") from None
