@@ -27,7 +27,9 @@ class RecordedSlack:
     @activity.defn(name="post_slack_message")
     async def post_slack_message(self, post: SlackPost) -> PostedMessage:
         self.posts.append(post)
-        return PostedMessage(channel="C0" + post.channel.upper()[:8], ts=f"{len(self.posts)}.{uuid.uuid4().int % 10**6:06d}")
+        return PostedMessage(
+            channel="C0" + post.channel.upper()[:8], ts=f"{len(self.posts)}.{uuid.uuid4().int % 10**6:06d}"
+        )
 
     @activity.defn(name="update_slack_header")
     async def update_slack_header(self, header: SlackHeaderUpdate) -> None:
@@ -39,7 +41,12 @@ class RecordedSlack:
 
     @property
     def activities(self) -> list:
-        return [self.load_incident_policy, self.post_slack_message, self.update_slack_header, self.add_slack_reaction]
+        return [
+            self.load_incident_policy,
+            self.post_slack_message,
+            self.update_slack_header,
+            self.add_slack_reaction,
+        ]
 
     def templates(self) -> list[str]:
         return [p.template for p in self.posts]

@@ -1,0 +1,87 @@
+"""Helpers to run IncidentWorkflow on the time-skipping test server with recorded Slack calls."""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from workflows.incident import IncidentInput, IncidentWorkflow, initial_search_attributes, static_summary
+from workflows.models import SEARCH_ATTRIBUTES, IncidentDeclaration, IncidentState
+from workflows.policy import Policy
+
+from .fakes import RecordedSlack
+
+_registered: set[int] = set()
+
+
+async def register_search_attributes(client: Client) -> None:
+    if id(client) in _registered:
+        return
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=client.namespace,
+            search_attributes={
+                k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in SEARCH_ATTRIBUTES
+            },
+        )
+    )
+    _registered.add(id(client))
+
+
+@asynccontextmanager
+async def recorded_worker(env: WorkflowEnvironment, policy: Policy):
+    """A worker with fake Slack activities; terminates what it started on exit."""
+    await register_search_attributes(env.client)
+    fake = RecordedSlack(policy)
+    queue = f"tq-{uuid.uuid4().hex[:8]}"
+    started: list[WorkflowHandle] = []
+
+    async def declare(
+        severity: str = "P1",
+        title: str = "R1 unreachable, WAN outage Site A",
+        policy: Policy | None = None,
+        **kw,
+    ) -> WorkflowHandle:
+        d = IncidentDeclaration(key=f"t-{uuid.uuid4().hex[:10]}", severity=severity, title=title, **kw)
+        handle = await env.client.start_workflow(
+            IncidentWorkflow.run,
+            IncidentInput(declaration=d, policy=policy),
+            id=d.workflow_id,
+            task_queue=queue,
+            search_attributes=initial_search_attributes(d),
+            static_summary=static_summary(d),
+        )
+        started.append(handle)
+        return handle
+
+    async with Worker(env.client, task_queue=queue, workflows=[IncidentWorkflow], activities=fake.activities):
+        try:
+            yield declare, fake
+        finally:
+            for handle in started:
+                try:
+                    await handle.terminate("test over")
+                except Exception:
+                    pass  # already completed
+
+
+async def state_of(handle: WorkflowHandle) -> IncidentState:
+    return await handle.query(IncidentWorkflow.state)
+
+
+def minutes(state: IncidentState, kind: str) -> list[int]:
+    """The minute after declaration at which each timeline entry of `kind` happened."""
+    return [
+        round((e.at - state.declared_at) / timedelta(minutes=1)) for e in state.timeline if e.kind == kind
+    ]
+
+
+def at_minute(state: IncidentState, minute: int) -> datetime:
+    return state.declared_at + timedelta(minutes=minute)
