@@ -1,0 +1,170 @@
+"""How IncidentWorkflow answers people: claims, handovers, rejections, resolution, review, continue-as-new.
+
+Unit tests of workflow logic on the time-skipping server; Slack is recorded by fake activities.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from workflows.incident import IncidentWorkflow
+from workflows.models import (
+    ClaimSignal,
+    IncidentSummary,
+    Phase,
+    ResolveSignal,
+    ReviewDoneSignal,
+    SeveritySignal,
+    UpdateSignal,
+)
+
+from .workflow_harness import minutes, recorded_worker, state_of
+
+
+def kinds(state) -> list[str]:
+    return [e.kind for e in state.timeline if e.kind != "phase"]
+
+
+async def test_full_incident_walks_the_six_phases_and_returns_its_summary(time_skipping_env, policy):
+    async with recorded_worker(time_skipping_env, policy) as (declare, slack):
+        handle = await declare("P1", symptoms=["R1 unreachable (ping 0%)"], impact=["Site A has no WAN"])
+        await time_skipping_env.sleep(timedelta(minutes=3))
+        phases = [(await state_of(handle)).phase]
+        await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="U0ENGINEER1", request_id="c1"))
+        await time_skipping_env.sleep(timedelta(minutes=15))
+        phases.append((await state_of(handle)).phase)
+        await handle.signal(
+            IncidentWorkflow.update,
+            UpdateSignal(user="U0ENGINEER1", status="identified", message="R1 reloaded", eta="15:10"),
+        )
+        await time_skipping_env.sleep(timedelta(minutes=14))
+        phases.append((await state_of(handle)).phase)
+        await handle.signal(
+            IncidentWorkflow.resolve,
+            ResolveSignal(user="U0ENGINEER1", resolution="R1 recovered", root_cause="software crash"),
+        )
+        await time_skipping_env.sleep(timedelta(hours=1))
+        phases.append((await state_of(handle)).phase)
+        await handle.signal(IncidentWorkflow.review_done, ReviewDoneSignal(user="U0ENGINEER1", notes="done"))
+        summary = await handle.result()
+
+    assert phases == [Phase.triage, Phase.investigating, Phase.monitoring, Phase.review]
+    assert isinstance(summary, IncidentSummary)
+    assert round(summary.time_to_acknowledge_seconds) == 180
+    assert round(summary.time_to_resolve_seconds) == (3 + 15 + 14) * 60
+    assert (summary.updates, summary.reminders, summary.escalations) == (1, 1, 0)
+    assert slack.templates() == [
+        "declaration",
+        "team_formed",
+        "reminder",
+        "status_update",
+        "resolution",
+        "review_scheduled",
+        "review_done",
+    ]
+    assert [r.name for r in slack.reactions] == [
+        "rotating_light",
+        "raised_hand",
+        "mag",
+        "white_check_mark",
+        "bookmark",
+    ]
+    # every post but the declaration is a reply in the declaration's thread
+    thread = slack.posts[1].thread_ts
+    assert slack.posts[0].thread_ts is None and thread
+    assert all(p.thread_ts == thread for p in slack.posts[1:])
+    keys = [p.idempotency_key for p in slack.posts]
+    assert len(set(keys)) == len(keys)
+
+
+async def test_second_claim_is_a_handover_and_same_user_is_told_so(time_skipping_env, policy):
+    async with recorded_worker(time_skipping_env, policy) as (declare, slack):
+        handle = await declare("P2")
+        await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="alice"))
+        await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="alice", request_id="again"))
+        await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="bob", request_id="h"))
+        await time_skipping_env.sleep(timedelta(seconds=5))
+        state = await state_of(handle)
+    assert state.commander == "bob"
+    by_request = {e.request_id: e for e in state.timeline if e.request_id}
+    assert (
+        by_request["again"].kind == "rejected"
+        and "already the Incident Commander" in by_request["again"].text
+    )
+    assert by_request["h"].kind == "handover" and "alice → bob" in by_request["h"].text
+    assert "handover" in slack.templates()
+
+
+async def test_claim_after_resolution_and_unknown_status_are_rejected_with_reasons(time_skipping_env, policy):
+    async with recorded_worker(time_skipping_env, policy) as (declare, _):
+        handle = await declare("P4")  # P4: no review, completes on resolve
+        await handle.signal(
+            IncidentWorkflow.update, UpdateSignal(user="a", status="panicking", message="x", request_id="u")
+        )
+        await time_skipping_env.sleep(timedelta(seconds=5))
+        state = await state_of(handle)
+        rejected = [e for e in state.timeline if e.request_id == "u"]
+        assert rejected[0].kind == "rejected"
+        assert "unknown status 'panicking'" in rejected[0].text and "investigating" in rejected[0].text
+        # resolve is accepted before anyone claimed
+        await handle.signal(IncidentWorkflow.resolve, ResolveSignal(user="a", resolution="fixed"))
+        summary = await handle.result()
+    assert summary.resolved_at is not None and summary.commander is None
+    assert summary.time_to_acknowledge_seconds is None
+
+
+async def test_claim_during_review_is_rejected(time_skipping_env, policy):
+    async with recorded_worker(time_skipping_env, policy) as (declare, _):
+        handle = await declare("P2")
+        await handle.signal(IncidentWorkflow.resolve, ResolveSignal(user="a", resolution="fixed"))
+        await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="late", request_id="late"))
+        await handle.signal(
+            IncidentWorkflow.resolve, ResolveSignal(user="a", resolution="again", request_id="r2")
+        )
+        await handle.signal(
+            IncidentWorkflow.set_severity, SeveritySignal(user="a", severity="P9", request_id="s")
+        )
+        await time_skipping_env.sleep(timedelta(seconds=5))
+        state = await state_of(handle)
+    outcome = {e.request_id: e for e in state.timeline if e.request_id}
+    assert state.phase == Phase.review and state.commander is None
+    assert outcome["late"].kind == "rejected" and "already review" in outcome["late"].text
+    assert outcome["r2"].kind == "rejected"
+    assert outcome["s"].kind == "rejected" and "unknown severity" in outcome["s"].text
+
+
+async def test_review_deadline_closes_the_incident(time_skipping_env, policy):
+    async with recorded_worker(time_skipping_env, policy) as (declare, slack):
+        handle = await declare("P1")
+        await handle.signal(IncidentWorkflow.resolve, ResolveSignal(user="a", resolution="fixed"))
+        summary = await handle.result()  # waits, time-skipped, through the 48 h review window
+    assert [e.kind for e in summary.timeline][-1] == "review_expired"
+    review = next(e for e in summary.timeline if e.kind == "review_expired")
+    assert round((review.at - summary.resolved_at).total_seconds()) == 48 * 3600
+    assert slack.templates()[-1] == "review_expired"
+
+
+async def test_long_incident_continues_as_new_without_losing_a_signal(time_skipping_env, policy):
+    small = policy.model_copy(update={"max_history_events": 100})
+    async with recorded_worker(time_skipping_env, small) as (declare, _):
+        handle = await declare("P1", policy=small)
+        await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="alice"))
+        for n in range(60):
+            await handle.signal(
+                IncidentWorkflow.update,
+                UpdateSignal(user="alice", status="investigating", message=f"update {n}"),
+            )
+        await asyncio.sleep(0)  # let signals land
+        for _ in range(100):
+            state = await state_of(handle)
+            if state.updates == 60:
+                break
+            await time_skipping_env.sleep(timedelta(seconds=1))
+        description = await handle.describe()
+    assert state.updates == 60
+    assert [e.text.split("] ")[1] for e in state.timeline if e.kind == "update"] == [
+        f"update {n}" for n in range(60)
+    ]
+    assert minutes(state, "claimed") == [0]
+    assert description.run_id != handle.result_run_id, "the workflow continued as new"
