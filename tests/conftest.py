@@ -63,3 +63,25 @@ async def local_env():
 @pytest.fixture(scope="session")
 def policy() -> Policy:
     return load_policy()
+
+
+@pytest.fixture(scope="session")
+async def slack_sandbox(tmp_path_factory):
+    """The Slack sandbox served over real HTTP on a free port."""
+    from sandbox.slack import create_app, serve_in_background
+
+    from .stack import SlackSandbox
+
+    app = create_app(state_file=tmp_path_factory.mktemp("slack") / "state.json")
+    async with serve_in_background(app) as url:
+        sandbox = SlackSandbox(url)
+        yield sandbox
+        await sandbox.control.aclose()
+
+
+@pytest.fixture
+async def sandbox(slack_sandbox):
+    """The shared sandbox with no faults left over from another test."""
+    await slack_sandbox.clear_faults()
+    yield slack_sandbox
+    await slack_sandbox.clear_faults()

@@ -1,0 +1,145 @@
+"""The real parts, wired for tests: the Slack sandbox over HTTP and a worker with the real activities."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import httpx
+from slack_sdk.web.async_client import AsyncWebClient
+from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import Worker
+
+from activities.policy import PolicyActivities
+from activities.slack import METADATA_EVENT, SlackActivities
+from starter.declare import declare_incident
+from workflows.incident import IncidentWorkflow
+from workflows.models import IncidentDeclaration, IncidentState
+from workflows.policy import ActivityTimeouts, Policy
+
+TOKEN = "xoxb-test-token"
+T = TypeVar("T")
+
+
+def fast_retry_policy(policy: Policy) -> Policy:
+    """The default policy with Slack calls retried within seconds, so tests of outages stay short."""
+    return policy.model_copy(
+        update={
+            "timeouts": ActivityTimeouts(
+                slack_start_to_close=timedelta(seconds=2), slack_max_retry_interval=timedelta(seconds=1)
+            )
+        }
+    )
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], timeout: float = 20.0, what: str = "condition"
+) -> T:
+    """Poll `probe` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+class SlackSandbox:
+    """A client for the sandbox: the real slack_sdk for Slack methods, httpx for its control API."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.api_url = url + "/api/"
+        self.web = AsyncWebClient(token=TOKEN, base_url=self.api_url)
+        self.control = httpx.AsyncClient(base_url=url, timeout=10)
+
+    async def fault(self, **fault: Any) -> None:
+        response = await self.control.post("/_sandbox/faults", json=fault)
+        response.raise_for_status()
+
+    async def clear_faults(self) -> None:
+        (await self.control.delete("/_sandbox/faults")).raise_for_status()
+
+    async def thread(self, channel: str, ts: str) -> list[dict[str, Any]]:
+        """The declaration followed by its replies, as slack_sdk reads them."""
+        response = await self.web.conversations_replies(
+            channel=channel, ts=ts, include_all_metadata=True, limit=1000
+        )
+        return list(response["messages"])
+
+    async def history(self, channel: str) -> list[dict[str, Any]]:
+        response = await self.web.conversations_history(
+            channel=channel, include_all_metadata=True, limit=1000
+        )
+        return list(response["messages"])
+
+    async def reactions(self, channel: str, ts: str) -> list[str]:
+        messages = await self.thread(channel, ts)
+        return [r["name"] for r in messages[0].get("reactions", [])]
+
+
+def idempotency_keys(messages: list[dict[str, Any]]) -> list[str]:
+    return [
+        m["metadata"]["event_payload"]["key"]
+        for m in messages
+        if (m.get("metadata") or {}).get("event_type") == METADATA_EVENT
+    ]
+
+
+def templates_of(messages: list[dict[str, Any]]) -> list[str]:
+    """`incident-x/3/status_update` -> `status_update`, in thread order."""
+    return [key.rsplit("/", 1)[1] for key in idempotency_keys(messages)]
+
+
+@asynccontextmanager
+async def incident_worker(client: Client, slack_api_url: str, policy: Policy):
+    """An in-process worker with the real Slack activities; yields a `declare` function."""
+    queue = f"incidents-{uuid.uuid4().hex[:8]}"
+    slack = SlackActivities.from_settings(slack_api_url, TOKEN)
+    policies = PolicyActivities(policy)
+    started: list[WorkflowHandle] = []
+
+    async def declare(severity: str = "P1", **fields: Any) -> WorkflowHandle:
+        fields.setdefault("title", "R1 unreachable, WAN outage Site A")
+        fields.setdefault("key", f"e2e-{uuid.uuid4().hex[:10]}")
+        handle = await declare_incident(client, IncidentDeclaration(severity=severity, **fields), queue)
+        started.append(handle)
+        return handle
+
+    declare.task_queue = queue  # type: ignore[attr-defined]
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[IncidentWorkflow],
+        activities=[
+            policies.load_incident_policy,
+            slack.post_slack_message,
+            slack.update_slack_header,
+            slack.add_slack_reaction,
+        ],
+    ):
+        try:
+            yield declare
+        finally:
+            for handle in started:
+                try:
+                    await handle.terminate("test over")
+                except Exception:
+                    pass  # completed already
+
+
+async def posted_state(handle: WorkflowHandle) -> IncidentState:
+    """The incident's state once its declaration is in Slack."""
+
+    async def probe() -> IncidentState | None:
+        state = await handle.query(IncidentWorkflow.state)
+        return state if state.slack_thread_ts else None
+
+    return await eventually(probe, what="the declaration to reach Slack")

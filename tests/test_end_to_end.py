@@ -1,0 +1,199 @@
+"""A whole incident on the real dev server, with the real worker activities and the Slack sandbox over HTTP."""
+
+from __future__ import annotations
+
+import subprocess
+
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workflows.incident import IncidentWorkflow
+from workflows.models import ClaimSignal, Phase, ResolveSignal, ReviewDoneSignal, UpdateSignal
+
+from .conftest import TEMPORAL_CLI
+from .stack import (
+    eventually,
+    fast_retry_policy,
+    idempotency_keys,
+    incident_worker,
+    posted_state,
+    templates_of,
+)
+
+
+async def test_declaration_posts_to_the_p1_channel_and_is_found_by_severity(local_env, sandbox, policy):
+    async with incident_worker(local_env.client, sandbox.api_url, policy) as declare:
+        handle = await declare(
+            "P1",
+            symptoms=["R1 unreachable (ping 0%)", "BGP peer to ISP: IDLE"],
+            impact=["Site A has no WAN connectivity"],
+            service="wan-site-a",
+        )
+        state = await posted_state(handle)
+
+        history = await sandbox.history(state.slack_channel)
+        declaration = next(m for m in history if m["ts"] == state.slack_thread_ts)
+        assert "INCIDENT DECLARED — R1 unreachable, WAN outage Site A" in declaration["text"]
+        assert "*Severity:* P1" in declaration["text"]
+        assert "R1 unreachable (ping 0%)" in declaration["text"]
+        assert "Site A has no WAN connectivity" in declaration["text"]
+        assert "awaiting claim" in declaration["text"]
+        channels = (await sandbox.web.conversations_list())["channels"]
+        assert {c["id"]: c["name"] for c in channels}[state.slack_channel] == "incidents"
+        assert await eventually(lambda: sandbox.reactions(state.slack_channel, state.slack_thread_ts)) == [
+            "rotating_light"
+        ]
+
+        # `temporal workflow list --query "IncidentSeverity='P1'"`, as a person would type it
+        async def listed() -> bool:
+            result = subprocess.run(
+                [
+                    str(TEMPORAL_CLI),
+                    "workflow",
+                    "list",
+                    "--address",
+                    local_env.client.service_client.config.target_host,
+                    "--query",
+                    "IncidentSeverity='P1' AND IncidentPhase='triage'",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            return handle.id in result.stdout
+
+        await eventually(listed, what="the incident in the visibility list")
+        description = await handle.describe()
+        assert await description.static_summary() == "P1 · R1 unreachable, WAN outage Site A"
+        assert "Site A has no WAN connectivity" in (await description.static_details() or "")
+
+
+async def test_whole_incident_in_one_thread_each_message_once_and_replayable(local_env, sandbox, policy):
+    async with incident_worker(local_env.client, sandbox.api_url, policy) as declare:
+        handle = await declare("P2", key="e2e-full")
+        state = await posted_state(handle)
+        await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="U0ENGINEER1"))
+        await handle.signal(
+            IncidentWorkflow.update,
+            UpdateSignal(user="U0ENGINEER1", status="fixing", message="Reseating R1 Gi1 optic", eta="15 min"),
+        )
+        await handle.signal(
+            IncidentWorkflow.resolve,
+            ResolveSignal(user="U0ENGINEER1", resolution="Optic replaced", root_cause="failed SFP"),
+        )
+        await handle.signal(IncidentWorkflow.review_done, ReviewDoneSignal(user="U0ENGINEER1"))
+        summary = await handle.result()
+
+        thread = await sandbox.thread(state.slack_channel, state.slack_thread_ts)
+        assert templates_of(thread) == [
+            "declaration",
+            "team_formed",
+            "status_update",
+            "resolution",
+            "review_scheduled",
+            "review_done",
+        ]
+        keys = idempotency_keys(thread)
+        assert len(keys) == len(set(keys))
+        header = thread[0]["text"]
+        assert "INCIDENT RESOLVED" in header and "<@U0ENGINEER1>" in header  # kept current by chat.update
+        assert "Reseating R1 Gi1 optic" in thread[2]["text"] and "15 min" in thread[2]["text"]
+        assert "failed SFP" in thread[3]["text"]
+        assert await sandbox.reactions(state.slack_channel, state.slack_thread_ts) == [
+            "rotating_light",
+            "raised_hand",
+            "mag",
+            "wrench",
+            "white_check_mark",
+            "bookmark",
+        ]
+        assert summary.updates == 1 and summary.commander == "U0ENGINEER1"
+        assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+
+        # The run replays with the current code.
+        history = await handle.fetch_history()
+        await Replayer(workflows=[IncidentWorkflow], data_converter=pydantic_data_converter).replay_workflow(
+            history
+        )
+
+
+async def test_slack_429_then_500_for_a_while_delivers_each_post_once_in_order(local_env, sandbox, policy):
+    async with incident_worker(local_env.client, sandbox.api_url, fast_retry_policy(policy)) as declare:
+        handle = await declare("P1")
+        state = await posted_state(handle)
+        await sandbox.fault(method="chat.postMessage", status=429, count=3, retry_after=1)
+        await sandbox.fault(method="chat.postMessage", status=500, count=3)
+        await sandbox.fault(method="*", status=503, count=2)
+        await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="alice"))
+        for n in range(3):
+            await handle.signal(
+                IncidentWorkflow.update,
+                UpdateSignal(user="alice", status="investigating", message=f"finding {n}"),
+            )
+
+        async def thread_complete():
+            thread = await sandbox.thread(state.slack_channel, state.slack_thread_ts)
+            return thread if len(idempotency_keys(thread)) >= 5 else None
+
+        thread = await eventually(thread_complete, timeout=60, what="the posts after Slack recovered")
+        final = await handle.query(IncidentWorkflow.state)
+    assert templates_of(thread) == [
+        "declaration",
+        "team_formed",
+        "status_update",
+        "status_update",
+        "status_update",
+    ]
+    assert [m["text"].split("*Finding:* ")[1].splitlines()[0] for m in thread[2:]] == [
+        "finding 0",
+        "finding 1",
+        "finding 2",
+    ]
+    assert final.phase == Phase.monitoring
+    assert [e.kind for e in final.timeline if e.kind == "slack_error"] == []
+    calls = (await sandbox.control.get("/_sandbox/calls")).json()
+    statuses = {c.get("status") for c in calls}
+    assert {429, 500} <= statuses, "the faults really happened"
+
+
+async def test_a_post_whose_answer_was_lost_is_not_posted_twice(local_env, sandbox, policy):
+    async with incident_worker(local_env.client, sandbox.api_url, fast_retry_policy(policy)) as declare:
+        handle = await declare("P1")
+        state = await posted_state(handle)
+        # Slack posts the message but answers after the activity's 2 s timeout: Temporal retries it.
+        await sandbox.fault(method="chat.postMessage", delay=3, count=1)
+        await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="alice"))
+
+        async def claimed_and_quiet():
+            s = await handle.query(IncidentWorkflow.state)
+            return s if s.phase == Phase.investigating and s.messages_posted >= 2 else None
+
+        await eventually(claimed_and_quiet, timeout=30, what="the claim to be handled")
+        await handle.signal(
+            IncidentWorkflow.update, UpdateSignal(user="alice", status="fixing", message="done soon")
+        )
+
+        async def update_posted():
+            thread = await sandbox.thread(state.slack_channel, state.slack_thread_ts)
+            return thread if "status_update" in templates_of(thread) else None
+
+        thread = await eventually(update_posted, timeout=30, what="the update after the retried post")
+    assert templates_of(thread) == ["declaration", "team_formed", "status_update"]
+
+
+async def test_unknown_channel_is_not_retried_and_the_incident_goes_on(local_env, sandbox, policy):
+    broken = policy.model_copy(deep=True)
+    broken.severities[next(iter(broken.severities))].channel = "no-such-channel"  # P1
+    async with incident_worker(local_env.client, sandbox.api_url, broken) as declare:
+        handle = await declare("P1")
+        await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="alice", request_id="c"))
+
+        async def claimed():
+            s = await handle.query(IncidentWorkflow.state)
+            return s if any(e.request_id == "c" for e in s.timeline) else None
+
+        state = await eventually(claimed, what="the claim")
+    errors = [e.text for e in state.timeline if e.kind == "slack_error"]
+    assert errors and "channel_not_found" in errors[0]
+    assert state.commander == "alice" and state.slack_thread_ts is None
