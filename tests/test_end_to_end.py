@@ -124,7 +124,8 @@ async def test_slack_429_then_500_for_a_while_delivers_each_post_once_in_order(l
         state = await posted_state(handle)
         await sandbox.fault(method="chat.postMessage", status=429, count=3, retry_after=1)
         await sandbox.fault(method="chat.postMessage", status=500, count=3)
-        await sandbox.fault(method="*", status=503, count=2)
+        await sandbox.fault(method="chat.update", status=503, count=2)
+        await sandbox.fault(method="reactions.add", status=503, count=2)
         await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="alice"))
         for n in range(3):
             await handle.signal(

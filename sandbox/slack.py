@@ -1,0 +1,1814 @@
+"""A local stand-in for the Slack Web API.
+
+A Starlette app that answers the Slack Web API methods this project uses, in
+Slack's own shapes, so that the real ``slack_sdk`` ``AsyncWebClient`` works
+against it unchanged::
+
+    client = AsyncWebClient(token="xoxb-anything", base_url="http://127.0.0.1:8901/api/")
+
+Run it with ``python -m sandbox.slack --port 8901 --state .data/slack-sandbox.json``.
+``GET /`` shows the conversation as a person would read it in Slack; the
+``/_sandbox/...`` endpoints (plain JSON, not Slack-shaped) inject faults,
+change the rate limit, set Do Not Disturb, dump and reset the state.
+
+Channel arguments: ``chat.postMessage`` (and ``chat.postEphemeral``) accept a
+channel ID, a name with or without ``#``, or a user ID (a DM); every other
+method wants the channel ID, as Slack does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import copy
+import hashlib
+import html
+import json
+import logging
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import uvicorn
+from jinja2 import Environment, FileSystemLoader
+from markupsafe import Markup
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+log = logging.getLogger("sandbox.slack")
+
+DEFAULT_CHANNELS: tuple[str, ...] = ("incidents", "netclaw-alerts", "netclaw-general")
+DEFAULT_PORT = 8901
+
+TEAM_ID = "T0SANDBOX"
+TEAM_NAME = "Sandbox"
+BOT_USER_ID = "U0INCIDENTBOT"
+BOT_ID = "B0INCIDENTBOT"
+APP_ID = "A0INCIDENTBOT"
+BOT_NAME = "incident-bot"
+
+STATE_VERSION = 1
+WRITE_INTERVAL = 0.2  # seconds: the state file is written at most this often
+CALL_LOG_SIZE = 10_000
+MAX_TEXT = 40_000
+MAX_UPLOAD = 5 * 1024 * 1024
+RATE_LIMITED_METHODS = frozenset({"chat.postMessage", "chat.update"})
+
+_CHANNEL_NAME_RE = re.compile(r"^[a-z0-9_-]+$")
+_USER_ID_RE = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_EMOJI_NAME_RE = re.compile(r"^[a-z0-9_+'-]+(::skin-tone-[2-6])?$")
+
+_FAULT_ERRORS = {
+    429: "ratelimited",
+    500: "internal_error",
+    502: "bad_gateway",
+    503: "service_unavailable",
+    504: "request_timeout",
+}
+
+
+class SlackError(Exception):
+    """A Slack-shaped failure: ``{"ok": false, "error": ...}``."""
+
+    def __init__(self, error: str, status: int = 200, **extra: Any) -> None:
+        super().__init__(error)
+        self.error = error
+        self.status = status
+        self.extra = extra
+
+
+# ---------------------------------------------------------------------------
+# identifiers and timestamps
+
+
+def _stable_id(prefix: str, key: str) -> str:
+    digest = hashlib.sha256(key.encode()).digest()
+    return prefix + base64.b32encode(digest).decode()[:10]
+
+
+def channel_id_for(name: str) -> str:
+    """Slack-looking channel ID ("C" + 10 uppercase alphanumerics), stable for a name."""
+    return _stable_id("C", "channel:" + name)
+
+
+def dm_channel_id_for(user: str) -> str:
+    return _stable_id("D", "im:" + user)
+
+
+def _ts_micros(ts: str) -> int:
+    """'1732312345.000100' (or '1732312345', '1732312345.5') -> microseconds."""
+    try:
+        value = Decimal(str(ts).strip())
+    except InvalidOperation:
+        raise ValueError(ts) from None
+    if not value.is_finite() or value < 0:
+        raise ValueError(ts)
+    return int(value * 1_000_000)
+
+
+def _ts_from_micros(us: int) -> str:
+    return f"{us // 1_000_000}.{us % 1_000_000:06d}"
+
+
+def _encode_cursor(kind: str, value: str) -> str:
+    return base64.b64encode(f"{kind}:{value}".encode()).decode()
+
+
+def _decode_cursor(cursor: str, kind: str) -> str:
+    try:
+        raw = base64.b64decode(cursor.encode(), validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise SlackError("invalid_cursor") from None
+    prefix, _, value = raw.partition(":")
+    if prefix != kind or not value:
+        raise SlackError("invalid_cursor")
+    return value
+
+
+# ---------------------------------------------------------------------------
+# argument parsing helpers
+
+
+def _bool(value: Any, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _int(value: Any, default: int, lo: int, hi: int) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        return default
+    if n <= 0:
+        return default
+    return max(lo, min(hi, n))
+
+
+def _json_arg(value: Any, error: str) -> Any:
+    """Blocks/metadata/files arrive as objects in a JSON body and as JSON strings in forms."""
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            raise SlackError(error) from None
+    return value
+
+
+def _str(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _validate_blocks(blocks: Any) -> list[dict[str, Any]]:
+    """The checks Slack makes that our templates could trip over (sizes, shapes)."""
+    if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
+        raise SlackError("invalid_blocks", errors=["blocks must be an array of objects"])
+    if len(blocks) > 50:
+        raise SlackError("invalid_blocks", errors=["no more than 50 items allowed [json-pointer:/blocks]"])
+    errors: list[str] = []
+    known = {
+        "section",
+        "header",
+        "divider",
+        "context",
+        "actions",
+        "image",
+        "rich_text",
+        "input",
+        "file",
+        "video",
+        "markdown",
+        "context_actions",
+    }
+
+    def text_len(obj: Any) -> int:
+        return len(obj.get("text", "")) if isinstance(obj, dict) else 0
+
+    for i, block in enumerate(blocks):
+        kind = block.get("type")
+        where = f"[json-pointer:/blocks/{i}]"
+        if kind not in known:
+            errors.append(f"unsupported type: {kind!r} {where}")
+            continue
+        if kind == "section":
+            if "text" not in block and "fields" not in block:
+                errors.append(f"must provide either text or fields {where}")
+            if text_len(block.get("text")) > 3000:
+                errors.append(f"must be less than 3001 characters [json-pointer:/blocks/{i}/text/text]")
+            fields = block.get("fields") or []
+            if len(fields) > 10:
+                errors.append(f"must be less than 11 items [json-pointer:/blocks/{i}/fields]")
+            for j, field in enumerate(fields):
+                if text_len(field) > 2000:
+                    errors.append(
+                        f"must be less than 2001 characters [json-pointer:/blocks/{i}/fields/{j}/text]"
+                    )
+        elif kind == "header":
+            text = block.get("text")
+            if not isinstance(text, dict) or text.get("type") != "plain_text":
+                errors.append(f"must be a plain_text object [json-pointer:/blocks/{i}/text]")
+            elif text_len(text) > 150:
+                errors.append(f"must be less than 151 characters [json-pointer:/blocks/{i}/text/text]")
+        elif kind == "context":
+            if len(block.get("elements") or []) > 10:
+                errors.append(f"must be less than 11 items [json-pointer:/blocks/{i}/elements]")
+        elif kind == "actions":
+            if len(block.get("elements") or []) > 25:
+                errors.append(f"must be less than 26 items [json-pointer:/blocks/{i}/elements]")
+    if errors:
+        raise SlackError("invalid_blocks", errors=errors)
+    return blocks
+
+
+def _validate_metadata(metadata: Any) -> dict[str, Any] | None:
+    if metadata is None:
+        return None
+    if (
+        not isinstance(metadata, dict)
+        or not isinstance(metadata.get("event_type"), str)
+        or not metadata["event_type"]
+        or not isinstance(metadata.get("event_payload", {}), dict)
+    ):
+        raise SlackError("invalid_metadata_format")
+    return {"event_type": metadata["event_type"], "event_payload": metadata.get("event_payload", {})}
+
+
+# ---------------------------------------------------------------------------
+# the sandbox: state, persistence, faults, rate limits and the methods
+
+
+class SlackSandbox:
+    """All state of one sandbox. Only touched from the event loop, so no locking."""
+
+    def __init__(
+        self,
+        state_file: str | Path | None = None,
+        rate_limit_per_minute: int | None = None,
+        channels: Iterable[str] = DEFAULT_CHANNELS,
+    ) -> None:
+        self.state_file = Path(state_file) if state_file else None
+        self.default_channels = tuple(c.lstrip("#") for c in channels)
+        self.rate_limit_per_minute = rate_limit_per_minute
+        self.faults: list[dict[str, Any]] = []
+        self.calls: deque[dict[str, Any]] = deque(maxlen=CALL_LOG_SIZE)
+        self.call_counts: Counter[str] = Counter()
+        self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
+        self._last_write = 0.0
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._dirty = False
+        self._clear()
+        if self.state_file and self.state_file.exists():
+            self._load()
+        self._ensure_default_channels()
+
+    # -- state ---------------------------------------------------------------
+
+    def _clear(self) -> None:
+        self.channels: dict[str, dict[str, Any]] = {}  # id -> channel object
+        self.by_name: dict[str, str] = {}  # name -> id
+        self.messages: dict[str, dict[str, dict[str, Any]]] = {}  # channel id -> ts -> message
+        self.replies: dict[tuple[str, str], list[str]] = {}  # (channel, parent ts) -> reply ts
+        self.dnd: dict[str, dict[str, Any]] = {}
+        self.files: dict[str, dict[str, Any]] = {}
+        self.bookmarks: dict[str, list[dict[str, Any]]] = {}
+        self.last_ts_us = 0
+        self._seq = 0
+
+    def _ensure_default_channels(self) -> None:
+        for name in self.default_channels:
+            if name not in self.by_name:
+                self._add_channel(name, is_private=False, created=int(time.time()))
+
+    def reset(self) -> None:
+        self._clear()
+        self.faults.clear()
+        self.calls.clear()
+        self.call_counts.clear()
+        self._buckets.clear()
+        self._ensure_default_channels()
+        self.changed()
+
+    def _next_ts(self) -> str:
+        now_us = time.time_ns() // 1000
+        self.last_ts_us = max(now_us, self.last_ts_us + 1)
+        return _ts_from_micros(self.last_ts_us)
+
+    def _next_id(self, prefix: str) -> str:
+        self._seq += 1
+        return _stable_id(prefix, f"{time.time_ns()}:{self._seq}")
+
+    def _add_channel(self, name: str, *, is_private: bool, created: int) -> dict[str, Any]:
+        cid = channel_id_for(name)
+        channel = {
+            "id": cid,
+            "name": name,
+            "is_channel": True,
+            "is_group": False,
+            "is_im": False,
+            "is_mpim": False,
+            "is_private": is_private,
+            "created": created,
+            "creator": BOT_USER_ID,
+            "is_archived": False,
+            "is_general": False,
+            "unlinked": 0,
+            "name_normalized": name,
+            "is_shared": False,
+            "is_org_shared": False,
+            "is_member": True,
+            "members": [BOT_USER_ID],
+            "topic": {"value": "", "creator": "", "last_set": 0},
+            "purpose": {"value": "", "creator": "", "last_set": 0},
+            "previous_names": [],
+        }
+        self.channels[cid] = channel
+        self.by_name[name] = cid
+        self.messages.setdefault(cid, {})
+        return channel
+
+    def _dm_channel(self, user: str) -> dict[str, Any]:
+        cid = dm_channel_id_for(user)
+        if cid not in self.channels:
+            self.channels[cid] = {
+                "id": cid,
+                "name": f"dm-{user.lower()}",
+                "is_channel": False,
+                "is_group": False,
+                "is_im": True,
+                "is_mpim": False,
+                "is_private": True,
+                "user": user,
+                "created": int(time.time()),
+                "is_open": True,
+                "is_member": True,
+                "members": [BOT_USER_ID, user],
+            }
+            self.messages.setdefault(cid, {})
+            self.changed()
+        return self.channels[cid]
+
+    def channel_view(self, channel: dict[str, Any]) -> dict[str, Any]:
+        view = {k: v for k, v in channel.items() if k != "members"}
+        if not channel.get("is_im"):
+            view["num_members"] = len(channel.get("members", []))
+        return view
+
+    def find_channel(self, ref: Any, *, by_name: bool = False) -> dict[str, Any]:
+        """Channel by ID; with ``by_name`` also '#name', 'name' or a user ID (DM)."""
+        ref = _str(ref).strip()
+        if not ref:
+            raise SlackError("channel_not_found")
+        if ref in self.channels:
+            return self.channels[ref]
+        if by_name:
+            name = ref.lstrip("#")
+            if name in self.by_name:
+                return self.channels[self.by_name[name]]
+            if _USER_ID_RE.match(ref):
+                return self._dm_channel(ref)
+        raise SlackError("channel_not_found")
+
+    def find_message(self, cid: str, ts: Any) -> dict[str, Any]:
+        msg = self.messages.get(cid, {}).get(_str(ts).strip())
+        if msg is None:
+            raise SlackError("message_not_found")
+        return msg
+
+    @staticmethod
+    def is_top_level(msg: dict[str, Any]) -> bool:
+        thread_ts = msg.get("thread_ts")
+        return thread_ts is None or thread_ts == msg["ts"] or msg.get("subtype") == "thread_broadcast"
+
+    # -- persistence ------------------------------------------------------------
+
+    def snapshot(self, *, include_file_content: bool = False) -> dict[str, Any]:
+        channels = []
+        for cid, channel in self.channels.items():
+            msgs = self.messages.get(cid, {})
+            top = []
+            for ts, msg in msgs.items():
+                if msg.get("thread_ts") not in (None, ts):
+                    continue  # replies are nested under their parent
+                entry = copy.deepcopy(msg)
+                entry["replies"] = [copy.deepcopy(msgs[r]) for r in self.replies.get((cid, ts), [])]
+                top.append(entry)
+            channels.append(
+                {**copy.deepcopy(channel), "messages": top, "bookmarks": self.bookmarks.get(cid, [])}
+            )
+        files = {
+            fid: {k: v for k, v in f.items() if include_file_content or k != "content_b64"}
+            for fid, f in self.files.items()
+        }
+        return {
+            "version": STATE_VERSION,
+            "last_ts": _ts_from_micros(self.last_ts_us),
+            "channels": channels,
+            "dnd": copy.deepcopy(self.dnd),
+            "files": files,
+        }
+
+    def _load(self) -> None:
+        assert self.state_file is not None
+        try:
+            data = json.loads(self.state_file.read_text(encoding="utf-8"))
+            self._restore(data)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            aside = self.state_file.with_name(f"{self.state_file.name}.corrupt-{int(time.time())}")
+            log.warning("slack sandbox: cannot load %s (%s); moved aside to %s", self.state_file, exc, aside)
+            with contextlib.suppress(OSError):
+                os.replace(self.state_file, aside)
+            self._clear()
+
+    def _restore(self, data: dict[str, Any]) -> None:
+        self._clear()
+        for channel in data.get("channels", []):
+            channel = dict(channel)
+            top = channel.pop("messages", [])
+            bookmarks = channel.pop("bookmarks", [])
+            cid = channel["id"]
+            self.channels[cid] = channel
+            if not channel.get("is_im"):
+                self.by_name[channel["name"]] = cid
+            store = self.messages.setdefault(cid, {})
+            flat: list[dict[str, Any]] = []
+            for msg in top:
+                msg = dict(msg)
+                replies = msg.pop("replies", [])
+                flat.append(msg)
+                flat.extend(replies)
+            for msg in sorted(flat, key=lambda m: _ts_micros(m["ts"])):
+                store[msg["ts"]] = msg
+                if msg.get("thread_ts") not in (None, msg["ts"]):
+                    self.replies.setdefault((cid, msg["thread_ts"]), []).append(msg["ts"])
+                self.last_ts_us = max(self.last_ts_us, _ts_micros(msg["ts"]))
+            if bookmarks:
+                self.bookmarks[cid] = bookmarks
+        self.dnd = dict(data.get("dnd", {}))
+        self.files = dict(data.get("files", {}))
+        self.last_ts_us = max(self.last_ts_us, _ts_micros(data.get("last_ts", "0")))
+
+    def changed(self) -> None:
+        """Record a change: write the state file now, or within WRITE_INTERVAL."""
+        if self.state_file is None:
+            return
+        self._dirty = True
+        if self._flush_handle is not None:
+            return
+        wait = self._last_write + WRITE_INTERVAL - time.monotonic()
+        if wait <= 0:
+            self.flush()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._flush_handle = loop.call_later(wait, self.flush)
+
+    def flush(self) -> None:
+        """Write the state file if anything changed (atomically: temp file, then os.replace)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self.state_file is None or not self._dirty:
+            return
+        self._dirty = False
+        self._last_write = time.monotonic()
+        path = self.state_file
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump(self.snapshot(include_file_content=True), fh, separators=(",", ":"))
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except OSError:
+            log.exception("slack sandbox: cannot write %s", path)
+            self._dirty = True
+
+    # -- faults, rate limits, call log -----------------------------------------
+
+    def add_fault(self, spec: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(spec, dict):
+            raise ValueError("a fault is a JSON object")
+        status = spec.get("status")
+        error = spec.get("error")
+        delay = spec.get("delay")
+        if status is None and error is None and delay is None:
+            raise ValueError("a fault needs 'status', 'error' or 'delay'")
+        fault = {
+            "method": str(spec.get("method") or "*"),
+            "status": int(status) if status is not None else None,
+            "error": str(error) if error is not None else None,
+            "count": int(spec.get("count", 1)),
+            "retry_after": max(1, int(spec.get("retry_after", 1))),
+            "delay": float(delay) if delay is not None else 0.0,
+            # perform the call anyway, then answer with the fault (lost-response cases)
+            "perform": _bool(spec.get("perform"), default=status is None and error is None),
+        }
+        if fault["count"] == 0:
+            raise ValueError("'count' must be >= 1 (or -1: until cleared)")
+        self.faults.append(fault)
+        return fault
+
+    def take_fault(self, method: str) -> dict[str, Any] | None:
+        for i, fault in enumerate(self.faults):
+            if fault["method"] in ("*", method):
+                if fault["count"] > 0:
+                    fault["count"] -= 1
+                    if fault["count"] == 0:
+                        del self.faults[i]
+                return dict(fault)
+        return None
+
+    def rate_check(self, method: str, cid: str) -> int | None:
+        """Token bucket per (method, channel): None if allowed, else Retry-After seconds."""
+        per_minute = self.rate_limit_per_minute
+        if not per_minute or method not in RATE_LIMITED_METHODS:
+            return None
+        rate = per_minute / 60.0  # tokens per second
+        capacity = max(1.0, rate)  # bursts of at most one second's worth
+        now = time.monotonic()
+        tokens, last = self._buckets.get((method, cid), (capacity, now))
+        tokens = min(capacity, tokens + (now - last) * rate)
+        if tokens >= 1.0:
+            self._buckets[(method, cid)] = (tokens - 1.0, now)
+            return None
+        self._buckets[(method, cid)] = (tokens, now)
+        return max(1, math.ceil((1.0 - tokens) / rate))
+
+    def set_rate_limit(self, per_minute: int | None) -> None:
+        self.rate_limit_per_minute = per_minute or None
+        self._buckets.clear()
+
+    def log_call(self, method: str, status: int, error: str | None) -> None:
+        self.calls.append({"method": method, "status": status, "error": error, "at": time.time()})
+        self.call_counts[method] += 1
+
+    # -- messages -----------------------------------------------------------------
+
+    def post(self, args: dict[str, Any], *, user: str = BOT_USER_ID) -> dict[str, Any]:
+        channel = self.find_channel(args.get("channel"), by_name=True)
+        cid = channel["id"]
+        text = _str(args.get("text"))
+        blocks = _json_arg(args.get("blocks"), "invalid_blocks")
+        attachments = _json_arg(args.get("attachments"), "invalid_attachments")
+        if not text and not blocks and not attachments and not args.get("_files"):
+            raise SlackError("no_text")
+        if len(text) > MAX_TEXT:
+            raise SlackError("msg_too_long")
+        if blocks:
+            blocks = _validate_blocks(blocks)
+        metadata = _validate_metadata(_json_arg(args.get("metadata"), "invalid_metadata_format"))
+        thread_ts = _str(args.get("thread_ts")).strip() or None
+        parent = None
+        if thread_ts is not None:
+            parent = self.messages[cid].get(thread_ts)
+            if parent is None:
+                raise SlackError("thread_not_found")
+            if parent.get("thread_ts") not in (None, parent["ts"]):  # a reply: use its thread
+                parent = self.messages[cid][parent["thread_ts"]]
+            thread_ts = parent["ts"]
+
+        ts = self._next_ts()
+        msg: dict[str, Any] = {"type": "message", "user": user, "text": text, "ts": ts, "team": TEAM_ID}
+        if user == BOT_USER_ID:
+            msg["bot_id"] = BOT_ID
+            msg["app_id"] = APP_ID
+            msg["bot_profile"] = {"id": BOT_ID, "app_id": APP_ID, "name": BOT_NAME, "team_id": TEAM_ID}
+        if blocks:
+            msg["blocks"] = blocks
+        if attachments:
+            msg["attachments"] = attachments
+        if metadata is not None:
+            msg["metadata"] = metadata
+        for key in ("username", "icon_emoji", "icon_url"):
+            if args.get(key):
+                msg[key] = _str(args[key])
+        if args.get("_files"):
+            msg["files"] = args["_files"]
+            msg["upload"] = True
+        if parent is not None:
+            msg["thread_ts"] = thread_ts
+            msg["parent_user_id"] = parent["user"]
+            if _bool(args.get("reply_broadcast")):
+                msg["subtype"] = "thread_broadcast"
+            self.replies.setdefault((cid, parent["ts"]), []).append(ts)
+            reply_users = parent.setdefault("reply_users", [])
+            if user not in reply_users:
+                reply_users.append(user)
+            parent["thread_ts"] = parent["ts"]
+            parent["reply_count"] = len(self.replies[(cid, parent["ts"])])
+            parent["reply_users_count"] = len(reply_users)
+            parent["latest_reply"] = ts
+            parent.setdefault("is_locked", False)
+            parent.setdefault("subscribed", False)
+        self.messages[cid][ts] = msg
+        self.changed()
+        return {"ok": True, "channel": cid, "ts": ts, "message": copy.deepcopy(msg)}
+
+    def public_message(self, msg: dict[str, Any], include_metadata: bool) -> dict[str, Any]:
+        out = copy.deepcopy(msg)
+        if not include_metadata:
+            out.pop("metadata", None)
+        return out
+
+
+# ---------------------------------------------------------------------------
+# Web API methods: (sandbox, args, request) -> response dict; raise SlackError
+
+Handler = Callable[[SlackSandbox, dict[str, Any], Request], dict[str, Any]]
+METHODS: dict[str, Handler] = {}
+
+
+def method(name: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        METHODS[name] = fn
+        return fn
+
+    return register
+
+
+def _base_url(request: Request) -> str:
+    return str(request.base_url)
+
+
+@method("api.test")
+def api_test(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    return {"ok": True, "args": {k: v for k, v in args.items() if k != "token"}}
+
+
+@method("auth.test")
+def auth_test(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    return {
+        "ok": True,
+        "url": _base_url(request),
+        "team": TEAM_NAME,
+        "user": BOT_NAME,
+        "team_id": TEAM_ID,
+        "user_id": BOT_USER_ID,
+        "bot_id": BOT_ID,
+        "app_id": APP_ID,
+        "is_enterprise_install": False,
+    }
+
+
+@method("chat.postMessage")
+def chat_post_message(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    return sb.post(args)
+
+
+@method("chat.postEphemeral")
+def chat_post_ephemeral(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    # Ephemeral messages are seen by one user only and are not part of history.
+    sb.find_channel(args.get("channel"), by_name=True)
+    if not _USER_ID_RE.match(_str(args.get("user"))):
+        raise SlackError("user_not_found")
+    if not args.get("text") and not args.get("blocks") and not args.get("attachments"):
+        raise SlackError("no_text")
+    return {"ok": True, "message_ts": sb._next_ts()}
+
+
+@method("chat.update")
+def chat_update(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    channel = sb.find_channel(args.get("channel"))
+    msg = sb.find_message(channel["id"], args.get("ts"))
+    text = args.get("text")
+    blocks = _json_arg(args.get("blocks"), "invalid_blocks")
+    attachments = _json_arg(args.get("attachments"), "invalid_attachments")
+    metadata = _validate_metadata(_json_arg(args.get("metadata"), "invalid_metadata_format"))
+    if text is None and blocks is None and attachments is None and metadata is None:
+        raise SlackError("no_text")
+    if text is not None:
+        if len(_str(text)) > MAX_TEXT:
+            raise SlackError("msg_too_long")
+        msg["text"] = _str(text)
+    if blocks is not None:  # an empty list removes the blocks, as in Slack
+        if blocks:
+            msg["blocks"] = _validate_blocks(blocks)
+        else:
+            msg.pop("blocks", None)
+    if attachments is not None:
+        msg["attachments"] = attachments
+    if metadata is not None:
+        msg["metadata"] = metadata
+    msg["edited"] = {"user": BOT_USER_ID, "ts": sb._next_ts()}
+    sb.changed()
+    return {
+        "ok": True,
+        "channel": channel["id"],
+        "ts": msg["ts"],
+        "text": msg["text"],
+        "message": sb.public_message(msg, include_metadata=True),
+    }
+
+
+@method("chat.getPermalink")
+def chat_get_permalink(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    channel = sb.find_channel(args.get("channel"))
+    msg = sb.find_message(channel["id"], args.get("message_ts"))
+    link = f"{_base_url(request)}archives/{channel['id']}/p{msg['ts'].replace('.', '')}"
+    if msg.get("thread_ts") not in (None, msg["ts"]):
+        link += f"?thread_ts={msg['thread_ts']}&cid={channel['id']}"
+    return {"ok": True, "channel": channel["id"], "permalink": link}
+
+
+def _reaction_target(sb: SlackSandbox, args: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str]:
+    channel = sb.find_channel(args.get("channel"))
+    msg = sb.find_message(channel["id"], args.get("timestamp"))
+    name = _str(args.get("name")).strip()
+    if not name or not _EMOJI_NAME_RE.match(name):
+        raise SlackError("invalid_name")
+    return channel, msg, name
+
+
+@method("reactions.add")
+def reactions_add(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    _, msg, name = _reaction_target(sb, args)
+    reactions = msg.setdefault("reactions", [])
+    for reaction in reactions:
+        if reaction["name"] == name:
+            if BOT_USER_ID in reaction["users"]:
+                raise SlackError("already_reacted")
+            reaction["users"].append(BOT_USER_ID)
+            reaction["count"] = len(reaction["users"])
+            break
+    else:
+        reactions.append({"name": name, "users": [BOT_USER_ID], "count": 1})
+    sb.changed()
+    return {"ok": True}
+
+
+@method("reactions.remove")
+def reactions_remove(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    _, msg, name = _reaction_target(sb, args)
+    reactions = msg.get("reactions", [])
+    for reaction in reactions:
+        if reaction["name"] == name and BOT_USER_ID in reaction["users"]:
+            reaction["users"].remove(BOT_USER_ID)
+            reaction["count"] = len(reaction["users"])
+            if not reaction["users"]:
+                reactions.remove(reaction)
+            if not reactions:
+                msg.pop("reactions", None)
+            sb.changed()
+            return {"ok": True}
+    raise SlackError("no_reaction")
+
+
+@method("reactions.get")
+def reactions_get(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    channel = sb.find_channel(args.get("channel"))
+    msg = sb.find_message(channel["id"], args.get("timestamp"))
+    return {
+        "ok": True,
+        "type": "message",
+        "channel": channel["id"],
+        "message": sb.public_message(msg, include_metadata=False),
+    }
+
+
+@method("conversations.create")
+def conversations_create(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    name = _str(args.get("name")).strip()
+    if not name:
+        raise SlackError("invalid_name_required")
+    if len(name) > 80:
+        raise SlackError("invalid_name_maxlength")
+    if not _CHANNEL_NAME_RE.match(name):
+        raise SlackError("invalid_name_specials")
+    if name in sb.by_name:
+        raise SlackError("name_taken")
+    channel = sb._add_channel(name, is_private=_bool(args.get("is_private")), created=int(time.time()))
+    sb.changed()
+    return {"ok": True, "channel": sb.channel_view(channel)}
+
+
+@method("conversations.join")
+def conversations_join(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    channel = sb.find_channel(args.get("channel"))
+    out: dict[str, Any] = {"ok": True}
+    if BOT_USER_ID in channel.setdefault("members", []):
+        out["warning"] = "already_in_channel"
+        out["response_metadata"] = {"warnings": ["already_in_channel"]}
+    else:
+        channel["members"].append(BOT_USER_ID)
+        channel["is_member"] = True
+        sb.changed()
+    out["channel"] = sb.channel_view(channel)
+    return out
+
+
+@method("conversations.invite")
+def conversations_invite(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    channel = sb.find_channel(args.get("channel"))
+    users = [u.strip() for u in _str(args.get("users")).split(",") if u.strip()]
+    if not users:
+        raise SlackError("no_user")
+    for user in users:
+        if user == BOT_USER_ID:
+            raise SlackError("cant_invite_self")
+        if not _USER_ID_RE.match(user):
+            raise SlackError("user_not_found")
+    members = channel.setdefault("members", [])
+    new = [u for u in users if u not in members]
+    if not new:
+        raise SlackError("already_in_channel")
+    members.extend(new)
+    sb.changed()
+    return {"ok": True, "channel": sb.channel_view(channel)}
+
+
+@method("conversations.open")
+def conversations_open(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    if args.get("channel"):
+        channel = sb.find_channel(args.get("channel"))
+    else:
+        users = [u.strip() for u in _str(args.get("users")).split(",") if u.strip()]
+        if not users:
+            raise SlackError("users_list_not_supplied")
+        if len(users) > 1:
+            raise SlackError("not_supported_in_sandbox")  # group DMs (mpim)
+        if not _USER_ID_RE.match(users[0]):
+            raise SlackError("user_not_found")
+        channel = sb._dm_channel(users[0])
+    full = _bool(args.get("return_im"))
+    return {"ok": True, "channel": sb.channel_view(channel) if full else {"id": channel["id"]}}
+
+
+@method("conversations.info")
+def conversations_info(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    channel = sb.find_channel(args.get("channel"))
+    return {"ok": True, "channel": sb.channel_view(channel)}
+
+
+def _set_channel_text(field: str) -> Handler:
+    def handler(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+        channel = sb.find_channel(args.get("channel"))
+        value = _str(args.get(field))
+        if len(value) > 250:
+            raise SlackError("too_long")
+        channel[field] = {"value": value, "creator": BOT_USER_ID, "last_set": int(time.time())}
+        sb.changed()
+        return {"ok": True, "channel": sb.channel_view(channel)}
+
+    return handler
+
+
+METHODS["conversations.setTopic"] = _set_channel_text("topic")
+METHODS["conversations.setPurpose"] = _set_channel_text("purpose")
+
+
+@method("conversations.list")
+def conversations_list(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    types = {t.strip() for t in _str(args.get("types") or "public_channel").split(",") if t.strip()}
+    exclude_archived = _bool(args.get("exclude_archived"))
+    selected = []
+    for channel in sb.channels.values():
+        if channel.get("is_im"):
+            kind = "im"
+        else:
+            kind = "private_channel" if channel.get("is_private") else "public_channel"
+        if kind not in types or (exclude_archived and channel.get("is_archived")):
+            continue
+        selected.append(channel)
+    limit = _int(args.get("limit"), 100, 1, 1000)
+    start = int(_decode_cursor(args["cursor"], "offset")) if args.get("cursor") else 0
+    page = selected[start : start + limit]
+    more = start + limit < len(selected)
+    return {
+        "ok": True,
+        "channels": [sb.channel_view(c) for c in page],
+        "response_metadata": {"next_cursor": _encode_cursor("offset", str(start + limit)) if more else ""},
+    }
+
+
+def _window(args: dict[str, Any]) -> tuple[int, int, bool]:
+    inclusive = _bool(args.get("inclusive"))
+    try:
+        oldest = _ts_micros(args["oldest"]) if _str(args.get("oldest")).strip() else -1
+    except ValueError:
+        raise SlackError("invalid_ts_oldest") from None
+    try:
+        latest = _ts_micros(args["latest"]) if _str(args.get("latest")).strip() else sys.maxsize
+    except ValueError:
+        raise SlackError("invalid_ts_latest") from None
+    return oldest, latest, inclusive
+
+
+def _in_window(key: int, oldest: int, latest: int, inclusive: bool) -> bool:
+    if inclusive:
+        return oldest <= key <= latest
+    return oldest < key < latest
+
+
+@method("conversations.history")
+def conversations_history(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    channel = sb.find_channel(args.get("channel"))
+    oldest, latest, inclusive = _window(args)
+    limit = _int(args.get("limit"), 100, 1, 999)
+    include_metadata = _bool(args.get("include_all_metadata"))
+    below = sys.maxsize
+    if args.get("cursor"):
+        try:
+            below = _ts_micros(_decode_cursor(_str(args["cursor"]), "next_ts"))
+        except ValueError:
+            raise SlackError("invalid_cursor") from None
+    selected = []
+    for msg in reversed(sb.messages[channel["id"]].values()):  # newest first
+        key = _ts_micros(msg["ts"])
+        if key > below or not sb.is_top_level(msg) or not _in_window(key, oldest, latest, inclusive):
+            continue
+        selected.append(msg)
+        if len(selected) > limit:
+            break
+    has_more = len(selected) > limit
+    return {
+        "ok": True,
+        "messages": [sb.public_message(m, include_metadata) for m in selected[:limit]],
+        "has_more": has_more,
+        "pin_count": 0,
+        "channel_actions_ts": None,
+        "channel_actions_count": 0,
+        "response_metadata": {
+            "next_cursor": _encode_cursor("next_ts", selected[limit]["ts"]) if has_more else ""
+        },
+    }
+
+
+@method("conversations.replies")
+def conversations_replies(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    channel = sb.find_channel(args.get("channel"))
+    cid = channel["id"]
+    msg = sb.messages[cid].get(_str(args.get("ts")).strip())
+    if msg is None:
+        raise SlackError("thread_not_found")
+    parent = msg if msg.get("thread_ts") in (None, msg["ts"]) else sb.messages[cid][msg["thread_ts"]]
+    oldest, latest, inclusive = _window(args)
+    limit = _int(args.get("limit"), 1000, 1, 1000)
+    include_metadata = _bool(args.get("include_all_metadata"))
+    thread = [
+        sb.messages[cid][ts]
+        for ts in sb.replies.get((cid, parent["ts"]), [])
+        if _in_window(_ts_micros(ts), oldest, latest, inclusive)
+    ]
+    if args.get("cursor"):  # continuation pages carry no parent, as in Slack
+        try:
+            start = _ts_micros(_decode_cursor(_str(args["cursor"]), "next_ts"))
+        except ValueError:
+            raise SlackError("invalid_cursor") from None
+        selected = [m for m in thread if _ts_micros(m["ts"]) >= start]
+    else:
+        selected = [parent, *thread]
+    has_more = len(selected) > limit
+    return {
+        "ok": True,
+        "messages": [sb.public_message(m, include_metadata) for m in selected[:limit]],
+        "has_more": has_more,
+        "response_metadata": {
+            "next_cursor": _encode_cursor("next_ts", selected[limit]["ts"]) if has_more else ""
+        },
+    }
+
+
+def user_object(user_id: str) -> dict[str, Any]:
+    is_bot = user_id == BOT_USER_ID
+    name = BOT_NAME if is_bot else user_id.lower()
+    real_name = "Incident Bot" if is_bot else f"User {user_id}"
+    return {
+        "id": user_id,
+        "team_id": TEAM_ID,
+        "name": name,
+        "deleted": False,
+        "real_name": real_name,
+        "tz": "UTC",
+        "tz_label": "Coordinated Universal Time",
+        "tz_offset": 0,
+        "is_bot": is_bot,
+        "is_admin": False,
+        "is_app_user": False,
+        "profile": {
+            "display_name": name,
+            "display_name_normalized": name,
+            "real_name": real_name,
+            "real_name_normalized": real_name,
+            "email": f"{name}@sandbox.example",
+            "team": TEAM_ID,
+        },
+    }
+
+
+@method("users.info")
+def users_info(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    user = _str(args.get("user")).strip()
+    if not _USER_ID_RE.match(user):
+        raise SlackError("user_not_found")
+    return {"ok": True, "user": user_object(user)}
+
+
+@method("dnd.info")
+def dnd_info(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    user = _str(args.get("user")).strip() or BOT_USER_ID
+    if not _USER_ID_RE.match(user):
+        raise SlackError("user_not_found")
+    now = int(time.time())
+    setting = sb.dnd.get(user)
+    if setting and setting.get("enabled") and setting.get("until", math.inf) > now:
+        until = int(setting.get("until", now + 8 * 3600))
+        return {
+            "ok": True,
+            "dnd_enabled": True,
+            "next_dnd_start_ts": int(setting.get("since", now)),
+            "next_dnd_end_ts": until,
+            "snooze_enabled": True,
+            "snooze_endtime": until,
+            "snooze_remaining": until - now,
+            "snooze_is_indefinite": False,
+        }
+    # Not in Do Not Disturb: next window tonight 22:00-08:00 UTC (in the future).
+    start = now - now % 86400 + 22 * 3600
+    if start <= now:
+        start += 86400
+    return {
+        "ok": True,
+        "dnd_enabled": False,
+        "next_dnd_start_ts": start,
+        "next_dnd_end_ts": start + 10 * 3600,
+        "snooze_enabled": False,
+    }
+
+
+@method("bookmarks.add")
+def bookmarks_add(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    channel = sb.find_channel(args.get("channel_id"))
+    title = _str(args.get("title")).strip()
+    kind = _str(args.get("type") or "link")
+    if not title:
+        raise SlackError("invalid_title")
+    if kind != "link" or not _str(args.get("link")).startswith(("http://", "https://")):
+        raise SlackError("invalid_link")
+    bookmark = {
+        "id": sb._next_id("Bk"),
+        "channel_id": channel["id"],
+        "title": title,
+        "link": _str(args.get("link")),
+        "emoji": _str(args.get("emoji")) or None,
+        "icon_url": None,
+        "type": kind,
+        "entity_id": args.get("entity_id"),
+        "date_created": int(time.time()),
+        "date_updated": 0,
+        "rank": "U",
+        "last_updated_by_user_id": BOT_USER_ID,
+        "last_updated_by_team_id": TEAM_ID,
+        "shortcut_id": None,
+        "app_id": APP_ID,
+    }
+    sb.bookmarks.setdefault(channel["id"], []).append(bookmark)
+    sb.changed()
+    return {"ok": True, "bookmark": bookmark}
+
+
+@method("bookmarks.list")
+def bookmarks_list(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    channel = sb.find_channel(args.get("channel_id"))
+    return {"ok": True, "bookmarks": copy.deepcopy(sb.bookmarks.get(channel["id"], []))}
+
+
+@method("files.getUploadURLExternal")
+def files_get_upload_url(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    filename = _str(args.get("filename")).strip()
+    if not filename:
+        raise SlackError("invalid_arguments")
+    try:
+        length = int(args.get("length"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise SlackError("invalid_arguments") from None
+    if length <= 0 or length > MAX_UPLOAD:
+        raise SlackError("invalid_length")
+    fid = sb._next_id("F")
+    sb.files[fid] = {
+        "id": fid,
+        "name": filename,
+        "title": filename,
+        "length": length,
+        "created": int(time.time()),
+        "uploaded": False,
+        "alt_txt": args.get("alt_txt"),
+    }
+    return {"ok": True, "upload_url": f"{_base_url(request)}_upload/{fid}", "file_id": fid}
+
+
+@method("files.completeUploadExternal")
+def files_complete_upload(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    items = _json_arg(args.get("files"), "invalid_arguments")
+    if not isinstance(items, list) or not items:
+        raise SlackError("invalid_arguments")
+    done = []
+    for item in items:
+        f = sb.files.get(_str(item.get("id")) if isinstance(item, dict) else "")
+        if f is None or not f.get("uploaded"):
+            raise SlackError("file_not_found")
+        if item.get("title"):
+            f["title"] = _str(item["title"])
+        f["completed"] = True
+        done.append(f)
+    channel_ref = args.get("channel_id") or _str(args.get("channels")).split(",")[0].strip()
+    views = [_file_view(request, f) for f in done]
+    if channel_ref:
+        channel = sb.find_channel(channel_ref)
+        post = {
+            "channel": channel["id"],
+            "text": _str(args.get("initial_comment")),
+            "thread_ts": args.get("thread_ts"),
+            "_files": views,
+        }
+        result = sb.post(post)
+        for f in done:
+            f.setdefault("shares", []).append({"channel": channel["id"], "ts": result["ts"]})
+    sb.changed()
+    return {"ok": True, "files": views}
+
+
+def _file_view(request: Request, f: dict[str, Any]) -> dict[str, Any]:
+    url = f"{_base_url(request)}_sandbox/files/{f['id']}"
+    return {
+        "id": f["id"],
+        "name": f["name"],
+        "title": f.get("title", f["name"]),
+        "size": f.get("size", f.get("length", 0)),
+        "mimetype": f.get("mimetype", "application/octet-stream"),
+        "created": f.get("created"),
+        "user": BOT_USER_ID,
+        "url_private": url,
+        "url_private_download": url,
+        "permalink": url,
+    }
+
+
+# ---------------------------------------------------------------------------
+# HTTP layer
+
+
+async def _read_args(request: Request) -> dict[str, Any]:
+    """Query string, then form body, then JSON body; later sources win."""
+    args: dict[str, Any] = dict(request.query_params)
+    body = await request.body()
+    if not body:
+        return args
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json" or (not content_type and body.lstrip()[:1] == b"{"):
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise SlackError("invalid_json") from None
+        if not isinstance(data, dict):
+            raise SlackError("invalid_json")
+        args.update(data)
+    elif content_type in ("application/x-www-form-urlencoded", ""):
+        try:
+            args.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        except UnicodeDecodeError:
+            raise SlackError("invalid_form_data") from None
+    else:
+        raise SlackError("invalid_form_data")  # multipart needs python-multipart: not used by us
+    return args
+
+
+def _auth_error(request: Request, args: dict[str, Any]) -> str | None:
+    header = request.headers.get("authorization", "")
+    token = ""
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer":
+            return "invalid_auth"
+        token = token.strip()
+    elif args.get("token"):  # Slack still accepts a token in the form body
+        token = _str(args.get("token"))
+    if not token:
+        return "not_authed"
+    if not token.startswith("xox"):
+        return "invalid_auth"
+    return None
+
+
+def _slack_json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def api_endpoint(request: Request) -> Response:
+    sb: SlackSandbox = request.app.state.sandbox
+    name = request.path_params["method"]
+    handler = METHODS.get(name)
+    if handler is None:
+        sb.log_call(name, 404, "unknown_method")
+        return _slack_json({"ok": False, "error": "unknown_method"}, 404)
+
+    fault: dict[str, Any] | None = None
+    status, headers = 200, {}
+    try:
+        args = await _read_args(request)
+        auth_error = _auth_error(request, args)
+        if auth_error:
+            raise SlackError(auth_error)
+        args.pop("token", None)
+        fault = sb.take_fault(name)
+        if fault is None or fault["perform"]:
+            if name in RATE_LIMITED_METHODS and args.get("channel"):
+                try:
+                    cid = sb.find_channel(args["channel"], by_name=(name == "chat.postMessage"))["id"]
+                except SlackError:
+                    cid = None
+                retry_after = sb.rate_check(name, cid) if cid else None
+                if retry_after is not None:
+                    raise SlackError("ratelimited", 429, _retry_after=retry_after)
+            body = handler(sb, args, request)
+        else:
+            body = {"ok": True}
+    except SlackError as exc:
+        status = exc.status
+        extra = dict(exc.extra)
+        retry_after = extra.pop("_retry_after", None)
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
+        body = {"ok": False, "error": exc.error, **extra}
+
+    if fault is not None and (fault["status"] is not None or fault["error"] is not None):
+        status = fault["status"] or 200
+        error = fault["error"] or _FAULT_ERRORS.get(status, f"http_{status}")
+        body = {"ok": False, "error": error}
+        headers = {}
+        if status == 429:
+            headers["Retry-After"] = str(fault["retry_after"])
+    sb.log_call(name, status, None if body.get("ok") else body.get("error"))
+    if fault is not None and fault["delay"] > 0:
+        await asyncio.sleep(fault["delay"])
+    return _slack_json(body, status, headers)
+
+
+async def upload_endpoint(request: Request) -> Response:
+    sb: SlackSandbox = request.app.state.sandbox
+    f = sb.files.get(request.path_params["file_id"])
+    if f is None:
+        return PlainTextResponse("file not found", status_code=404)
+    data = await request.body()
+    if len(data) > MAX_UPLOAD:
+        return PlainTextResponse("too large", status_code=413)
+    f["content_b64"] = base64.b64encode(data).decode()
+    f["size"] = len(data)
+    f["uploaded"] = True
+    f["mimetype"] = "text/plain" if _looks_textual(data) else "application/octet-stream"
+    sb.changed()
+    return PlainTextResponse(f"OK - {len(data)}")
+
+
+def _looks_textual(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+async def file_download(request: Request) -> Response:
+    sb: SlackSandbox = request.app.state.sandbox
+    f = sb.files.get(request.path_params["file_id"])
+    if f is None or "content_b64" not in f:
+        return JSONResponse({"error": "file_not_found"}, status_code=404)
+    return Response(base64.b64decode(f["content_b64"]), media_type=f.get("mimetype"))
+
+
+# -- control API (/_sandbox) ----------------------------------------------------
+
+
+async def _json_body(request: Request) -> Any:
+    body = await request.body()
+    if not body.strip():
+        return {}
+    return json.loads(body)
+
+
+def _bad_request(message: str) -> Response:
+    return JSONResponse({"ok": False, "error": message}, status_code=400)
+
+
+async def control_faults(request: Request) -> Response:
+    sb: SlackSandbox = request.app.state.sandbox
+    if request.method == "DELETE":
+        sb.faults.clear()
+        return JSONResponse({"ok": True, "faults": []})
+    if request.method == "GET":
+        return JSONResponse({"ok": True, "faults": sb.faults})
+    try:
+        spec = await _json_body(request)
+        for item in spec if isinstance(spec, list) else [spec]:
+            sb.add_fault(item)
+    except (ValueError, TypeError) as exc:
+        return _bad_request(str(exc))
+    return JSONResponse({"ok": True, "faults": sb.faults})
+
+
+async def control_rate_limit(request: Request) -> Response:
+    sb: SlackSandbox = request.app.state.sandbox
+    if request.method == "POST":
+        try:
+            spec = await _json_body(request)
+            value = spec.get("per_minute") if isinstance(spec, dict) else None
+            per_minute = int(value) if value is not None else None
+        except (ValueError, TypeError) as exc:
+            return _bad_request(str(exc))
+        if per_minute is not None and per_minute < 0:
+            return _bad_request("per_minute must be >= 0 or null")
+        sb.set_rate_limit(per_minute)
+    return JSONResponse({"ok": True, "per_minute": sb.rate_limit_per_minute})
+
+
+async def control_dnd(request: Request) -> Response:
+    sb: SlackSandbox = request.app.state.sandbox
+    if request.method == "GET":
+        return JSONResponse({"ok": True, "dnd": sb.dnd})
+    try:
+        spec = await _json_body(request)
+        user = str(spec["user"])
+        enabled = _bool(spec.get("enabled", True))
+        minutes = float(spec.get("minutes", 8 * 60))
+    except (ValueError, TypeError, KeyError) as exc:
+        return _bad_request(f"expected {{'user': 'U…', 'enabled': bool, 'minutes'?: n}}: {exc}")
+    if not _USER_ID_RE.match(user):
+        return _bad_request("user must be a user ID (U…)")
+    now = int(time.time())
+    if enabled:
+        sb.dnd[user] = {"enabled": True, "since": now, "until": now + int(minutes * 60)}
+    else:
+        sb.dnd.pop(user, None)
+    sb.changed()
+    return JSONResponse({"ok": True, "user": user, "dnd": sb.dnd.get(user, {"enabled": False})})
+
+
+async def control_state(request: Request) -> Response:
+    sb: SlackSandbox = request.app.state.sandbox
+    state = sb.snapshot()
+    state["calls"] = dict(sb.call_counts)
+    state["faults"] = sb.faults
+    state["rate_limit_per_minute"] = sb.rate_limit_per_minute
+    return JSONResponse(state)
+
+
+async def control_reset(request: Request) -> Response:
+    sb: SlackSandbox = request.app.state.sandbox
+    sb.reset()
+    return JSONResponse({"ok": True})
+
+
+async def control_calls(request: Request) -> Response:
+    """The last 10,000 Web API calls, oldest first: [{method, status, error, at}]; ?method= filters."""
+    sb: SlackSandbox = request.app.state.sandbox
+    if request.method == "DELETE":
+        sb.calls.clear()
+        sb.call_counts.clear()
+        return JSONResponse([])
+    wanted = request.query_params.get("method")
+    return JSONResponse([c for c in sb.calls if wanted is None or c["method"] == wanted])
+
+
+async def control_messages(request: Request) -> Response:
+    """Post as a person: {"channel", "user": "U…", "text", "thread_ts"?}."""
+    sb: SlackSandbox = request.app.state.sandbox
+    try:
+        spec = await _json_body(request)
+        if not isinstance(spec, dict):
+            raise ValueError("expected a JSON object")
+        user = str(spec.get("user") or "U0SANDBOXUSER")
+        if not _USER_ID_RE.match(user):
+            raise ValueError("user must be a user ID (U…)")
+        result = sb.post(spec, user=user)
+    except (ValueError, TypeError) as exc:
+        return _bad_request(str(exc))
+    except SlackError as exc:
+        return _bad_request(exc.error)
+    return JSONResponse(result)
+
+
+async def control_health(request: Request) -> Response:
+    return JSONResponse({"ok": True})
+
+
+# -- the human view (GET /) -----------------------------------------------------------
+
+EMOJI = {
+    "rotating_light": "\U0001f6a8",
+    "raised_hand": "\u270b",
+    "mag": "\U0001f50d",
+    "wrench": "\U0001f527",
+    "hourglass": "\u231b",
+    "hourglass_flowing_sand": "\u23f3",
+    "white_check_mark": "\u2705",
+    "heavy_check_mark": "\u2714\ufe0f",
+    "bookmark": "\U0001f516",
+    "busts_in_silhouette": "\U0001f465",
+    "arrow_up": "\u2b06\ufe0f",
+    "arrow_down": "\u2b07\ufe0f",
+    "alarm_clock": "\u23f0",
+    "eyes": "\U0001f440",
+    "fire": "\U0001f525",
+    "warning": "\u26a0\ufe0f",
+    "x": "\u274c",
+    "red_circle": "\U0001f534",
+    "large_orange_circle": "\U0001f7e0",
+    "large_yellow_circle": "\U0001f7e1",
+    "large_green_circle": "\U0001f7e2",
+    "large_blue_circle": "\U0001f535",
+    "memo": "\U0001f4dd",
+    "pager": "\U0001f4df",
+    "ticket": "\U0001f3ab",
+    "+1": "\U0001f44d",
+    "thumbsup": "\U0001f44d",
+    "tada": "\U0001f389",
+    "clipboard": "\U0001f4cb",
+    "bell": "\U0001f514",
+    "sos": "\U0001f198",
+    "stopwatch": "\u23f1\ufe0f",
+    "hammer_and_wrench": "\U0001f6e0\ufe0f",
+    "speech_balloon": "\U0001f4ac",
+    "link": "\U0001f517",
+    "information_source": "\u2139\ufe0f",
+    "rocket": "\U0001f680",
+    "construction": "\U0001f6a7",
+    "chart_with_upwards_trend": "\U0001f4c8",
+    "point_right": "\U0001f449",
+}
+_EMOJI_RE = re.compile(":(" + "|".join(re.escape(k) for k in sorted(EMOJI, key=len, reverse=True)) + "):")
+_CODE_BLOCK_RE = re.compile(r"```\n?(.*?)```", re.S)
+_INLINE_CODE_RE = re.compile(r"`([^`\n]+)`")
+_CONTROL_RE = re.compile(r"<([^<>\n]+)>")
+_BOLD_RE = re.compile(r"(?<![\w*])\*(?=\S)([^*\n]*?\S)\*(?![\w*])")
+_ITALIC_RE = re.compile(r"(?<![\w_])_(?=\S)([^_\n]*?\S)_(?![\w_])")
+_STRIKE_RE = re.compile(r"(?<![\w~])~(?=\S)([^~\n]*?\S)~(?![\w~])")
+
+
+def emojize(name: str) -> str:
+    return EMOJI.get(name, f":{name}:")
+
+
+def _slack_unescape(text: str) -> str:
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def render_mrkdwn(text: str, channels: dict[str, dict[str, Any]] | None = None) -> Markup:
+    """Slack mrkdwn -> safe HTML: *bold*, _italic_, ~strike~, `code`, ```blocks```,
+    <links|label>, <@U…> and <#C…> mentions, > quotes, :emoji: and newlines."""
+    channels = channels or {}
+    stash: list[str] = []
+
+    def keep(fragment: str) -> str:
+        stash.append(fragment)
+        return f"\x00{len(stash) - 1}\x00"
+
+    def esc(raw: str) -> str:
+        return html.escape(_slack_unescape(raw), quote=True)
+
+    def control(m: re.Match[str]) -> str:
+        inner = m.group(1)
+        target, _, label = inner.partition("|")
+        if target.startswith("@"):
+            user = target[1:]
+            return keep(f'<span class="mention">@{esc(label or user_object(user)["name"])}</span>')
+        if target.startswith("#"):
+            ch = channels.get(target[1:])
+            return keep(f'<span class="mention">#{esc(label or (ch or {}).get("name", target[1:]))}</span>')
+        if target.startswith("!"):
+            word = target[1:].split("^")[0]
+            return keep(f'<span class="mention">{esc(label or "@" + word)}</span>')
+        url = _slack_unescape(target)
+        if re.match(r"^(https?://|mailto:)", url):
+            href = html.escape(url, quote=True)
+            return keep(f'<a href="{href}" target="_blank" rel="noopener">{esc(label or target)}</a>')
+        return m.group(0)  # not a control sequence: leave for escaping
+
+    text = text.replace("\x00", "")
+    text = _CODE_BLOCK_RE.sub(lambda m: keep(f"<pre>{esc(m.group(1))}</pre>"), text)
+    text = _INLINE_CODE_RE.sub(lambda m: keep(f"<code>{esc(m.group(1))}</code>"), text)
+    text = _CONTROL_RE.sub(control, text)
+    lines = []
+    for line in text.split("\n"):
+        quote = False
+        if line.startswith("&gt;") or line.startswith(">"):
+            quote = True
+            line = re.sub(r"^(&gt;|>) ?", "", line)
+        line = esc(line)
+        line = _BOLD_RE.sub(r"<b>\1</b>", line)
+        line = _ITALIC_RE.sub(r"<i>\1</i>", line)
+        line = _STRIKE_RE.sub(r"<s>\1</s>", line)
+        line = _EMOJI_RE.sub(lambda m: EMOJI[m.group(1)], line)
+        lines.append(f'<span class="quote">{line}</span>' if quote else line)
+    out = "<br>".join(lines)
+    out = re.sub("\x00(\\d+)\x00", lambda m: stash[int(m.group(1))], out)
+    return Markup(out)
+
+
+def _text_obj(obj: Any, channels: dict[str, dict[str, Any]]) -> Markup:
+    if not isinstance(obj, dict):
+        return Markup("")
+    text = _str(obj.get("text"))
+    if obj.get("type") == "mrkdwn":
+        return render_mrkdwn(text, channels)
+    rendered = html.escape(text).replace("\n", "<br>")
+    if obj.get("emoji", True):
+        rendered = _EMOJI_RE.sub(lambda m: EMOJI[m.group(1)], rendered)
+    return Markup(rendered)
+
+
+def _element_html(el: Any, channels: dict[str, dict[str, Any]]) -> str:
+    if not isinstance(el, dict):
+        return ""
+    kind = el.get("type")
+    if kind == "button":
+        style = html.escape(_str(el.get("style")))
+        return f'<span class="btn {style}">{_text_obj(el.get("text"), channels)}</span>'
+    if kind == "image":
+        return f'<span class="muted">[{html.escape(_str(el.get("alt_text")))}]</span>'
+    if kind in ("mrkdwn", "plain_text"):
+        return str(_text_obj(el, channels))
+    if kind and kind.endswith("select"):
+        placeholder = _text_obj(el.get("placeholder"), channels) or html.escape(kind)
+        return f'<span class="btn">{placeholder} &#9662;</span>'
+    return f'<span class="muted">[{html.escape(_str(kind))}]</span>'
+
+
+def render_blocks(blocks: list[dict[str, Any]], fallback: str, channels: dict[str, dict[str, Any]]) -> Markup:
+    parts: list[str] = []
+    for block in blocks:
+        kind = block.get("type")
+        if kind == "header":
+            parts.append(f'<div class="b-header">{_text_obj(block.get("text"), channels)}</div>')
+        elif kind == "section":
+            inner = f"<div>{_text_obj(block.get('text'), channels)}</div>" if block.get("text") else ""
+            if block.get("fields"):
+                cells = "".join(f"<div>{_text_obj(f, channels)}</div>" for f in block["fields"])
+                inner += f'<div class="b-fields">{cells}</div>'
+            if block.get("accessory"):
+                inner += f'<div class="b-accessory">{_element_html(block["accessory"], channels)}</div>'
+            parts.append(f'<div class="b-section">{inner}</div>')
+        elif kind == "divider":
+            parts.append("<hr>")
+        elif kind == "context":
+            items = " ".join(_element_html(e, channels) for e in block.get("elements", []))
+            parts.append(f'<div class="b-context">{items}</div>')
+        elif kind == "actions":
+            items = " ".join(_element_html(e, channels) for e in block.get("elements", []))
+            parts.append(f'<div class="b-actions">{items}</div>')
+        elif kind == "image":
+            parts.append(f'<div class="muted">[image: {html.escape(_str(block.get("alt_text")))}]</div>')
+        elif kind == "markdown":
+            parts.append(f"<div>{render_mrkdwn(_str(block.get('text')), channels)}</div>")
+        elif kind == "rich_text":
+            parts.append(f"<div>{render_mrkdwn(fallback, channels)}</div>")
+        else:
+            parts.append(f'<div class="muted">[{html.escape(_str(kind))} block]</div>')
+    return Markup("".join(parts))
+
+
+def _hms(ts: str) -> str:
+    return datetime.fromtimestamp(_ts_micros(ts) / 1e6, tz=UTC).strftime("%H:%M:%S")
+
+
+def _message_view(sb: SlackSandbox, cid: str, msg: dict[str, Any]) -> dict[str, Any]:
+    user = msg.get("user", "")
+    author = msg.get("username") or (user_object(user)["name"] if user else "?")
+    body = (
+        render_blocks(msg["blocks"], msg.get("text", ""), sb.channels)
+        if msg.get("blocks")
+        else render_mrkdwn(msg.get("text", ""), sb.channels)
+    )
+    replies = [
+        _message_view(sb, cid, sb.messages[cid][ts])
+        for ts in sb.replies.get((cid, msg["ts"]), [])
+        if msg.get("thread_ts") in (None, msg["ts"])
+    ]
+    return {
+        "ts": msg["ts"],
+        "anchor": "m" + msg["ts"].replace(".", ""),
+        "author": author,
+        "is_bot": "bot_id" in msg,
+        "time": _hms(msg["ts"]),
+        "edited": "edited" in msg,
+        "broadcast": msg.get("subtype") == "thread_broadcast",
+        "event_type": (msg.get("metadata") or {}).get("event_type"),
+        "body": body,
+        "files": msg.get("files", []),
+        "reactions": [
+            {"emoji": emojize(r["name"]), "name": r["name"], "count": r["count"]}
+            for r in msg.get("reactions", [])
+        ],
+        "replies": replies,
+    }
+
+
+def _channel_view_for_page(sb: SlackSandbox, channel: dict[str, Any]) -> dict[str, Any]:
+    cid = channel["id"]
+    msgs = [m for m in sb.messages.get(cid, {}).values() if m.get("thread_ts") in (None, m["ts"])]
+    title = f"@{channel['user']}" if channel.get("is_im") else f"#{channel['name']}"
+    return {
+        "id": cid,
+        "name": channel["name"],
+        "title": title,
+        "topic": (channel.get("topic") or {}).get("value", ""),
+        "bookmarks": sb.bookmarks.get(cid, []),
+        "messages": [_message_view(sb, cid, m) for m in msgs],
+        "count": len(msgs),
+    }
+
+
+_templates = Environment(
+    loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
+    autoescape=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+async def index_page(request: Request) -> Response:
+    sb: SlackSandbox = request.app.state.sandbox
+    wanted = request.query_params.get("channel")
+    all_channels = list(sb.channels.values())
+    if wanted:
+        key = wanted.lstrip("#")
+        shown = [c for c in all_channels if key in (c["id"], c["name"])][:1]
+        if not shown:
+            return HTMLResponse(f"<h1>No channel {html.escape(wanted)}</h1>", status_code=404)
+    else:
+        shown = all_channels
+    page = _templates.get_template("slack.html").render(
+        nav=[
+            {"name": c["name"], "title": f"#{c['name']}" if not c.get("is_im") else c["name"]}
+            for c in all_channels
+        ],
+        channels=[_channel_view_for_page(sb, c) for c in shown],
+        selected=wanted,
+        refresh=request.query_params.get("refresh", "3"),
+    )
+    return HTMLResponse(page)
+
+
+async def permalink_page(request: Request) -> Response:
+    sb: SlackSandbox = request.app.state.sandbox
+    channel = sb.channels.get(request.path_params["channel"])
+    if channel is None:
+        return HTMLResponse("<h1>No such channel</h1>", status_code=404)
+    return RedirectResponse(f"/?channel={channel['name']}#m{request.path_params['digits']}")
+
+
+# -- the app ------------------------------------------------------------------------
+
+
+def create_app(
+    state_file: str | Path | None = None,
+    rate_limit_per_minute: int | None = None,
+    channels: Iterable[str] = DEFAULT_CHANNELS,
+) -> Starlette:
+    """The sandbox as an ASGI app; ``app.state.sandbox`` is its SlackSandbox."""
+    sandbox = SlackSandbox(
+        state_file=state_file, rate_limit_per_minute=rate_limit_per_minute, channels=channels
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            sandbox.flush()
+
+    routes = [
+        Route("/", index_page, methods=["GET"]),
+        Route("/api/{method:str}", api_endpoint, methods=["GET", "POST"]),
+        Route("/_upload/{file_id:str}", upload_endpoint, methods=["POST", "PUT"]),
+        Route("/archives/{channel:str}/p{digits:str}", permalink_page, methods=["GET"]),
+        Route("/_sandbox/health", control_health, methods=["GET"]),
+        Route("/_sandbox/faults", control_faults, methods=["GET", "POST", "DELETE"]),
+        Route("/_sandbox/rate-limit", control_rate_limit, methods=["GET", "POST"]),
+        Route("/_sandbox/dnd", control_dnd, methods=["GET", "POST"]),
+        Route("/_sandbox/state", control_state, methods=["GET"]),
+        Route("/_sandbox/reset", control_reset, methods=["POST"]),
+        Route("/_sandbox/calls", control_calls, methods=["GET", "DELETE"]),
+        Route("/_sandbox/messages", control_messages, methods=["POST"]),
+        Route("/_sandbox/files/{file_id:str}", file_download, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.sandbox = sandbox
+    return app
+
+
+class _BackgroundServer(uvicorn.Server):
+    """A uvicorn server that leaves the process's signal handlers alone."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[override]
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serve_in_background(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn on this event loop; yields 'http://host:port'.
+
+    ``port=0`` picks a free port. Leaving the block shuts the server down
+    cleanly (lifespan shutdown included, so the sandbox flushes its state file).
+    """
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+    )
+    server = _BackgroundServer(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                exc = task.exception() if not task.cancelled() else None
+                raise RuntimeError(f"uvicorn did not start on {host}:{port}") from exc
+            await asyncio.sleep(0.005)
+        bound = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://{host}:{bound}"
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(asyncio.shield(task), timeout=5)
+        if not task.done():
+            task.cancel()
+
+
+@contextlib.asynccontextmanager
+async def run_sandbox(
+    state_file: str | Path | None = None,
+    rate_limit_per_minute: int | None = None,
+    channels: Iterable[str] = DEFAULT_CHANNELS,
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> AsyncIterator[str]:
+    """A Slack sandbox on a free port for the length of the block; yields its base URL.
+
+    Point slack_sdk at ``url + "/api/"``.
+    """
+    app = create_app(state_file=state_file, rate_limit_per_minute=rate_limit_per_minute, channels=channels)
+    async with serve_in_background(app, host=host, port=port) as url:
+        yield url
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox.slack", description="Local Slack Web API sandbox"
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("SLACK_SANDBOX_PORT") or DEFAULT_PORT))
+    parser.add_argument("--state", default=None, help="state file (JSON); no persistence if omitted")
+    parser.add_argument("--rate-limit-per-minute", type=int, default=None, help="per channel; default off")
+    parser.add_argument(
+        "--channel",
+        dest="channels",
+        action="extend",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help=f"pre-created channels (replace the defaults: {', '.join(DEFAULT_CHANNELS)})",
+    )
+    opts = parser.parse_args(argv)
+    app = create_app(
+        state_file=opts.state,
+        rate_limit_per_minute=opts.rate_limit_per_minute,
+        channels=opts.channels or DEFAULT_CHANNELS,
+    )
+    print(
+        f"Slack sandbox: http://{opts.host}:{opts.port}/  (API: http://{opts.host}:{opts.port}/api/)",
+        flush=True,
+    )
+    uvicorn.run(app, host=opts.host, port=opts.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

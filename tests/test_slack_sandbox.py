@@ -1,0 +1,446 @@
+"""The Slack sandbox (sandbox/slack.py) over real HTTP, driven by the real slack_sdk AsyncWebClient."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from sandbox.slack import (
+    BOT_ID,
+    BOT_USER_ID,
+    DEFAULT_CHANNELS,
+    channel_id_for,
+    create_app,
+    render_mrkdwn,
+    run_sandbox,
+    serve_in_background,
+)
+
+METADATA = {"event_type": "incident_declared", "event_payload": {"incident_id": "INC-7", "severity": "P1"}}
+
+
+@pytest.fixture(scope="module")
+async def server_url() -> AsyncIterator[str]:
+    async with run_sandbox() as url:
+        yield url
+
+
+@pytest.fixture
+async def url(server_url: str) -> AsyncIterator[str]:
+    async with httpx.AsyncClient(base_url=server_url) as http:
+        (await http.post("/_sandbox/reset")).raise_for_status()
+    yield server_url
+
+
+@pytest.fixture
+async def http(url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=url) as client:
+        yield client
+
+
+@pytest.fixture
+def slack(url: str) -> AsyncWebClient:
+    return AsyncWebClient(token="xoxb-test", base_url=url + "/api/")
+
+
+INCIDENTS = channel_id_for("incidents")
+
+
+async def test_channel_ids_look_like_slack_and_are_stable(slack: AsyncWebClient) -> None:
+    assert INCIDENTS == channel_id_for("incidents")
+    assert INCIDENTS.startswith("C") and len(INCIDENTS) == 11 and INCIDENTS.isupper() and INCIDENTS.isalnum()
+    listed = await slack.conversations_list()
+    assert [c["name"] for c in listed["channels"]] == list(DEFAULT_CHANNELS)
+    assert listed["response_metadata"]["next_cursor"] == ""
+    assert {c["id"] for c in listed["channels"]} == {channel_id_for(n) for n in DEFAULT_CHANNELS}
+
+
+async def test_auth_test(slack: AsyncWebClient) -> None:
+    res = await slack.auth_test()
+    assert res["ok"] and res["team_id"] == "T0SANDBOX"
+    assert res["user_id"] == BOT_USER_ID and res["bot_id"] == BOT_ID
+
+
+async def test_post_history_replies_round_trip_with_metadata(slack: AsyncWebClient) -> None:
+    parent = await slack.chat_postMessage(
+        channel="#incidents",
+        text="*P1* core down",
+        metadata=METADATA,
+        blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": "*P1* core down"}}],
+    )
+    assert parent["channel"] == INCIDENTS
+    assert parent["message"]["user"] == BOT_USER_ID and parent["message"]["bot_id"] == BOT_ID
+    assert parent["message"]["metadata"] == METADATA
+    reply1 = await slack.chat_postMessage(
+        channel=INCIDENTS, text="diagnostics started", thread_ts=parent["ts"]
+    )
+    reply2 = await slack.chat_postMessage(channel="incidents", text="ticket INC001", thread_ts=parent["ts"])
+    assert reply1["message"]["thread_ts"] == parent["ts"]
+    other = await slack.chat_postMessage(channel=INCIDENTS, text="second top-level message")
+    assert parent["ts"] < reply1["ts"] < reply2["ts"] < other["ts"]
+
+    history = await slack.conversations_history(channel=INCIDENTS, include_all_metadata=True)
+    assert [m["ts"] for m in history["messages"]] == [other["ts"], parent["ts"]]  # newest first, no replies
+    assert history["has_more"] is False
+    top = history["messages"][1]
+    assert top["metadata"] == METADATA
+    assert top["reply_count"] == 2 and top["latest_reply"] == reply2["ts"]
+    assert top["reply_users"] == [BOT_USER_ID] and top["thread_ts"] == parent["ts"]
+    assert top["blocks"][0]["type"] == "section"
+
+    without = await slack.conversations_history(channel=INCIDENTS)
+    assert all("metadata" not in m for m in without["messages"])
+
+    replies = await slack.conversations_replies(channel=INCIDENTS, ts=parent["ts"], include_all_metadata=True)
+    assert [m["text"] for m in replies["messages"]] == [
+        "*P1* core down",
+        "diagnostics started",
+        "ticket INC001",
+    ]
+    assert replies["messages"][0]["metadata"] == METADATA
+    assert replies["messages"][1]["parent_user_id"] == BOT_USER_ID
+
+    with pytest.raises(SlackApiError) as err:
+        await slack.conversations_replies(channel=INCIDENTS, ts="1.000001")
+    assert err.value.response["error"] == "thread_not_found"
+    with pytest.raises(SlackApiError) as err:
+        await slack.chat_postMessage(channel=INCIDENTS, text="x", thread_ts="1.000001")
+    assert err.value.response["error"] == "thread_not_found"
+    with pytest.raises(SlackApiError) as err, pytest.warns(UserWarning):  # slack_sdk warns too
+        await slack.chat_postMessage(channel=INCIDENTS)
+    assert err.value.response["error"] == "no_text"
+
+
+async def test_history_window_and_cursor_pagination(slack: AsyncWebClient) -> None:
+    posted = [(await slack.chat_postMessage(channel=INCIDENTS, text=f"m{i}"))["ts"] for i in range(7)]
+    assert posted == sorted(posted) and len(set(posted)) == 7
+
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = await slack.conversations_history(channel=INCIDENTS, limit=3, cursor=cursor)
+        pages += 1
+        seen += [m["text"] for m in page["messages"]]
+        cursor = page["response_metadata"]["next_cursor"]
+        assert page["has_more"] is bool(cursor)
+        if not cursor:
+            break
+    assert pages == 3 and seen == [f"m{i}" for i in reversed(range(7))]
+
+    window = await slack.conversations_history(channel=INCIDENTS, oldest=posted[1], latest=posted[4])
+    assert [m["text"] for m in window["messages"]] == ["m3", "m2"]
+    window = await slack.conversations_history(
+        channel=INCIDENTS, oldest=posted[1], latest=posted[4], inclusive=True
+    )
+    assert [m["text"] for m in window["messages"]] == ["m4", "m3", "m2", "m1"]
+
+    parent = posted[0]
+    for i in range(4):
+        await slack.chat_postMessage(channel=INCIDENTS, text=f"r{i}", thread_ts=parent)
+    first = await slack.conversations_replies(channel=INCIDENTS, ts=parent, limit=3)
+    assert [m["text"] for m in first["messages"]] == ["m0", "r0", "r1"] and first["has_more"]
+    rest = await slack.conversations_replies(
+        channel=INCIDENTS, ts=parent, limit=3, cursor=first["response_metadata"]["next_cursor"]
+    )
+    assert [m["text"] for m in rest["messages"]] == ["r2", "r3"] and not rest["has_more"]
+
+
+async def test_reactions_and_already_reacted(slack: AsyncWebClient) -> None:
+    msg = await slack.chat_postMessage(channel=INCIDENTS, text="who takes it?")
+    await slack.reactions_add(channel=INCIDENTS, timestamp=msg["ts"], name="raised_hand")
+    with pytest.raises(SlackApiError) as err:
+        await slack.reactions_add(channel=INCIDENTS, timestamp=msg["ts"], name="raised_hand")
+    assert err.value.response["error"] == "already_reacted"
+    with pytest.raises(SlackApiError) as err:
+        await slack.reactions_add(channel=INCIDENTS, timestamp="1.000001", name="eyes")
+    assert err.value.response["error"] == "message_not_found"
+    with pytest.raises(SlackApiError) as err:
+        await slack.reactions_add(channel=INCIDENTS, timestamp=msg["ts"], name="")
+    assert err.value.response["error"] == "invalid_name"
+    history = await slack.conversations_history(channel=INCIDENTS)
+    assert history["messages"][0]["reactions"] == [
+        {"name": "raised_hand", "users": [BOT_USER_ID], "count": 1}
+    ]
+
+
+async def test_chat_update(slack: AsyncWebClient) -> None:
+    msg = await slack.chat_postMessage(channel=INCIDENTS, text="status: investigating", metadata=METADATA)
+    res = await slack.chat_update(channel=INCIDENTS, ts=msg["ts"], text="status: mitigated")
+    assert res["channel"] == INCIDENTS and res["ts"] == msg["ts"] and res["text"] == "status: mitigated"
+    history = await slack.conversations_history(channel=INCIDENTS, include_all_metadata=True)
+    updated = history["messages"][0]
+    assert updated["text"] == "status: mitigated" and updated["edited"]["user"] == BOT_USER_ID
+    assert updated["metadata"] == METADATA  # kept when not given
+    with pytest.raises(SlackApiError) as err:
+        await slack.chat_update(channel=INCIDENTS, ts="1.000001", text="nope")
+    assert err.value.response["error"] == "message_not_found"
+
+
+async def test_errors_channel_not_found_auth_and_unknown_method(url: str, slack: AsyncWebClient) -> None:
+    with pytest.raises(SlackApiError) as err:
+        await slack.chat_postMessage(channel="#no-such-channel", text="hello")
+    assert err.value.response["error"] == "channel_not_found"
+    with pytest.raises(SlackApiError) as err:  # conversations.* want IDs, as in Slack
+        await slack.conversations_history(channel="incidents")
+    assert err.value.response["error"] == "channel_not_found"
+
+    bad = AsyncWebClient(token="not-a-slack-token", base_url=url + "/api/")
+    with pytest.raises(SlackApiError) as err:
+        await bad.chat_postMessage(channel=INCIDENTS, text="hello")
+    assert err.value.response.status_code == 200 and err.value.response["error"] == "invalid_auth"
+    anonymous = AsyncWebClient(base_url=url + "/api/")
+    with pytest.raises(SlackApiError) as err:
+        await anonymous.auth_test()
+    assert err.value.response["error"] == "not_authed"
+
+    with pytest.raises(SlackApiError) as err:
+        await slack.api_call("chat.frobnicate")
+    assert err.value.response.status_code == 404 and err.value.response["error"] == "unknown_method"
+
+
+async def test_args_from_query_form_and_json_are_merged(http: httpx.AsyncClient) -> None:
+    auth = {"Authorization": "Bearer xoxb-test"}
+    res = await http.post(
+        "/api/chat.postMessage",
+        params={"channel": INCIDENTS},
+        data={"text": "from a form", "metadata": json.dumps(METADATA)},
+        headers=auth,
+    )
+    body = res.json()
+    assert res.status_code == 200 and body["ok"] and body["message"]["metadata"] == METADATA
+    res = await http.get(
+        "/api/conversations.history",
+        params={"channel": INCIDENTS, "include_all_metadata": "true"},
+        headers=auth,
+    )
+    assert res.json()["messages"][0]["text"] == "from a form"
+    res = await http.post("/api/auth.test", data={"token": "xoxb-form-token"})  # token in the form body
+    assert res.json()["ok"] is True
+
+
+async def test_429_fault_carries_retry_after(http: httpx.AsyncClient, slack: AsyncWebClient) -> None:
+    await http.post("/_sandbox/faults", json={"method": "chat.postMessage", "status": 429, "retry_after": 7})
+    with pytest.raises(SlackApiError) as err:
+        await slack.chat_postMessage(channel=INCIDENTS, text="first try")
+    assert err.value.response.status_code == 429
+    assert err.value.response.headers["Retry-After"] == "7"
+    assert err.value.response["error"] == "ratelimited"
+    ok = await slack.chat_postMessage(channel=INCIDENTS, text="second try")  # the fault is used up
+    assert ok["ok"]
+    history = await slack.conversations_history(channel=INCIDENTS)
+    assert [m["text"] for m in history["messages"]] == ["second try"]
+
+
+async def test_faults_queue_in_order_and_match_methods(
+    http: httpx.AsyncClient, slack: AsyncWebClient
+) -> None:
+    await http.post(
+        "/_sandbox/faults",
+        json=[
+            {"method": "chat.postMessage", "status": 503},
+            {"method": "*", "error": "invalid_auth", "count": 2},
+        ],
+    )
+    with pytest.raises(SlackApiError) as err:
+        await slack.chat_postMessage(channel=INCIDENTS, text="a")
+    assert err.value.response.status_code == 503
+    for _ in range(2):
+        with pytest.raises(SlackApiError) as err:
+            await slack.auth_test()
+        assert err.value.response.status_code == 200 and err.value.response["error"] == "invalid_auth"
+    assert (await slack.auth_test())["ok"]
+
+    # a 500 after the post was made: a retry must cope with the post having happened
+    await http.post("/_sandbox/faults", json={"method": "chat.postMessage", "status": 500, "perform": True})
+    with pytest.raises(SlackApiError) as err:
+        await slack.chat_postMessage(channel=INCIDENTS, text="posted anyway")
+    assert err.value.response.status_code == 500
+    history = await slack.conversations_history(channel=INCIDENTS)
+    assert [m["text"] for m in history["messages"]] == ["posted anyway"]
+
+    await http.post("/_sandbox/faults", json={"status": 500, "count": -1})
+    await http.delete("/_sandbox/faults")
+    assert (await slack.auth_test())["ok"]
+
+    calls = (await http.get("/_sandbox/calls", params={"method": "chat.postMessage"})).json()
+    assert [(c["status"], c["error"]) for c in calls] == [
+        (503, "service_unavailable"),
+        (500, "internal_error"),
+    ]
+
+
+async def test_delay_fault_performs_the_call_then_answers_late(
+    http: httpx.AsyncClient, slack: AsyncWebClient
+) -> None:
+    await http.post("/_sandbox/faults", json={"method": "chat.postMessage", "delay": 0.3})
+    timed_out = AsyncWebClient(token="xoxb-test", base_url=slack.base_url, timeout=0.1)  # type: ignore[arg-type]
+    timed_out.retry_handlers.clear()
+    with pytest.raises(asyncio.TimeoutError):
+        await timed_out.chat_postMessage(channel=INCIDENTS, text="answer lost")
+    history = await slack.conversations_history(channel=INCIDENTS)
+    assert [m["text"] for m in history["messages"]] == ["answer lost"]
+
+
+async def test_rate_limit_per_channel(http: httpx.AsyncClient, slack: AsyncWebClient) -> None:
+    await http.post("/_sandbox/rate-limit", json={"per_minute": 60})
+    try:
+        await slack.chat_postMessage(channel=INCIDENTS, text="one")
+        with pytest.raises(SlackApiError) as err:
+            await slack.chat_postMessage(channel=INCIDENTS, text="two")
+        assert err.value.response.status_code == 429
+        assert int(err.value.response.headers["Retry-After"]) >= 1
+        other = await slack.chat_postMessage(channel="netclaw-alerts", text="another channel is fine")
+        assert other["ok"]
+    finally:
+        await http.post("/_sandbox/rate-limit", json={"per_minute": None})
+    assert (await slack.chat_postMessage(channel=INCIDENTS, text="limit off"))["ok"]
+
+
+async def test_slack_sdk_rate_limit_retry_handler_waits_retry_after(
+    http: httpx.AsyncClient, slack: AsyncWebClient
+) -> None:
+    slack.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=1))
+    await http.post("/_sandbox/faults", json={"method": "chat.postMessage", "status": 429, "retry_after": 1})
+    start = time.monotonic()
+    res = await slack.chat_postMessage(channel=INCIDENTS, text="after a retry")
+    assert res["ok"] and time.monotonic() - start >= 1.0
+    history = await slack.conversations_history(channel=INCIDENTS)
+    assert [m["text"] for m in history["messages"]] == ["after a retry"]
+
+
+async def test_conversations_create_join_and_names(slack: AsyncWebClient) -> None:
+    created = await slack.conversations_create(name="inc-2024-0042-core-down")
+    channel = created["channel"]
+    assert channel["id"] == channel_id_for("inc-2024-0042-core-down") and channel["created"] > 0
+    with pytest.raises(SlackApiError) as err:
+        await slack.conversations_create(name="inc-2024-0042-core-down")
+    assert err.value.response["error"] == "name_taken"
+    with pytest.raises(SlackApiError) as err:
+        await slack.conversations_create(name="Bad Name!")
+    assert err.value.response["error"] == "invalid_name_specials"
+    joined = await slack.conversations_join(channel=channel["id"])
+    assert joined["channel"]["name"] == "inc-2024-0042-core-down"
+    names = [c["name"] for c in (await slack.conversations_list())["channels"]]
+    assert "inc-2024-0042-core-down" in names
+    assert (await slack.chat_postMessage(channel="#inc-2024-0042-core-down", text="hi"))[
+        "channel"
+    ] == channel["id"]
+
+
+async def test_users_info_and_dnd(http: httpx.AsyncClient, slack: AsyncWebClient) -> None:
+    user = (await slack.users_info(user="U123ONCALL"))["user"]
+    assert user["id"] == "U123ONCALL" and user["profile"]["display_name"] and user["tz"]
+    with pytest.raises(SlackApiError) as err:
+        await slack.users_info(user="nobody")
+    assert err.value.response["error"] == "user_not_found"
+
+    dnd = await slack.dnd_info(user="U123ONCALL")
+    assert dnd["dnd_enabled"] is False and dnd["snooze_enabled"] is False
+    assert dnd["next_dnd_start_ts"] > time.time()
+    await http.post("/_sandbox/dnd", json={"user": "U123ONCALL", "enabled": True})
+    dnd = await slack.dnd_info(user="U123ONCALL")
+    assert dnd["dnd_enabled"] is True and dnd["next_dnd_start_ts"] <= time.time() < dnd["next_dnd_end_ts"]
+    await http.post("/_sandbox/dnd", json={"user": "U123ONCALL", "enabled": False})
+    assert (await slack.dnd_info(user="U123ONCALL"))["dnd_enabled"] is False
+
+
+async def test_file_upload_v2(http: httpx.AsyncClient, slack: AsyncWebClient) -> None:
+    res = await slack.files_upload_v2(
+        channel=INCIDENTS, content="# Review\nroot cause: BGP", filename="review.md", initial_comment="draft"
+    )
+    assert res["file"]["name"] == "review.md"
+    history = await slack.conversations_history(channel=INCIDENTS)
+    assert (
+        history["messages"][0]["text"] == "draft"
+        and history["messages"][0]["files"][0]["id"] == res["file"]["id"]
+    )
+    content = await http.get(f"/_sandbox/files/{res['file']['id']}")
+    assert content.text == "# Review\nroot cause: BGP"
+
+
+async def test_state_endpoint_and_reset(http: httpx.AsyncClient, slack: AsyncWebClient) -> None:
+    parent = await slack.chat_postMessage(channel=INCIDENTS, text="parent")
+    await slack.chat_postMessage(channel=INCIDENTS, text="child", thread_ts=parent["ts"])
+    await slack.reactions_add(channel=INCIDENTS, timestamp=parent["ts"], name="eyes")
+    state = (await http.get("/_sandbox/state")).json()
+    incidents = next(c for c in state["channels"] if c["name"] == "incidents")
+    assert [m["text"] for m in incidents["messages"]] == ["parent"]
+    assert [r["text"] for r in incidents["messages"][0]["replies"]] == ["child"]
+    assert incidents["messages"][0]["reactions"][0]["name"] == "eyes"
+    assert state["calls"]["chat.postMessage"] == 2
+    await http.post("/_sandbox/reset")
+    state = (await http.get("/_sandbox/state")).json()
+    assert [c["name"] for c in state["channels"]] == list(DEFAULT_CHANNELS)
+    assert all(not c["messages"] for c in state["channels"])
+
+
+async def test_state_survives_a_restart(tmp_path: Path) -> None:
+    state_file = tmp_path / "slack-sandbox.json"
+    async with run_sandbox(state_file=state_file) as url:
+        slack = AsyncWebClient(token="xoxb-test", base_url=url + "/api/")
+        created = await slack.conversations_create(name="inc-restart")
+        parent = await slack.chat_postMessage(channel="#incidents", text="before restart", metadata=METADATA)
+        await slack.chat_postMessage(channel=INCIDENTS, text="a reply", thread_ts=parent["ts"])
+        await slack.reactions_add(channel=INCIDENTS, timestamp=parent["ts"], name="wrench")
+    assert state_file.exists()
+
+    async with run_sandbox(state_file=state_file) as url:
+        slack = AsyncWebClient(token="xoxb-test", base_url=url + "/api/")
+        history = await slack.conversations_history(channel=INCIDENTS, include_all_metadata=True)
+        (msg,) = history["messages"]
+        assert msg["text"] == "before restart" and msg["metadata"] == METADATA and msg["reply_count"] == 1
+        assert msg["reactions"][0]["name"] == "wrench"
+        replies = await slack.conversations_replies(channel=INCIDENTS, ts=parent["ts"])
+        assert [m["text"] for m in replies["messages"]] == ["before restart", "a reply"]
+        names = [c["name"] for c in (await slack.conversations_list())["channels"]]
+        assert "inc-restart" in names and created["channel"]["id"] == channel_id_for("inc-restart")
+        later = await slack.chat_postMessage(channel=INCIDENTS, text="after restart")
+        assert later["ts"] > parent["ts"]
+
+
+async def test_html_page_shows_messages_escaped(http: httpx.AsyncClient, slack: AsyncWebClient) -> None:
+    parent = await slack.chat_postMessage(
+        channel=INCIDENTS, text=":rotating_light: *P1* <script>alert(1)</script> & `show bgp`"
+    )
+    await slack.chat_postMessage(channel=INCIDENTS, text="_looking_ :mag:", thread_ts=parent["ts"])
+    await slack.reactions_add(channel=INCIDENTS, timestamp=parent["ts"], name="raised_hand")
+    page = await http.get("/", params={"channel": "incidents"})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    text = page.text
+    assert "<script>alert(1)</script>" not in text
+    assert html.escape("<script>alert(1)</script>") in text
+    assert "<b>P1</b>" in text and "<code>show bgp</code>" in text and "&amp;" in text
+    assert "\U0001f6a8" in text and "\u270b 1" in text
+    assert '<div class="thread">' in text and "<i>looking</i>" in text
+    assert 'http-equiv="refresh"' in text
+    assert (await http.get("/", params={"channel": "nope"})).status_code == 404
+
+
+def test_render_mrkdwn() -> None:
+    out = str(
+        render_mrkdwn("*bold* _it_ ~gone~ `x<y` <https://e.x/?a=1&amp;b=2|link> <@U1ABC> 14:32:05 :mag:")
+    )
+    assert "<b>bold</b>" in out and "<i>it</i>" in out and "<s>gone</s>" in out
+    assert "<code>x&lt;y</code>" in out
+    assert '<a href="https://e.x/?a=1&amp;b=2"' in out and ">link</a>" in out
+    assert "@u1abc" in out and "14:32:05" in out and "\U0001f50d" in out
+    assert str(render_mrkdwn("snake_case_name a*b*c")) == "snake_case_name a*b*c"
+    assert str(render_mrkdwn("<javascript:alert(1)|x>")) == "&lt;javascript:alert(1)|x&gt;"
+
+
+async def test_serve_in_background_with_a_custom_app() -> None:
+    app = create_app(channels=["only-one"])
+    async with serve_in_background(app) as url:
+        assert url.startswith("http://127.0.0.1:")
+        slack = AsyncWebClient(token="xoxb-test", base_url=url + "/api/")
+        names = [c["name"] for c in (await slack.conversations_list())["channels"]]
+        assert names == ["only-one"]
