@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 
 from temporalio.client import Client
@@ -50,7 +51,14 @@ async def run_worker(settings: Settings) -> None:
         settings.temporal_namespace,
         settings.slack_api_url,
     )
-    await worker.run()
+    # SIGTERM (docker stop, incident dev's Ctrl-C) lets in-flight activities finish
+    # or time out cleanly; Temporal retries whatever did not.
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with worker:
+        await stop.wait()
 
 
 def main() -> None:

@@ -1,0 +1,112 @@
+"""The severity policy: defaults from the usual table, aliases, and bad files named precisely."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from workflows.models import Severity
+from workflows.policy import PolicyError, load_policy
+
+from .conftest import ROOT
+
+
+def test_default_policy_is_the_usual_severity_table(policy):
+    expected = {
+        "P1": (timedelta(minutes=15), timedelta(minutes=15), timedelta(hours=48)),
+        "P2": (timedelta(minutes=30), timedelta(minutes=30), timedelta(weeks=1)),
+        "P3": (timedelta(hours=2), timedelta(hours=4), timedelta(weeks=2)),
+    }
+    for name, (update_every, escalate_after, review_within) in expected.items():
+        sev = policy.for_severity(Severity(name))
+        assert (sev.update_every, sev.escalate_after, sev.review_within) == (
+            update_every,
+            escalate_after,
+            review_within,
+        )
+    p4 = policy.for_severity(Severity.P4)
+    assert (p4.update_every, p4.escalate_after, p4.review_within) == (
+        timedelta(days=1),
+        "next_business_day",
+        None,
+    )
+    assert policy.for_severity(Severity.P1).channel == "incidents"
+    assert policy.for_severity(Severity.P1).reactions.declared == "rotating_light"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("SEV1", "P1"), ("sev2", "P2"), ("p3", "P3"), ("4", "P4"), ("S1", "P1")]
+)
+def test_sev_aliases(text, expected):
+    assert Severity.parse(text).value == expected
+
+
+def test_unknown_severity_names_the_choices():
+    with pytest.raises(ValueError, match="unknown severity 'P9': use P1, P2, P3 or P4"):
+        Severity.parse("P9")
+
+
+def test_next_business_day_skips_the_weekend(policy):
+    friday_evening = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
+    assert policy.next_business_day_start(friday_evening) == datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    assert policy.escalation_delay(Severity.P4, friday_evening) == timedelta(days=2, hours=15)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            ("update_every: 15m        #", "update_every: soon        #"),
+            "severities.P1.update_every: Value error, 'soon' is not a duration",
+        ),
+        (
+            ("channel: netclaw-general", "channel: ''"),
+            "severities.P4.channel: Value error, channel must not be empty",
+        ),
+        (("  P4:\n", "  P5:\n"), "severities: Value error, unknown severity 'P5'"),
+        (("    escalate_after: 30m", "    escalate_after: -5m"), "severities.P2.escalate_after"),
+        (
+            ("    review_within: 48h", "    review_within: 48h\n    colour: red"),
+            "severities.P1.colour: Extra inputs are not permitted",
+        ),
+    ],
+)
+def test_bad_policy_file_names_file_field_and_reason(tmp_path, change, message):
+    text = (ROOT / "config" / "policy.yaml").read_text()
+    assert change[0] in text
+    bad = tmp_path / "policy.yaml"
+    bad.write_text(text.replace(change[0], change[1], 1))
+    with pytest.raises(PolicyError) as err:
+        load_policy(bad)
+    assert str(err.value).startswith(f"{bad}: ")
+    assert message in str(err.value)
+
+
+def test_missing_and_unparseable_policy_files(tmp_path):
+    with pytest.raises(PolicyError, match="policy file not found"):
+        load_policy(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("severities: [unclosed")
+    with pytest.raises(PolicyError, match="not valid YAML"):
+        load_policy(broken)
+
+
+def test_worker_refuses_to_start_on_a_bad_policy(tmp_path):
+    bad = tmp_path / "policy.yaml"
+    bad.write_text("severities:\n  P1: {update_every: 15m}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "worker"],
+        cwd=ROOT,
+        env={**os.environ, "INCIDENT_POLICY": str(bad), "TEMPORAL_ADDRESS": "127.0.0.1:1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert f"worker: bad policy: {bad}: " in result.stderr
+    assert "severities.P1.escalate_after: Field required" in result.stderr
+    assert "Traceback" not in result.stderr
