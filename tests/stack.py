@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 import httpx
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client, WorkflowHandle
-from temporalio.worker import Worker
 
-from activities.policy import PolicyActivities
-from activities.slack import METADATA_EVENT, SlackActivities
+from activities.settings import Settings
+from activities.slack import METADATA_EVENT
 from starter.declare import declare_incident
+from worker import build_worker
 from workflows.incident import IncidentWorkflow
 from workflows.models import IncidentDeclaration, IncidentState
 from workflows.policy import ActivityTimeouts, Policy
@@ -102,8 +102,6 @@ def templates_of(messages: list[dict[str, Any]]) -> list[str]:
 async def incident_worker(client: Client, slack_api_url: str, policy: Policy):
     """An in-process worker with the real Slack activities; yields a `declare` function."""
     queue = f"incidents-{uuid.uuid4().hex[:8]}"
-    slack = SlackActivities.from_settings(slack_api_url, TOKEN)
-    policies = PolicyActivities(policy)
     started: list[WorkflowHandle] = []
 
     async def declare(severity: str = "P1", **fields: Any) -> WorkflowHandle:
@@ -113,26 +111,21 @@ async def incident_worker(client: Client, slack_api_url: str, policy: Policy):
         started.append(handle)
         return handle
 
-    declare.task_queue = queue  # type: ignore[attr-defined]
-    async with Worker(
-        client,
-        task_queue=queue,
-        workflows=[IncidentWorkflow],
-        activities=[
-            policies.load_incident_policy,
-            slack.post_slack_message,
-            slack.update_slack_header,
-            slack.add_slack_reaction,
-        ],
-    ):
+    settings = Settings(temporal_task_queue=queue, slack_api_url=slack_api_url, slack_bot_token=TOKEN)
+    async with build_worker(client, settings, policy):
         try:
             yield declare
         finally:
-            for handle in started:
-                try:
-                    await handle.terminate("test over")
-                except Exception:
-                    pass  # completed already
+            await terminate_all(started)
+
+
+async def terminate_all(handles: list[WorkflowHandle]) -> None:
+    """End what a test started, so its timers do not run on into the next test."""
+    for handle in handles:
+        try:
+            await handle.terminate("test over")
+        except Exception:
+            pass  # completed already
 
 
 async def posted_state(handle: WorkflowHandle) -> IncidentState:

@@ -17,6 +17,7 @@ from workflows.models import SEARCH_ATTRIBUTES, IncidentDeclaration, IncidentSta
 from workflows.policy import Policy
 
 from .fakes import RecordedSlack
+from .stack import terminate_all
 
 _registered: set[int] = set()
 
@@ -65,11 +66,7 @@ async def recorded_worker(env: WorkflowEnvironment, policy: Policy):
         try:
             yield declare, fake
         finally:
-            for handle in started:
-                try:
-                    await handle.terminate("test over")
-                except Exception:
-                    pass  # already completed
+            await terminate_all(started)
 
 
 async def state_of(handle: WorkflowHandle) -> IncidentState:
