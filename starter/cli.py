@@ -1,0 +1,733 @@
+"""The `incident` command: declare, signal, inspect and list incidents; `incident dev` runs it all.
+
+Every error a person can act on (unknown incident, closed incident, bad
+severity or status, Temporal not running) is ONE red line on stderr and a
+non-zero exit code (1, or 2 for bad input), never a traceback.
+Set INCIDENT_DEBUG=1 to see tracebacks of unexpected errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import getpass
+import os
+import re
+import sys
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.service import RPCError
+
+from activities.settings import Settings
+from starter.connect import TemporalUnreachable, connect
+from starter.declare import (
+    IncidentError,
+    declare_incident,
+    describe_incident,
+    incident_key,
+    new_incident_key,
+    query_state,
+    send_signal,
+    ui_url,
+    wait_for_outcome,
+    worker_polling,
+)
+from workflows.models import (
+    COMMANDER_ATTR,
+    PHASE_ATTR,
+    SERVICE_ATTR,
+    SEVERITY_ATTR,
+    UPDATE_STATUSES,
+    ClaimSignal,
+    IncidentDeclaration,
+    IncidentState,
+    IncidentSummary,
+    ResolveSignal,
+    ReviewDoneSignal,
+    Severity,
+    SeveritySignal,
+    Signal,
+    TimelineEntry,
+    UpdateSignal,
+    workflow_id_for,
+)
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="incident",
+    help="Durable incident response on Temporal: declare, claim, update, resolve and review incidents.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+USAGE = 2  # exit code for bad input, as click uses for usage errors
+DEFAULT_WAIT = 10.0
+
+
+# ------------------------------------------------------------------ errors
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    raise CliError(message, code)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _pydantic_line(exc: ValidationError) -> str:
+    parts = []
+    for item in exc.errors():
+        where = ".".join(str(p) for p in item["loc"])
+        msg = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "invalid input: " + "; ".join(parts)
+
+
+def _unreachable_line(exc: TemporalUnreachable) -> str:
+    """`cannot reach Temporal at H:P (connection refused): is it running? ...` - the core's detail shortened."""
+    text = _one_line(str(exc))
+    match = re.match(r"(cannot reach Temporal at \S+?): (.*)", text)
+    if match:
+        reason = re.search(r'message: "([^"]+)"', match.group(2))
+        detail = reason.group(1).lower() if reason else match.group(2)[:160]
+        text = f"{match.group(1)} ({detail})"
+    return f"{text}: is it running? `incident dev` starts one; TEMPORAL_ADDRESS points elsewhere"
+
+
+def _run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run one command's coroutine; turn every expected failure into CliError (one line)."""
+    try:
+        return asyncio.run(factory())
+    except CliError:
+        raise
+    except TemporalUnreachable as exc:
+        raise CliError(_unreachable_line(exc)) from None
+    except IncidentError as exc:
+        raise CliError(_one_line(str(exc))) from None
+    except ValidationError as exc:
+        raise CliError(_pydantic_line(exc), USAGE) from None
+    except RPCError as exc:
+        raise CliError(
+            f"Temporal refused: {exc.status.name if exc.status else 'error'}: {_one_line(exc.message)}"
+        ) from None
+
+
+def _report(exc: CliError) -> NoReturn:
+    err.print(f"[red]error: {escape(str(exc))}[/red]")
+    raise typer.Exit(exc.code)
+
+
+def _command(func: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a command body so a CliError prints one red line and exits with its code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            func(*args, **kwargs)
+        except CliError as exc:
+            _report(exc)
+
+    return wrapper
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def default_user() -> str:
+    """INCIDENT_USER, else the login name."""
+    user = os.environ.get("INCIDENT_USER")
+    if user:
+        return user
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+        return "unknown"
+
+
+def _settings() -> Settings:
+    # Fresh each time (not the cached get_settings()): tests and `incident dev` change the environment.
+    return Settings()
+
+
+async def _client(settings: Settings) -> Client:
+    return await connect(settings)
+
+
+def _parse_severity(value: str) -> Severity:
+    try:
+        return Severity.parse(value)
+    except ValueError as exc:
+        fail(str(exc), USAGE)
+
+
+def _check_status(value: str) -> str:
+    status = value.strip().lower()
+    if status not in UPDATE_STATUSES:
+        fail(f"unknown status {value!r}: use one of {', '.join(UPDATE_STATUSES)}", USAGE)
+    return status
+
+
+def _build(model: Callable[..., T], **fields: Any) -> T:
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        fail(_pydantic_line(exc), USAGE)
+
+
+def _fmt_time(value: datetime | None, with_date: bool = True) -> str:
+    if value is None:
+        return "—"
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC" if with_date else "%H:%M:%S")
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size or (unit == "s" and not parts):
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts[:2])
+
+
+UserOption = Annotated[
+    str,
+    typer.Option("--user", "-u", help="Who you are (default: $INCIDENT_USER, else your login name)."),
+]
+WaitOption = Annotated[
+    float,
+    typer.Option("--wait", help="Seconds to wait for the worker's outcome (0: don't wait).", min=0),
+]
+IdArgument = Annotated[
+    str, typer.Argument(metavar="ID", help="Incident key, or its workflow id incident-<key>.")
+]
+
+
+# ------------------------------------------------------------------ declare
+
+
+@app.command()
+@_command
+def declare(
+    severity: Annotated[str, typer.Option("--severity", "-s", help="P1..P4 (or SEV1..SEV4).")],
+    title: Annotated[str, typer.Option("--title", "-t", help="One line: what is broken, where.")],
+    service: Annotated[str, typer.Option("--service", help="Affected service.")] = "",
+    symptom: Annotated[list[str] | None, typer.Option("--symptom", help="A symptom (repeatable).")] = None,
+    impact: Annotated[list[str] | None, typer.Option("--impact", help="An impact (repeatable).")] = None,
+    link: Annotated[
+        list[str] | None, typer.Option("--link", help="A link: dashboard, alert (repeatable).")
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", help="Incident key (default: yymmdd-HHMM-xxxx, UTC).")
+    ] = None,
+    reporter: Annotated[
+        str | None, typer.Option("--reporter", help="Who declares (default: --user).")
+    ] = None,
+) -> None:
+    """Declare an incident: starts its workflow."""
+    sev = _parse_severity(severity)
+    declaration = _build(
+        IncidentDeclaration,
+        key=key or new_incident_key(),
+        severity=sev,
+        title=title.strip(),
+        service=service.strip(),
+        symptoms=list(symptom or []),
+        impact=list(impact or []),
+        links=list(link or []),
+        reporter=reporter or default_user(),
+        detected_at=datetime.now(UTC),
+    )
+    settings = _settings()
+
+    async def go() -> None:
+        client = await _client(settings)
+        await declare_incident(client, declaration, settings.temporal_task_queue)
+
+    _run(go)
+    url = ui_url(declaration.workflow_id, settings.temporal_namespace, settings.temporal_ui_port)
+    out.print(
+        f"[green]declared[/green] {declaration.severity.value} incident [bold]{escape(declaration.key)}[/bold]: {escape(declaration.title)}"
+    )
+    out.print(f"  incident     {escape(declaration.key)}")
+    out.print(f"  workflow     {escape(declaration.workflow_id)}")
+    out.print(f"  Temporal UI  {url}", soft_wrap=True)
+    out.print(f"  next         incident claim {escape(declaration.key)} --user <you>", soft_wrap=True)
+
+
+# ------------------------------------------------------------------ signals
+
+
+def _signal_and_report(ident: str, name: str, signal: Signal, wait: float) -> None:
+    settings = _settings()
+
+    async def go() -> TimelineEntry | None | str:
+        client = await _client(settings)
+        request_id = await send_signal(client, ident, name, signal)
+        if wait <= 0:
+            return "nowait"
+        if not await worker_polling(client, settings.temporal_task_queue):
+            return "noworker"
+        handle = client.get_workflow_handle(workflow_id_for(ident))
+        return await wait_for_outcome(handle, request_id, wait=wait)
+
+    outcome = _run(go)
+    key = incident_key(workflow_id_for(ident))
+    if outcome == "nowait":
+        out.print(f"sent {name} to incident {escape(key)} (request {signal.request_id})")
+        return
+    if outcome is None or outcome == "noworker":
+        why = (
+            f"no worker is polling task queue {settings.temporal_task_queue!r}"
+            if outcome == "noworker"
+            else f"waited {wait:g} s"
+        )
+        out.print(
+            f"[yellow]sent {name} to incident {escape(key)}, but no worker has processed it yet ({escape(why)}); "
+            "it will be handled when a worker runs (incident dev / python -m worker)[/yellow]",
+            soft_wrap=True,
+        )
+        return
+    assert isinstance(outcome, TimelineEntry)
+    if outcome.kind == "rejected":
+        err.print(f"[red]rejected: {escape(_one_line(outcome.text))}[/red]")
+        raise typer.Exit(1)
+    out.print(
+        f"[green]accepted: {escape(outcome.kind)}[/green] — {escape(_one_line(outcome.text))}", soft_wrap=True
+    )
+
+
+@app.command()
+@_command
+def claim(ident: IdArgument, user: UserOption = "", wait: WaitOption = DEFAULT_WAIT) -> None:
+    """Become Incident Commander (or take over from the current one)."""
+    signal = _build(ClaimSignal, user=user or default_user())
+    _signal_and_report(ident, "claim", signal, wait)
+
+
+@app.command()
+@_command
+def update(
+    ident: IdArgument,
+    status: Annotated[str, typer.Option("--status", help=f"One of: {', '.join(UPDATE_STATUSES)}.")],
+    message: Annotated[str, typer.Option("--message", "-m", help="What changed.")],
+    eta: Annotated[str | None, typer.Option("--eta", help="Expected time to fix, free text.")] = None,
+    user: UserOption = "",
+    wait: WaitOption = DEFAULT_WAIT,
+) -> None:
+    """Post a status update."""
+    checked = _check_status(status)
+    signal = _build(
+        UpdateSignal, user=user or default_user(), status=checked, message=message, eta=eta or None
+    )
+    _signal_and_report(ident, "update", signal, wait)
+
+
+@app.command()
+@_command
+def resolve(
+    ident: IdArgument,
+    resolution: Annotated[str, typer.Option("--resolution", "-r", help="What fixed it.")],
+    root_cause: Annotated[str, typer.Option("--root-cause", help="Why it happened.")] = "",
+    user: UserOption = "",
+    wait: WaitOption = DEFAULT_WAIT,
+) -> None:
+    """Resolve the incident."""
+    signal = _build(ResolveSignal, user=user or default_user(), resolution=resolution, root_cause=root_cause)
+    _signal_and_report(ident, "resolve", signal, wait)
+
+
+@app.command()
+@_command
+def severity(
+    ident: IdArgument,
+    new_severity: Annotated[str, typer.Argument(metavar="SEVERITY", help="P1..P4 (or SEV1..SEV4).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why the severity changes.")] = "",
+    user: UserOption = "",
+    wait: WaitOption = DEFAULT_WAIT,
+) -> None:
+    """Change the incident's severity."""
+    sev = _parse_severity(new_severity)
+    signal = _build(SeveritySignal, user=user or default_user(), severity=sev.value, reason=reason)
+    _signal_and_report(ident, "set_severity", signal, wait)
+
+
+@app.command("review-done")
+@_command
+def review_done(
+    ident: IdArgument,
+    notes: Annotated[str, typer.Option("--notes", help="Review outcome, link to the document.")] = "",
+    user: UserOption = "",
+    wait: WaitOption = DEFAULT_WAIT,
+) -> None:
+    """Mark the post-incident review done (completes the incident)."""
+    signal = _build(ReviewDoneSignal, user=user or default_user(), notes=notes)
+    _signal_and_report(ident, "review_done", signal, wait)
+
+
+# ------------------------------------------------------------------ status
+
+
+def _sa(desc: Any, key: Any) -> str:
+    try:
+        return desc.typed_search_attributes.get(key) or ""
+    except Exception:  # noqa: BLE001
+        return ""
+
+
+def _timeline_table(timeline: list[TimelineEntry]) -> Table:
+    table = Table(title="Timeline", title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("Time (UTC)", no_wrap=True)
+    table.add_column("Kind", no_wrap=True)
+    table.add_column("Actor")
+    table.add_column("Text")
+    for entry in timeline:
+        style = (
+            "red"
+            if entry.kind == "rejected"
+            else ("yellow" if entry.kind in ("escalation", "reminder") else None)
+        )
+        table.add_row(
+            _fmt_time(entry.at).removesuffix(" UTC"),
+            entry.kind,
+            escape(entry.actor),
+            escape(entry.text),
+            style=style,
+        )
+    return table
+
+
+def _fields_table(rows: list[tuple[str, str]]) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for name, value in rows:
+        grid.add_row(name, value)
+    return grid
+
+
+def _counts(updates: int, reminders: int, escalations: int) -> str:
+    def n(count: int, word: str) -> str:
+        return f"{count} {word}" + ("" if count == 1 else "s")
+
+    return ", ".join((n(updates, "update"), n(reminders, "reminder"), n(escalations, "escalation")))
+
+
+def _print_state(state: IncidentState, status: str, url: str) -> None:
+    mtta = _fmt_duration((state.claimed_at - state.declared_at).total_seconds()) if state.claimed_at else ""
+    mttr = _fmt_duration((state.resolved_at - state.declared_at).total_seconds()) if state.resolved_at else ""
+    slack = "—"
+    if state.slack_channel:
+        slack = f"#{state.slack_channel}" + (
+            f", thread {state.slack_thread_ts}" if state.slack_thread_ts else ""
+        )
+    last = "—"
+    if state.last_update_at:
+        last = f"{_fmt_time(state.last_update_at)} [{state.status or ''}] {state.last_update or ''}"
+    rows = [
+        ("Incident", f"{state.key}  ({state.workflow_id}, {status})"),
+        ("Title", state.title),
+        ("Severity", state.severity.value),
+        ("Phase", state.phase.value),
+        ("Commander", state.commander or "— (awaiting claim)"),
+        ("Service", state.service or "—"),
+        ("Ticket", state.ticket or "—"),
+        ("Slack", slack),
+        ("Declared", _fmt_time(state.declared_at)),
+        ("Claimed", _fmt_time(state.claimed_at) + (f"  (MTTA {mtta})" if mtta else "")),
+        ("Resolved", _fmt_time(state.resolved_at) + (f"  (MTTR {mttr})" if mttr else "")),
+        ("Last update", last),
+        ("Next reminder", _fmt_time(state.next_reminder_at)),
+        ("Next escalation", _fmt_time(state.next_escalation_at)),
+        ("Counts", _counts(state.updates, state.reminders, state.escalations)),
+    ]
+    if state.review_due_at or state.reviewed_at:
+        rows.append(("Review", f"due {_fmt_time(state.review_due_at)}, done {_fmt_time(state.reviewed_at)}"))
+    if state.resolution:
+        rows.append(("Resolution", state.resolution))
+    if state.root_cause:
+        rows.append(("Root cause", state.root_cause))
+    rows.append(("Temporal UI", url))
+    out.print(_fields_table([(n, escape(v)) for n, v in rows]))
+    out.print()
+    out.print(_timeline_table(state.timeline))
+
+
+def _print_summary(summary: IncidentSummary, workflow_id: str, status: str, url: str) -> None:
+    rows = [
+        ("Incident", f"{summary.key}  ({workflow_id}, {status})"),
+        ("Title", summary.title),
+        ("Severity", summary.severity.value),
+        ("Phase", "closed"),
+        ("Commander", summary.commander or "—"),
+        ("Declared", _fmt_time(summary.declared_at)),
+        (
+            "Claimed",
+            _fmt_time(summary.claimed_at)
+            + (
+                f"  (MTTA {_fmt_duration(summary.time_to_acknowledge_seconds)})" if summary.claimed_at else ""
+            ),
+        ),
+        (
+            "Resolved",
+            _fmt_time(summary.resolved_at)
+            + (f"  (MTTR {_fmt_duration(summary.time_to_resolve_seconds)})" if summary.resolved_at else ""),
+        ),
+        ("Counts", _counts(summary.updates, summary.reminders, summary.escalations)),
+    ]
+    if summary.resolution:
+        rows.append(("Resolution", summary.resolution))
+    if summary.root_cause:
+        rows.append(("Root cause", summary.root_cause))
+    rows.append(("Temporal UI", url))
+    out.print(_fields_table([(n, escape(v)) for n, v in rows]))
+    out.print()
+    out.print(_timeline_table(summary.timeline))
+
+
+@app.command()
+@_command
+def status(
+    ident: IdArgument,
+    wait: Annotated[
+        float, typer.Option("--wait", help="Seconds to wait for a worker to answer.", min=0.5)
+    ] = 5.0,
+) -> None:
+    """Show an incident: phase, severity, commander, ticket, Slack thread, deadlines and its timeline."""
+    settings = _settings()
+
+    async def go() -> None:
+        client = await _client(settings)
+        handle, desc = await describe_incident(client, ident)
+        running = desc.status == WorkflowExecutionStatus.RUNNING
+        status_name = desc.status.name.lower() if desc.status else "unknown"
+        url = ui_url(handle.id, settings.temporal_namespace, settings.temporal_ui_port)
+        state = None
+        polling = await worker_polling(client, desc.task_queue)
+        if polling:
+            try:
+                state = await query_state(handle, wait=wait if running else min(wait, 3.0))
+            except RPCError:
+                state = None
+        if state is not None:
+            _print_state(state, status_name, url)
+            return
+        if desc.status == WorkflowExecutionStatus.COMPLETED:
+            try:
+                summary = await client.get_workflow_handle(handle.id, result_type=IncidentSummary).result()
+            except (WorkflowFailureError, RPCError):
+                summary = None
+            if summary is not None:
+                _print_summary(summary, handle.id, status_name, url)
+                return
+        # No worker answered: what Temporal itself knows.
+        title = ""
+        try:
+            title = await desc.static_summary() or ""
+        except Exception:  # noqa: BLE001
+            pass
+        rows = [
+            ("Incident", f"{incident_key(handle.id)}  ({handle.id}, {status_name})"),
+            ("Summary", title or "—"),
+            ("Severity", _sa(desc, SEVERITY_ATTR) or "—"),
+            ("Phase", _sa(desc, PHASE_ATTR) or "—"),
+            ("Commander", _sa(desc, COMMANDER_ATTR) or "—"),
+            ("Service", _sa(desc, SERVICE_ATTR) or "—"),
+            ("Started", _fmt_time(desc.start_time)),
+            ("Closed", _fmt_time(desc.close_time)),
+            ("Temporal UI", url),
+        ]
+        out.print(_fields_table([(n, escape(v)) for n, v in rows]))
+        if running:
+            why = (
+                f"no worker answered within {wait:g} s" if polling else f"no worker polls {desc.task_queue!r}"
+            )
+            out.print(
+                f"[yellow]{escape(why)}: the timeline needs a running worker (incident dev / python -m worker)[/yellow]",
+                soft_wrap=True,
+            )
+
+    _run(go)
+
+
+# ------------------------------------------------------------------ list
+
+
+def build_list_query(open_only: bool = False, severity: Severity | None = None) -> str:
+    """The visibility query `incident list` runs; reusable by anything listing incidents."""
+    clauses = ["WorkflowType='IncidentWorkflow'"]
+    if open_only:
+        clauses.append("ExecutionStatus='Running'")
+    if severity is not None:
+        clauses.append(f"{SEVERITY_ATTR.name}='{severity.value}'")
+    return " AND ".join(clauses)
+
+
+@app.command("list")
+@_command
+def list_incidents(
+    open_only: Annotated[bool, typer.Option("--open", help="Only incidents still running.")] = False,
+    severity_filter: Annotated[
+        str | None, typer.Option("--severity", "-s", help="Only this severity.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many.", min=1)] = 50,
+) -> None:
+    """List incidents from Temporal visibility, newest first."""
+    sev = _parse_severity(severity_filter) if severity_filter else None
+    query = build_list_query(open_only, sev)
+    settings = _settings()
+
+    async def go() -> list[tuple[Any, str]]:
+        client = await _client(settings)
+        executions = [wf async for wf in client.list_workflows(query, limit=limit)]
+        gate = asyncio.Semaphore(10)
+
+        async def title(wf: Any) -> str:
+            # Visibility rows carry no summary; describe gives the static one ("P1 · title").
+            async with gate:
+                try:
+                    desc = await client.get_workflow_handle(wf.id, run_id=wf.run_id).describe(
+                        rpc_timeout=timedelta(seconds=3)
+                    )
+                    text = await desc.static_summary() or ""
+                except Exception:  # noqa: BLE001 - a missing title is not worth failing for
+                    return ""
+                return re.sub(r"^P\d · ", "", text)
+
+        titles = await asyncio.gather(*(title(wf) for wf in executions))
+        return list(zip(executions, titles, strict=True))
+
+    rows = _run(go)
+    if not rows:
+        out.print(f"no incidents match ({query})", soft_wrap=True)
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("Incident", "Sev", "Phase", "Commander", "Status", "Started (UTC)", "Title"):
+        if column == "Title":
+            table.add_column(column, min_width=12, overflow="fold")
+        else:
+            table.add_column(column, no_wrap=True)
+    for wf, title_text in rows:
+        attrs = wf.typed_search_attributes
+        status_name = wf.status.name.lower() if wf.status else "?"
+        table.add_row(
+            escape(incident_key(wf.id)),
+            attrs.get(SEVERITY_ATTR) or "",
+            attrs.get(PHASE_ATTR) or "",
+            escape(attrs.get(COMMANDER_ATTR) or ""),
+            status_name if status_name != "running" else "[green]running[/green]",
+            _fmt_time(wf.start_time).removesuffix(" UTC")[:16],
+            escape(title_text),
+        )
+    out.print(table)
+
+
+# ------------------------------------------------------------------ dev
+
+
+@app.command()
+@_command
+def dev(
+    temporal_port: Annotated[
+        int, typer.Option("--temporal-port", envvar="TEMPORAL_PORT", help="Temporal gRPC port.")
+    ] = 7233,
+    ui_port: Annotated[
+        int, typer.Option("--ui-port", envvar="TEMPORAL_UI_PORT", help="Temporal UI port.")
+    ] = 8233,
+    slack_port: Annotated[
+        int, typer.Option("--slack-port", envvar="SLACK_SANDBOX_PORT", help="Slack sandbox port.")
+    ] = 8901,
+    data_dir: Annotated[
+        Path,
+        typer.Option("--data-dir", envvar="INCIDENT_DATA_DIR", help="Temporal history, sandbox state, logs."),
+    ] = Path(".data"),
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Don't echo the worker's and sandbox's output.")
+    ] = False,
+) -> None:
+    """Run everything locally: Temporal dev server + UI, Slack sandbox, worker. Ctrl-C stops it all."""
+    from starter.devstack import DevConfig, run_dev
+
+    config = DevConfig.from_env(
+        _settings(),
+        temporal_port=temporal_port,
+        ui_port=ui_port,
+        slack_port=slack_port,
+        data_dir=data_dir,
+        echo_logs=not quiet,
+    )
+    code = run_dev(config, out)
+    if code:
+        raise typer.Exit(code)
+
+
+# ------------------------------------------------------------------ main
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code; usage errors become one line too."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="incident", standalone_mode=False)
+    except typer.TyperException as exc:  # typer's (vendored click's) usage errors
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            out.print(exc.format_message(), markup=False)
+            return exc.exit_code
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        err.print(f"[red]error: {escape(_one_line(exc.format_message()))}{escape(where)}[/red]")
+        return exc.exit_code
+    except typer.Abort:
+        err.print("[red]aborted[/red]")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the promise: one line, never a traceback
+        if os.environ.get("INCIDENT_DEBUG"):
+            raise
+        err.print(
+            f"[red]error: unexpected {type(exc).__name__}: {escape(_one_line(str(exc)))} (INCIDENT_DEBUG=1 shows more)[/red]"
+        )
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    """Console script entry point. Ends with os._exit: the interpreter was seen to crash at exit (139)."""
+    code = run()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001
+            pass
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

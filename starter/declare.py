@@ -1,0 +1,230 @@
+"""Declaring and signalling incidents: shared by the CLI, the alert receivers and the Slack handler.
+
+Everything here talks to Temporal through a `Client` made by `starter.connect.connect`
+(pydantic data converter). Errors a person can act on are raised as `IncidentError`
+subclasses whose message is one clear line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from workflows.incident import (
+    IncidentInput,
+    IncidentWorkflow,
+    initial_search_attributes,
+    static_details,
+    static_summary,
+)
+from workflows.models import (
+    WORKFLOW_ID_PREFIX,
+    IncidentDeclaration,
+    IncidentState,
+    Signal,
+    TimelineEntry,
+    workflow_id_for,
+)
+
+# Signal names as IncidentWorkflow defines them.
+SIGNALS = ("claim", "update", "resolve", "set_severity", "review_done")
+STATE_QUERY = "state"
+
+
+class IncidentError(Exception):
+    """An error about one incident that a person can act on; str() is one line."""
+
+
+class IncidentNotFound(IncidentError):
+    pass
+
+
+class IncidentClosed(IncidentError):
+    pass
+
+
+class IncidentAlreadyExists(IncidentError, WorkflowAlreadyStartedError):
+    """Raised by `declare_incident` when the workflow id is already running.
+
+    It is also a `temporalio.exceptions.WorkflowAlreadyStartedError`, so code
+    catching Temporal's error keeps working.
+    """
+
+    def __init__(self, declaration: IncidentDeclaration, cause: WorkflowAlreadyStartedError) -> None:
+        WorkflowAlreadyStartedError.__init__(
+            self, cause.workflow_id, cause.workflow_type, run_id=cause.run_id, first_run_id=cause.first_run_id
+        )
+        self.key = declaration.key
+        self._text = (
+            f"incident {declaration.key} already exists (workflow {declaration.workflow_id} is running); "
+            "use another --key, or signal the existing one"
+        )
+
+    def __str__(self) -> str:
+        return self._text
+
+    @property
+    def message(self) -> str:
+        return self._text
+
+
+def new_incident_key(now: datetime | None = None) -> str:
+    """A short key for a manual declaration: UTC `yymmdd-HHMM-xxxx`, e.g. `261122-1432-a3f9`."""
+    now = now or datetime.now(UTC)
+    return f"{now:%y%m%d-%H%M}-{secrets.token_hex(2)}"
+
+
+def incident_key(workflow_id: str) -> str:
+    """`incident-R1-outage` -> `R1-outage`."""
+    return (
+        workflow_id[len(WORKFLOW_ID_PREFIX) :] if workflow_id.startswith(WORKFLOW_ID_PREFIX) else workflow_id
+    )
+
+
+def ui_url(workflow_id: str, namespace: str = "default", ui_port: int = 8233, host: str = "localhost") -> str:
+    """The incident's page in the Temporal UI."""
+    return f"http://{host}:{ui_port}/namespaces/{quote(namespace, safe='')}/workflows/{quote(workflow_id, safe='')}"
+
+
+def start_options(declaration: IncidentDeclaration, task_queue: str) -> dict[str, Any]:
+    """Keyword arguments for `client.start_workflow(IncidentWorkflow.run, ...)`.
+
+    The receivers use these with `start_signal=` for signal-with-start, so an
+    alert storm lands in one incident and every start looks the same in the UI.
+    """
+    return {
+        "id": declaration.workflow_id,
+        "task_queue": task_queue,
+        "search_attributes": initial_search_attributes(declaration),
+        "static_summary": static_summary(declaration),
+        "static_details": static_details(declaration),
+    }
+
+
+async def declare_incident(
+    client: Client, declaration: IncidentDeclaration, task_queue: str
+) -> WorkflowHandle[IncidentWorkflow, Any]:
+    """Start the incident's workflow; `IncidentAlreadyExists` if it is already running."""
+    try:
+        return await client.start_workflow(
+            IncidentWorkflow.run,
+            IncidentInput(declaration=declaration),
+            **start_options(declaration, task_queue),
+        )
+    except WorkflowAlreadyStartedError as exc:
+        raise IncidentAlreadyExists(declaration, exc) from None
+
+
+def _not_found(key_or_id: str) -> IncidentNotFound:
+    return IncidentNotFound(
+        f"no incident {incident_key(workflow_id_for(key_or_id))} (workflow {workflow_id_for(key_or_id)})"
+    )
+
+
+async def describe_incident(client: Client, key_or_id: str):
+    """The workflow's description; `IncidentNotFound` when there is no such workflow."""
+    handle = client.get_workflow_handle(workflow_id_for(key_or_id))
+    try:
+        return handle, await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise _not_found(key_or_id) from None
+        raise
+
+
+async def query_state(handle: WorkflowHandle[Any, Any], wait: float = 5.0) -> IncidentState:
+    """The `state` query. Without a running worker it waits `wait` s and raises RPCError."""
+    return await handle.query(STATE_QUERY, result_type=IncidentState, rpc_timeout=timedelta(seconds=wait))
+
+
+async def send_signal(client: Client, key_or_id: str, name: str, signal: Signal) -> str:
+    """Send a signal to an open incident; returns the request id to look for in the timeline.
+
+    Sets `signal.request_id` (a fresh uuid4 hex) when it is empty.
+    Raises `IncidentNotFound` or `IncidentClosed`.
+    """
+    if name not in SIGNALS:
+        raise ValueError(f"unknown signal {name!r}: use one of {', '.join(SIGNALS)}")
+    if not signal.request_id:
+        signal.request_id = uuid.uuid4().hex
+    handle, desc = await describe_incident(client, key_or_id)
+    key = incident_key(handle.id)
+    if desc.status != WorkflowExecutionStatus.RUNNING:
+        raise IncidentClosed(f"incident {key} is closed ({_status_name(desc.status)})")
+    try:
+        await handle.signal(name, signal)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:  # completed between describe and signal
+            raise IncidentClosed(f"incident {key} is closed") from None
+        raise
+    return signal.request_id
+
+
+async def wait_for_outcome(
+    handle: WorkflowHandle[Any, Any], request_id: str, wait: float = 10.0, interval: float = 0.2
+) -> TimelineEntry | None:
+    """Poll the `state` query until the timeline holds an entry for `request_id`.
+
+    None when no worker answered within `wait` seconds (the signal stays
+    delivered and is handled when a worker runs).
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        try:
+            state = await query_state(handle, wait=max(0.5, min(remaining, 3.0)))
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise
+            state = None  # no worker yet, or the query timed out: try again until the deadline
+        if state is not None:
+            for entry in reversed(state.timeline):
+                if entry.request_id == request_id:
+                    return entry
+        await asyncio.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+
+
+async def worker_polling(client: Client, task_queue: str, within: float = 90.0) -> bool:
+    """Whether a worker has polled `task_queue` in the last `within` seconds.
+
+    A worker's long poll lasts up to ~70 s, so a live worker is always seen
+    within 90 s; a worker that died recently may still be seen (callers then
+    just wait for their timeout). On any error this says True, to be safe.
+    """
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    try:
+        response = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=client.namespace,
+                task_queue=TaskQueue(name=task_queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            ),
+            timeout=timedelta(seconds=3),
+        )
+    except Exception:  # noqa: BLE001
+        return True
+    now = datetime.now(UTC).timestamp()
+    for poller in response.pollers:
+        if not poller.HasField("last_access_time"):
+            return True
+        if now - poller.last_access_time.ToDatetime(tzinfo=UTC).timestamp() <= within:
+            return True
+    return False
+
+
+def _status_name(status: WorkflowExecutionStatus | None) -> str:
+    return status.name.lower().replace("_", " ") if status is not None else "unknown"
