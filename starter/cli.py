@@ -469,14 +469,7 @@ def _print_state(state: IncidentState, status: str, url: str) -> None:
     ]
     if state.review_due_at or state.reviewed_at:
         rows.append(("Review", f"due {_fmt_time(state.review_due_at)}, done {_fmt_time(state.reviewed_at)}"))
-    if state.resolution:
-        rows.append(("Resolution", state.resolution))
-    if state.root_cause:
-        rows.append(("Root cause", state.root_cause))
-    rows.append(("Temporal UI", url))
-    out.print(_fields_table([(n, escape(v)) for n, v in rows]))
-    out.print()
-    out.print(_timeline_table(state.timeline))
+    _print_outcome_and_timeline(rows, state, url)
 
 
 def _print_summary(summary: IncidentSummary, workflow_id: str, status: str, url: str) -> None:
@@ -501,14 +494,20 @@ def _print_summary(summary: IncidentSummary, workflow_id: str, status: str, url:
         ),
         ("Counts", _counts(summary.updates, summary.reminders, summary.escalations)),
     ]
-    if summary.resolution:
-        rows.append(("Resolution", summary.resolution))
-    if summary.root_cause:
-        rows.append(("Root cause", summary.root_cause))
+    _print_outcome_and_timeline(rows, summary, url)
+
+
+def _print_outcome_and_timeline(
+    rows: list[tuple[str, str]], incident: IncidentState | IncidentSummary, url: str
+) -> None:
+    if incident.resolution:
+        rows.append(("Resolution", incident.resolution))
+    if incident.root_cause:
+        rows.append(("Root cause", incident.root_cause))
     rows.append(("Temporal UI", url))
     out.print(_fields_table([(n, escape(v)) for n, v in rows]))
     out.print()
-    out.print(_timeline_table(summary.timeline))
+    out.print(_timeline_table(incident.timeline))
 
 
 @app.command()

@@ -259,7 +259,7 @@ class DevStack:
             if child.reader is not None:
                 child.reader.join(timeout=1)
             raise DevStackError(
-                f"{child.name} {_exit_text(code)} while {what}; last output "
+                f"{child.name} (pid {child.pid}) {_exit_text(code)} while {what}. Last output "
                 f"(full log {child.log_path}):\n{child.tail_text()}"
             )
 
@@ -589,14 +589,7 @@ class DevStack:
             self.print_table()
             while not self.stop_requested.is_set():
                 for child in self.children:
-                    code_ = child.proc.poll()
-                    if code_ is not None:
-                        if child.reader is not None:
-                            child.reader.join(timeout=1)
-                        raise DevStackError(
-                            f"{child.name} (pid {child.pid}) {_exit_text(code_)} unexpectedly; stopping the rest. "
-                            f"Last output (full log {child.log_path}):\n{child.tail_text()}"
-                        )
+                    self._check_alive(child, "running; stopping the rest")
                 try:
                     await asyncio.wait_for(self.stop_requested.wait(), 0.5)
                 except TimeoutError:
