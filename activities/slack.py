@@ -25,7 +25,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from workflows.models import PostedMessage, SlackHeaderUpdate, SlackPost, SlackReaction
+from workflows.models import IncidentState, PostedMessage, SlackHeaderUpdate, SlackPost, SlackReaction
 
 from .rendering import render
 
@@ -94,6 +94,7 @@ class SlackActivities:
             channel=post.channel,
             thread_ts=post.thread_ts,
             text=text,
+            blocks=declaration_blocks(text, post.incident) if post.template == "declaration" else None,
             metadata=metadata,
             unfurl_links=False,
             unfurl_media=False,
@@ -104,7 +105,13 @@ class SlackActivities:
     async def update_slack_header(self, header: SlackHeaderUpdate) -> None:
         """Rewrite the declaration message with the current state (idempotent by nature)."""
         text = render("declaration", incident=header.incident, mentions=[])
-        await self._call(self._client.chat_update, channel=header.channel, ts=header.ts, text=text)
+        await self._call(
+            self._client.chat_update,
+            channel=header.channel,
+            ts=header.ts,
+            text=text,
+            blocks=declaration_blocks(text, header.incident),
+        )
 
     @activity.defn(name="add_slack_reaction")
     async def add_slack_reaction(self, reaction: SlackReaction) -> None:
@@ -179,6 +186,40 @@ class SlackActivities:
             cursor = (response.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
                 return
+
+
+# Action ids the Slack handler (starter/slack_app.py) listens for; each button's value is the workflow id.
+CLAIM_ACTION = "incident_claim"
+UPDATE_ACTION = "incident_update"
+RESOLVE_ACTION = "incident_resolve"
+_SECTION_LIMIT = 3000  # Slack's limit for a section's text
+
+
+def declaration_blocks(text: str, incident: IncidentState) -> list[dict[str, Any]]:
+    """The declaration as a section, with Claim / Post update / Resolve buttons while it is open."""
+    if len(text) > _SECTION_LIMIT:
+        text = text[: _SECTION_LIMIT - 1] + "…"
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+    if incident.phase.value in ("resolved", "review"):
+        return blocks
+    buttons = [
+        (CLAIM_ACTION, "Take over as IC" if incident.commander else "Claim", "primary"),
+        (UPDATE_ACTION, "Post update", None),
+        (RESOLVE_ACTION, "Resolve", "danger"),
+    ]
+    elements = []
+    for action_id, label, style in buttons:
+        button: dict[str, Any] = {
+            "type": "button",
+            "action_id": action_id,
+            "text": {"type": "plain_text", "text": label},
+            "value": incident.workflow_id,
+        }
+        if style:
+            button["style"] = style
+        elements.append(button)
+    blocks.append({"type": "actions", "block_id": "incident_actions", "elements": elements})
+    return blocks
 
 
 def _slack_ts(moment: datetime) -> str:

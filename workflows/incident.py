@@ -23,6 +23,7 @@ from .models import (
     SERVICE_ATTR,
     SEVERITY_ATTR,
     UPDATE_STATUSES,
+    AlertBatch,
     ClaimSignal,
     IncidentDeclaration,
     IncidentState,
@@ -38,6 +39,7 @@ from .models import (
     SlackPost,
     SlackReaction,
     TimelineEntry,
+    TimelineNote,
     UpdateSignal,
 )
 from .policy import Policy, SeverityPolicy, format_duration
@@ -49,6 +51,8 @@ UPDATE_SLACK_HEADER = "update_slack_header"
 ADD_SLACK_REACTION = "add_slack_reaction"
 
 SIGNAL_MODELS: dict[str, type[Signal]] = {
+    "alerts": AlertBatch,
+    "add_to_timeline": TimelineNote,
     "claim": ClaimSignal,
     "update": UpdateSignal,
     "resolve": ResolveSignal,
@@ -102,6 +106,8 @@ class IncidentWorkflow:
                 impact=list(d.impact),
                 links=list(d.links),
                 reporter=d.reporter,
+                devices=list(d.devices),
+                upstream=dict(d.upstream),
                 declared_at=workflow.now(),
                 detected_at=d.detected_at,
             )
@@ -127,6 +133,14 @@ class IncidentWorkflow:
     @workflow.signal
     def review_done(self, signal: ReviewDoneSignal) -> None:
         self._enqueue("review_done", signal)
+
+    @workflow.signal
+    def alerts(self, batch: AlertBatch) -> None:
+        self._enqueue("alerts", batch)
+
+    @workflow.signal
+    def add_to_timeline(self, note: TimelineNote) -> None:
+        self._enqueue("add_to_timeline", note)
 
     @workflow.query
     def state(self) -> IncidentState:
@@ -209,6 +223,10 @@ class IncidentWorkflow:
                 await self._on_severity(signal)
             elif isinstance(signal, ReviewDoneSignal):
                 await self._on_review_done(signal)
+            elif isinstance(signal, AlertBatch):
+                await self._on_alerts(signal)
+            elif isinstance(signal, TimelineNote):
+                await self._on_note(signal)
         except Rejected as reason:
             self._record("rejected", signal.user, f"{pending.kind}: {reason}", signal.request_id)
             self._publish()
@@ -324,6 +342,61 @@ class IncidentWorkflow:
             "review_done", signal.user, signal.notes or "post-incident review done", signal.request_id
         )
         await self._post("review_done", extra={"author": signal.user, "notes": signal.notes})
+
+    async def _on_alerts(self, batch: AlertBatch) -> None:
+        """Alerts for this incident: symptoms and timeline grow, severity only goes up."""
+        s = self._state
+        first_batch = s.alerts_received == 0
+        s.alerts_received += len(batch.alerts)
+        firing, cleared = [], []
+        raised_to: Severity | None = None
+        for alert in batch.alerts:
+            label = alert.summary or alert.name
+            if alert.status == "resolved":
+                s.alerts_firing.pop(alert.fingerprint, None)
+                cleared.append(label)
+                self._record("alert_cleared", alert.source, f"alert cleared: {label}")
+                continue
+            new = alert.fingerprint not in s.alerts_firing
+            s.alerts_firing[alert.fingerprint] = label
+            if new:
+                firing.append(label)
+                self._record("alert", alert.source, f"alert firing: {label}")
+            if label not in s.symptoms:
+                s.symptoms.append(label)
+            for device in alert.devices:
+                if device not in s.devices:
+                    s.devices.append(device)
+            for device, upstream in alert.upstream.items():
+                s.upstream.setdefault(device, upstream)
+            if alert.severity is not None and alert.severity.rank < (raised_to or s.severity).rank:
+                raised_to = alert.severity
+        open_ = s.phase in OPEN_PHASES
+        if raised_to is not None and open_:
+            old = s.severity
+            s.severity = raised_to
+            self._record(
+                "severity", batch.user, f"severity {old.value} → {raised_to.value} (raised by an alert)"
+            )
+            self._schedule()
+            self._publish()
+        if not first_batch and (firing or cleared):
+            await self._post(
+                "alerts_changed", extra={"firing": firing, "cleared": cleared, "source": batch.user}
+            )
+        if open_ and cleared and not s.alerts_firing and self._severity_policy().resolve_when_alerts_clear:
+            await self._on_resolve(
+                ResolveSignal(
+                    user=batch.user, resolution="All alerts cleared; resolved automatically by policy."
+                )
+            )
+            return
+        await self._refresh_header()
+
+    async def _on_note(self, note: TimelineNote) -> None:
+        author = f"{note.author}: " if note.author else ""
+        self._record("note", note.user, f"{author}{note.text}", note.request_id)
+        self._publish()
 
     # -------------------------------------------------------------- timers
 

@@ -90,6 +90,10 @@ class IncidentDeclaration(Model):
     links: list[str] = Field(default_factory=list)
     reporter: str = "incident-cli"
     detected_at: datetime | None = None
+    # Network devices the incident is about, and each one's upstream neighbour
+    # (device -> upstream), for the automated investigation.
+    devices: list[str] = Field(default_factory=list)
+    upstream: dict[str, str] = Field(default_factory=dict)
 
     _severity = field_validator("severity", mode="before")(_severity)
 
@@ -151,6 +155,36 @@ class ReviewDoneSignal(Signal):
     notes: str = ""
 
 
+class AlertEvent(Model):
+    """One alert from a monitoring system, normalised by the receivers."""
+
+    source: str  # alertmanager, grafana, pagerduty, generic
+    status: str = "firing"  # firing or resolved
+    fingerprint: str
+    name: str
+    summary: str = ""
+    severity: Severity | None = None
+    devices: list[str] = Field(default_factory=list)
+    upstream: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+    starts_at: datetime | None = None
+
+
+class AlertBatch(Signal):
+    """Alerts for one incident that arrived together (the receivers batch per key)."""
+
+    alerts: list[AlertEvent] = Field(min_length=1)
+
+
+class TimelineNote(Signal):
+    """A Slack message someone marked (:stopwatch: or a pin) for the incident's timeline."""
+
+    text: str
+    author: str = ""
+    channel: str = ""
+    message_ts: str = ""
+
+
 # --------------------------------------------------------------------- state
 
 
@@ -174,6 +208,10 @@ class IncidentState(Model):
     impact: list[str] = Field(default_factory=list)
     links: list[str] = Field(default_factory=list)
     reporter: str = ""
+    devices: list[str] = Field(default_factory=list)
+    upstream: dict[str, str] = Field(default_factory=dict)
+    alerts_firing: dict[str, str] = Field(default_factory=dict)  # fingerprint -> alert name
+    alerts_received: int = 0
     phase: Phase = Phase.declared
     status: str | None = None  # the last update's status
     commander: str | None = None

@@ -34,7 +34,6 @@ _DURATION = re.compile(
 )
 
 
-
 def default_policy_file() -> Path:
     """config/policy.yaml of this checkout (a function: the workflow sandbox forbids path I/O at import)."""
     return Path(__file__).resolve().parent.parent / "config" / "policy.yaml"
@@ -94,6 +93,8 @@ class SeverityPolicy(_Strict):
     notify: list[str] = Field(default_factory=list)
     escalation_tiers: list[list[str]] = Field(default_factory=list)
     reactions: Reactions = Field(default_factory=Reactions)
+    # When every alert of the incident has cleared: resolve it without a person?
+    resolve_when_alerts_clear: bool = False
 
     @field_validator("update_every", "review_within", mode="before")
     @classmethod
@@ -155,8 +156,57 @@ class ActivityTimeouts(_Strict):
         return parse_duration(value)
 
 
+class AlertMapping(_Strict):
+    """How an alert's labels or fields become a severity."""
+
+    # Labels (Alertmanager/Grafana) or fields looked at, in order; the first present wins.
+    severity_labels: list[str] = Field(default_factory=lambda: ["severity", "priority"])
+    # Their values (any case) -> severity; P1..P4 and SEV1..SEV4 are always understood.
+    severity_map: dict[str, Severity] = Field(
+        default_factory=lambda: {
+            "critical": Severity.P1,
+            "page": Severity.P1,
+            "error": Severity.P2,
+            "major": Severity.P2,
+            "high": Severity.P2,
+            "warning": Severity.P3,
+            "minor": Severity.P3,
+            "medium": Severity.P3,
+            "info": Severity.P4,
+            "low": Severity.P4,
+        }
+    )
+    # An alert with none of the labels gets this severity.
+    default_severity: Severity = Severity.P3
+
+    @field_validator("severity_map", mode="before")
+    @classmethod
+    def _lower_keys(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k).lower(): Severity.parse(v) for k, v in value.items()}
+        return value
+
+    @field_validator("default_severity", mode="before")
+    @classmethod
+    def _default(cls, value: Any) -> Any:
+        return Severity.parse(value)
+
+    def severity_of(self, value: str | None) -> Severity | None:
+        """The severity a label value means; None when unknown."""
+        if value is None or str(value).strip() == "":
+            return None
+        text = str(value).strip().lower()
+        if text in self.severity_map:
+            return self.severity_map[text]
+        try:
+            return Severity.parse(text)
+        except ValueError:
+            return None
+
+
 class Policy(_Strict):
     severities: dict[Severity, SeverityPolicy]
+    alerts: AlertMapping = Field(default_factory=AlertMapping)
     business_hours: BusinessHours = Field(default_factory=BusinessHours)
     timeouts: ActivityTimeouts = Field(default_factory=ActivityTimeouts)
     # Continue-as-new when history grows past this many events even if the
