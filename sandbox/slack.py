@@ -14,6 +14,18 @@ change the rate limit, set Do Not Disturb, dump and reset the state.
 Channel arguments: ``chat.postMessage`` (and ``chat.postEphemeral``) accept a
 channel ID, a name with or without ``#``, or a user ID (a DM); every other
 method wants the channel ID, as Slack does.
+
+Acting as Slack toward an app: with a request URL (``--request-url`` /
+``SLACK_REQUEST_URL``, or ``POST /_sandbox/config``) and the app's signing
+secret (``--signing-secret`` / ``SLACK_SIGNING_SECRET``), the
+``/_sandbox/act/...`` endpoints play a person: they change the state as the
+person's click would (a reaction, a pin) and deliver what Slack would send
+the app - an Events API ``event_callback`` as JSON, ``block_actions`` and
+``view_submission`` as a form with ``payload=<json>``, a slash command as a
+form - signed with ``X-Slack-Signature`` v0 and ``X-Slack-Request-Timestamp``.
+Each answers with what the app answered (``status``, ``body``). Ephemeral
+messages and ``response_url`` posts are kept per user (``/_sandbox/state``
+and the page), and ``views.open`` stores the modal for ``act/submit``.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ import logging
 import math
 import os
 import re
+import secrets
 import sys
 import tempfile
 import time
@@ -39,11 +52,13 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
+import httpx
 import uvicorn
 from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup
+from slack_sdk.signature import SignatureVerifier
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
@@ -67,6 +82,16 @@ CALL_LOG_SIZE = 10_000
 MAX_TEXT = 40_000
 MAX_UPLOAD = 5 * 1024 * 1024
 RATE_LIMITED_METHODS = frozenset({"chat.postMessage", "chat.update"})
+
+# Acting as Slack toward the app (the /_sandbox/act/... endpoints).
+DELIVERY_TIMEOUT = 3.0  # seconds: Slack gives up on an app after 3 s
+TRIGGER_TTL = 3.0  # seconds: a trigger_id opens a modal only this soon after the click, once
+RESPONSE_URL_TTL = 30 * 60  # seconds: a response_url works for 30 minutes ...
+RESPONSE_URL_USES = 5  # ... and at most 5 times
+DEFAULT_COMMAND = "/incident"
+DEFAULT_ACTING_USER = "U0SANDBOXUSER"
+VERIFICATION_TOKEN = "sandbox-verification-token"  # the deprecated `token` field Slack still sends
+DELIVERY_LOG_SIZE = 200
 
 _CHANNEL_NAME_RE = re.compile(r"^[a-z0-9_-]+$")
 _USER_ID_RE = re.compile(r"^[UW][A-Z0-9]{2,}$")
@@ -251,6 +276,117 @@ def _validate_metadata(metadata: Any) -> dict[str, Any] | None:
     return {"event_type": metadata["event_type"], "event_payload": metadata.get("event_payload", {})}
 
 
+def _plain_text(obj: Any, limit: int) -> bool:
+    return (
+        isinstance(obj, dict) and obj.get("type") == "plain_text" and 0 < len(_str(obj.get("text"))) <= limit
+    )
+
+
+def _validate_view(view: Any) -> dict[str, Any]:
+    """The checks Slack makes on a modal, and its defaults: every block and element gets an id."""
+    view = _json_arg(view, "invalid_arguments")
+    errors: list[str] = []
+    if not isinstance(view, dict):
+        raise SlackError("invalid_arguments", response_metadata={"messages": ["[ERROR] view is required"]})
+    if view.get("type") != "modal":
+        errors.append("[ERROR] must be 'modal' [json-pointer:/view/type]")
+    if not _plain_text(view.get("title"), 24):
+        errors.append(
+            "[ERROR] must be a plain_text object of at most 24 characters [json-pointer:/view/title]"
+        )
+    blocks = view.get("blocks")
+    if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
+        errors.append("[ERROR] must be an array of blocks [json-pointer:/view/blocks]")
+        blocks = []
+    elif len(blocks) > 100:
+        errors.append("[ERROR] no more than 100 items allowed [json-pointer:/view/blocks]")
+    has_input = any(b.get("type") == "input" for b in blocks)
+    if has_input and not _plain_text(view.get("submit"), 24):
+        errors.append("[ERROR] submit is required when an input block is within the blocks array")
+    if len(_str(view.get("private_metadata"))) > 3000:
+        errors.append("[ERROR] must be at most 3000 characters [json-pointer:/view/private_metadata]")
+    if len(_str(view.get("callback_id"))) > 255:
+        errors.append("[ERROR] must be at most 255 characters [json-pointer:/view/callback_id]")
+    for i, block in enumerate(blocks):
+        if block.get("type") == "input":
+            if not _plain_text(block.get("label"), 2000):
+                errors.append(f"[ERROR] a label is required [json-pointer:/view/blocks/{i}/label]")
+            if not isinstance(block.get("element"), dict):
+                errors.append(f"[ERROR] an element is required [json-pointer:/view/blocks/{i}/element]")
+    if errors:
+        raise SlackError("invalid_arguments", response_metadata={"messages": errors})
+    view = copy.deepcopy(view)
+    for block in view["blocks"]:
+        block.setdefault("block_id", secrets.token_urlsafe(4))
+        element = block.get("element")
+        if isinstance(element, dict):
+            element.setdefault("action_id", secrets.token_urlsafe(4))
+    return view
+
+
+def _find_option(element: dict[str, Any], value: Any) -> dict[str, Any] | None:
+    options = list(element.get("options") or [])
+    for group in element.get("option_groups") or []:
+        options.extend(group.get("options") or [])
+    for option in options:
+        if option.get("value") == value:
+            return option
+    return None
+
+
+def view_state_values(view: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """What a person typed or chose, as Slack reports it in `view.state.values`.
+
+    `values` is keyed by block_id or by the element's action_id; a select takes
+    an option's value. SlackError("invalid_submission") names what Slack's own
+    form would not have let through (a required field left empty, a choice
+    that is not an option, a field the modal does not have).
+    """
+    out: dict[str, Any] = {}
+    problems: list[str] = []
+    used: set[str] = set()
+    for block in view.get("blocks", []):
+        element = block.get("element")
+        if block.get("type") != "input" or not isinstance(element, dict):
+            continue
+        block_id, action_id, kind = block["block_id"], element["action_id"], element.get("type")
+        key = block_id if block_id in values else action_id
+        given = values.get(key)
+        used.add(key)
+        if isinstance(given, str):
+            given = given.strip() or None
+        if given in (None, [], "") and not block.get("optional"):
+            problems.append(f"{block_id}: this field is required")
+            continue
+        entry: dict[str, Any] = {"type": kind}
+        if kind in ("static_select", "radio_buttons"):
+            option = _find_option(element, given) if given is not None else None
+            if given is not None and option is None:
+                problems.append(f"{block_id}: {given!r} is not one of the options")
+            entry["selected_option"] = option
+        elif kind in ("multi_static_select", "checkboxes"):
+            chosen = given if isinstance(given, list) else ([given] if given is not None else [])
+            options = [_find_option(element, v) for v in chosen]
+            if any(o is None for o in options):
+                problems.append(f"{block_id}: {chosen!r} are not all options")
+            entry["selected_options"] = [o for o in options if o is not None]
+        elif kind == "datepicker":
+            entry["selected_date"] = given
+        elif kind == "users_select":
+            entry["selected_user"] = given
+        elif kind == "conversations_select" or kind == "channels_select":
+            entry["selected_conversation" if kind == "conversations_select" else "selected_channel"] = given
+        else:
+            entry["value"] = None if given is None else _str(given)
+        out[block_id] = {action_id: entry}
+    unknown = sorted(set(values) - used)
+    if unknown:
+        problems.append(f"the modal has no field {', '.join(unknown)}")
+    if problems:
+        raise SlackError("invalid_submission", errors=problems)
+    return out
+
+
 # ---------------------------------------------------------------------------
 # the sandbox: state, persistence, faults, rate limits and the methods
 
@@ -263,10 +399,16 @@ class SlackSandbox:
         state_file: str | Path | None = None,
         rate_limit_per_minute: int | None = None,
         channels: Iterable[str] = DEFAULT_CHANNELS,
+        request_url: str | None = None,
+        signing_secret: str | None = None,
     ) -> None:
         self.state_file = Path(state_file) if state_file else None
         self.default_channels = tuple(c.lstrip("#") for c in channels)
         self.rate_limit_per_minute = rate_limit_per_minute
+        # Where the app listens (its Request URL) and the secret Slack signs requests with.
+        self.request_url = request_url or None
+        self.signing_secret = signing_secret or None
+        self.deliveries: deque[dict[str, Any]] = deque(maxlen=DELIVERY_LOG_SIZE)
         self.faults: list[dict[str, Any]] = []
         self.calls: deque[dict[str, Any]] = deque(maxlen=CALL_LOG_SIZE)
         self.call_counts: Counter[str] = Counter()
@@ -289,6 +431,10 @@ class SlackSandbox:
         self.dnd: dict[str, dict[str, Any]] = {}
         self.files: dict[str, dict[str, Any]] = {}
         self.bookmarks: dict[str, list[dict[str, Any]]] = {}
+        self.ephemeral: list[dict[str, Any]] = []  # seen by one user only; not in history
+        self.views: dict[str, dict[str, Any]] = {}  # view id -> modal (views.open)
+        self.triggers: dict[str, dict[str, Any]] = {}  # trigger_id -> {user, at, used}
+        self.response_urls: dict[str, dict[str, Any]] = {}  # id -> {user, channel, message_ts, at, uses}
         self.last_ts_us = 0
         self._seq = 0
 
@@ -302,6 +448,7 @@ class SlackSandbox:
         self.faults.clear()
         self.calls.clear()
         self.call_counts.clear()
+        self.deliveries.clear()
         self._buckets.clear()
         self._ensure_default_channels()
         self.changed()
@@ -423,6 +570,8 @@ class SlackSandbox:
             "channels": channels,
             "dnd": copy.deepcopy(self.dnd),
             "files": files,
+            "ephemeral": self.ephemeral_by_user(),
+            "views": [copy.deepcopy(v) for v in self.views.values()],
         }
 
     def _load(self) -> None:
@@ -463,6 +612,11 @@ class SlackSandbox:
                 self.bookmarks[cid] = bookmarks
         self.dnd = dict(data.get("dnd", {}))
         self.files = dict(data.get("files", {}))
+        self.ephemeral = sorted(
+            (m for msgs in data.get("ephemeral", {}).values() for m in msgs),
+            key=lambda m: _ts_micros(m["ts"]),
+        )
+        self.views = {v["id"]: v for v in data.get("views", [])}
         self.last_ts_us = max(self.last_ts_us, _ts_micros(data.get("last_ts", "0")))
 
     def changed(self) -> None:
@@ -636,6 +790,186 @@ class SlackSandbox:
             out.pop("metadata", None)
         return out
 
+    # -- what one person sees or does ---------------------------------------------------
+
+    def store_ephemeral(
+        self,
+        *,
+        user: str,
+        channel: str,
+        text: str,
+        blocks: Any = None,
+        thread_ts: str | None = None,
+        source: str,
+    ) -> dict[str, Any]:
+        """A message only `user` sees (chat.postEphemeral, a response_url, a slash command's answer)."""
+        msg: dict[str, Any] = {
+            "type": "message",
+            "subtype": "ephemeral",
+            "user": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "for_user": user,
+            "channel": channel,
+            "text": text,
+            "ts": self._next_ts(),
+            "source": source,
+        }
+        if blocks:
+            msg["blocks"] = blocks
+        if thread_ts:
+            msg["thread_ts"] = thread_ts
+        self.ephemeral.append(msg)
+        self.changed()
+        return msg
+
+    def ephemeral_by_user(self) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for msg in self.ephemeral:
+            out.setdefault(msg["for_user"], []).append(copy.deepcopy(msg))
+        return out
+
+    def add_user_reaction(self, cid: str, ts: str, user: str, name: str) -> dict[str, Any]:
+        msg = self.find_message(cid, ts)
+        if not name or not _EMOJI_NAME_RE.match(name):
+            raise SlackError("invalid_name")
+        reactions = msg.setdefault("reactions", [])
+        for reaction in reactions:
+            if reaction["name"] == name:
+                if user in reaction["users"]:
+                    raise SlackError("already_reacted")
+                reaction["users"].append(user)
+                reaction["count"] = len(reaction["users"])
+                break
+        else:
+            reactions.append({"name": name, "users": [user], "count": 1})
+        self.changed()
+        return msg
+
+    def pin(self, cid: str, ts: str) -> dict[str, Any]:
+        msg = self.find_message(cid, ts)
+        pinned = msg.setdefault("pinned_to", [])
+        if cid in pinned:
+            raise SlackError("already_pinned")
+        pinned.append(cid)
+        self.changed()
+        return msg
+
+    def new_trigger(self, user: str) -> str:
+        trigger_id = f"{int(time.time())}.{secrets.randbelow(10**10):010d}.{secrets.token_hex(16)}"
+        self.triggers[trigger_id] = {"user": user, "at": time.monotonic(), "used": False}
+        return trigger_id
+
+    def new_response_url(self, base_url: str, *, user: str, channel: str, message_ts: str | None) -> str:
+        rid = secrets.token_urlsafe(12)
+        self.response_urls[rid] = {
+            "user": user,
+            "channel": channel,
+            "message_ts": message_ts,
+            "at": time.monotonic(),
+            "uses": 0,
+        }
+        return f"{base_url.rstrip('/')}/_sandbox/respond/{rid}"
+
+    def open_view(self, trigger_id: str, view: Any) -> dict[str, Any]:
+        """views.open: a trigger from a click less than TRIGGER_TTL ago, used once."""
+        trigger = self.triggers.get(trigger_id)
+        if trigger is None or trigger["used"]:
+            raise SlackError("invalid_trigger_id")
+        if time.monotonic() - trigger["at"] > TRIGGER_TTL:
+            raise SlackError("expired_trigger_id")
+        view = _validate_view(view)
+        trigger["used"] = True
+        vid = self._next_id("V")
+        stored = {
+            "id": vid,
+            "team_id": TEAM_ID,
+            "type": "modal",
+            "title": view["title"],
+            "submit": view.get("submit"),
+            "close": view.get("close"),
+            "blocks": view["blocks"],
+            "private_metadata": _str(view.get("private_metadata")),
+            "callback_id": _str(view.get("callback_id")),
+            "external_id": _str(view.get("external_id")),
+            "state": {"values": {}},
+            "hash": f"{int(time.time())}.{secrets.token_hex(4)}",
+            "clear_on_close": _bool(view.get("clear_on_close")),
+            "notify_on_close": _bool(view.get("notify_on_close")),
+            "root_view_id": vid,
+            "previous_view_id": None,
+            "app_id": APP_ID,
+            "app_installed_team_id": TEAM_ID,
+            "bot_id": BOT_ID,
+            # sandbox bookkeeping, not Slack's
+            "user": trigger["user"],
+            "status": "open",
+            "opened_ts": self._next_ts(),
+            "errors": {},
+        }
+        self.views[vid] = stored
+        self.changed()
+        return stored
+
+    def find_view(self, view_id: str | None, user: str | None) -> dict[str, Any]:
+        """A view by id, else the latest open one (of `user`, when given)."""
+        if view_id:
+            view = self.views.get(view_id)
+            if view is None:
+                raise SlackError("view_not_found")
+            return view
+        for view in reversed(self.views.values()):
+            if view["status"] == "open" and (user is None or view["user"] == user):
+                return view
+        raise SlackError("view_not_found")
+
+    async def deliver(
+        self,
+        kind: str,
+        body: bytes,
+        content_type: str,
+        *,
+        timestamp: int | str | None = None,
+        signing_secret: str | None = None,
+    ) -> dict[str, Any]:
+        """POST one request to the app as Slack does; what the app answered.
+
+        `timestamp` and `signing_secret` override the real ones, for testing
+        how the app treats stale or forged requests.
+        """
+        result: dict[str, Any] = {"kind": kind, "at": time.time(), "status": None, "body": "", "error": None}
+        if not self.request_url:
+            result["error"] = "no_request_url"
+            self.deliveries.append(result)
+            return result
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        headers = {
+            "Content-Type": content_type,
+            "X-Slack-Request-Timestamp": stamp,
+            "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+        }
+        secret = signing_secret if signing_secret is not None else self.signing_secret
+        if secret:
+            signature = SignatureVerifier(secret).generate_signature(timestamp=stamp, body=body)
+            if signature:
+                headers["X-Slack-Signature"] = signature
+        try:
+            async with httpx.AsyncClient(timeout=DELIVERY_TIMEOUT) as http:
+                response = await http.post(self.request_url, content=body, headers=headers)
+        except httpx.TimeoutException:
+            result["error"] = "http_timeout"
+        except httpx.HTTPError as exc:
+            result["error"] = f"connection_failed: {exc}"
+        else:
+            result["status"] = response.status_code
+            result["body"] = response.text
+            result["content_type"] = response.headers.get("content-type", "")
+            try:
+                result["json"] = response.json() if response.content else None
+            except ValueError:
+                result["json"] = None
+        self.deliveries.append({k: v for k, v in result.items() if k != "json"})
+        return result
+
 
 # ---------------------------------------------------------------------------
 # Web API methods: (sandbox, args, request) -> response dict; raise SlackError
@@ -683,13 +1017,42 @@ def chat_post_message(sb: SlackSandbox, args: dict[str, Any], request: Request) 
 
 @method("chat.postEphemeral")
 def chat_post_ephemeral(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
-    # Ephemeral messages are seen by one user only and are not part of history.
-    sb.find_channel(args.get("channel"), by_name=True)
-    if not _USER_ID_RE.match(_str(args.get("user"))):
+    # Ephemeral messages are seen by one user only and are not part of history:
+    # the sandbox keeps them per user (/_sandbox/state "ephemeral", and the page).
+    channel = sb.find_channel(args.get("channel"), by_name=True)
+    user = _str(args.get("user")).strip()
+    if not _USER_ID_RE.match(user):
         raise SlackError("user_not_found")
-    if not args.get("text") and not args.get("blocks") and not args.get("attachments"):
+    blocks = _json_arg(args.get("blocks"), "invalid_blocks")
+    if not args.get("text") and not blocks and not args.get("attachments"):
         raise SlackError("no_text")
-    return {"ok": True, "message_ts": sb._next_ts()}
+    if blocks:
+        blocks = _validate_blocks(blocks)
+    thread_ts = _str(args.get("thread_ts")).strip() or None
+    if thread_ts is not None and thread_ts not in sb.messages.get(channel["id"], {}):
+        raise SlackError("thread_not_found")
+    msg = sb.store_ephemeral(
+        user=user,
+        channel=channel["id"],
+        text=_str(args.get("text")),
+        blocks=blocks,
+        thread_ts=thread_ts,
+        source="chat.postEphemeral",
+    )
+    return {"ok": True, "message_ts": msg["ts"]}
+
+
+@method("views.open")
+def views_open(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    view = sb.open_view(_str(args.get("trigger_id")).strip(), args.get("view"))
+    return {"ok": True, "view": public_view(view)}
+
+
+def public_view(view: dict[str, Any]) -> dict[str, Any]:
+    """A stored view as Slack shows it (without the sandbox's bookkeeping)."""
+    return {
+        k: copy.deepcopy(v) for k, v in view.items() if k not in ("user", "status", "opened_ts", "errors")
+    }
 
 
 @method("chat.update")
@@ -1374,6 +1737,8 @@ async def control_state(request: Request) -> Response:
     state["calls"] = dict(sb.call_counts)
     state["faults"] = sb.faults
     state["rate_limit_per_minute"] = sb.rate_limit_per_minute
+    state["request_url"] = sb.request_url
+    state["deliveries"] = list(sb.deliveries)
     return JSONResponse(state)
 
 
@@ -1413,6 +1778,402 @@ async def control_messages(request: Request) -> Response:
 
 
 async def control_health(request: Request) -> Response:
+    return JSONResponse({"ok": True})
+
+
+async def control_config(request: Request) -> Response:
+    """Where the app listens and the secret to sign with: {"request_url"?, "signing_secret"?}.
+
+    Lets a test or `incident dev` start the sandbox before the app whose URL it needs.
+    """
+    sb: SlackSandbox = request.app.state.sandbox
+    if request.method == "POST":
+        try:
+            spec = await _json_body(request)
+            if not isinstance(spec, dict):
+                raise ValueError("expected a JSON object")
+        except ValueError as exc:
+            return _bad_request(str(exc))
+        if "request_url" in spec:
+            url = spec["request_url"]
+            if url is not None and not str(url).startswith(("http://", "https://")):
+                return _bad_request("request_url must be an http(s) URL or null")
+            sb.request_url = str(url) if url else None
+        if "signing_secret" in spec:
+            sb.signing_secret = str(spec["signing_secret"]) if spec["signing_secret"] else None
+    return JSONResponse(
+        {"ok": True, "request_url": sb.request_url, "signing_secret_set": bool(sb.signing_secret)}
+    )
+
+
+# -- acting as a person: what Slack sends the app (/_sandbox/act/...) -----------------------
+
+
+class _ActError(Exception):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _user_ref(user: str) -> dict[str, Any]:
+    name = user_object(user)["name"]
+    return {"id": user, "username": name, "name": name, "team_id": TEAM_ID}
+
+
+def _team_ref() -> dict[str, Any]:
+    return {"id": TEAM_ID, "domain": TEAM_NAME.lower()}
+
+
+def _acting_user(spec: dict[str, Any]) -> str:
+    user = str(spec.get("user") or DEFAULT_ACTING_USER)
+    if not _USER_ID_RE.match(user):
+        raise _ActError("user must be a user ID (U…)")
+    return user
+
+
+def _delivery_overrides(spec: dict[str, Any]) -> dict[str, Any]:
+    """Test hooks: sign with another secret, or with another (stale) request timestamp."""
+    out: dict[str, Any] = {}
+    if spec.get("signing_secret") is not None:
+        out["signing_secret"] = str(spec["signing_secret"])
+    if spec.get("request_timestamp") is not None:
+        out["timestamp"] = int(spec["request_timestamp"])
+    return out
+
+
+async def _act_spec(request: Request) -> dict[str, Any]:
+    try:
+        spec = await _json_body(request)
+    except ValueError as exc:
+        raise _ActError(f"body is not JSON: {exc}") from None
+    if not isinstance(spec, dict):
+        raise _ActError("expected a JSON object")
+    return spec
+
+
+def _act_endpoint(fn: Callable[[SlackSandbox, dict[str, Any], Request], Any]) -> Callable[..., Any]:
+    """JSON in, JSON out; the app's answer is in `status`/`body` (and `json` when it sent JSON)."""
+
+    async def endpoint(request: Request) -> Response:
+        sb: SlackSandbox = request.app.state.sandbox
+        try:
+            spec = await _act_spec(request)
+            result = await fn(sb, spec, request)
+        except _ActError as exc:
+            return JSONResponse({"ok": False, "error": str(exc)}, status_code=exc.status)
+        except SlackError as exc:
+            return JSONResponse({"ok": False, "error": exc.error, **exc.extra}, status_code=400)
+        except (TypeError, ValueError, KeyError) as exc:
+            return _bad_request(f"bad request: {exc}")
+        return JSONResponse({"ok": True, **result})
+
+    return endpoint
+
+
+async def _deliver_event(sb: SlackSandbox, event: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    now = time.time()
+    envelope = {
+        "token": VERIFICATION_TOKEN,
+        "team_id": TEAM_ID,
+        "api_app_id": APP_ID,
+        "event": event,
+        "type": "event_callback",
+        "event_id": sb._next_id("Ev"),
+        "event_time": int(now),
+        "authorizations": [
+            {
+                "enterprise_id": None,
+                "team_id": TEAM_ID,
+                "user_id": BOT_USER_ID,
+                "is_bot": True,
+                "is_enterprise_install": False,
+            }
+        ],
+        "is_ext_shared_channel": False,
+        "event_context": secrets.token_urlsafe(16),
+    }
+    body = json.dumps(envelope).encode()
+    result = await sb.deliver(event["type"], body, "application/json", **_delivery_overrides(spec))
+    result["event_id"] = envelope["event_id"]
+    return result
+
+
+async def _deliver_interaction(
+    sb: SlackSandbox, payload: dict[str, Any], spec: dict[str, Any]
+) -> dict[str, Any]:
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    return await sb.deliver(
+        payload["type"], body, "application/x-www-form-urlencoded", **_delivery_overrides(spec)
+    )
+
+
+def _message_target(sb: SlackSandbox, spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    channel = sb.find_channel(spec.get("channel"), by_name=True)
+    return channel, sb.find_message(channel["id"], spec.get("ts"))
+
+
+async def act_reaction(sb: SlackSandbox, spec: dict[str, Any], request: Request) -> dict[str, Any]:
+    """{"user", "channel", "ts", "name"}: the person reacts; the app gets `reaction_added`."""
+    user = _acting_user(spec)
+    channel, msg = _message_target(sb, spec)
+    name = _str(spec.get("name")).strip().strip(":")
+    sb.add_user_reaction(channel["id"], msg["ts"], user, name)
+    event = {
+        "type": "reaction_added",
+        "user": user,
+        "reaction": name,
+        "item_user": msg.get("user", ""),
+        "item": {"type": "message", "channel": channel["id"], "ts": msg["ts"]},
+        "event_ts": sb._next_ts(),
+    }
+    return await _deliver_event(sb, event, spec)
+
+
+async def act_pin(sb: SlackSandbox, spec: dict[str, Any], request: Request) -> dict[str, Any]:
+    """{"user", "channel", "ts"}: the person pins the message; the app gets `pin_added`."""
+    user = _acting_user(spec)
+    channel, msg = _message_target(sb, spec)
+    sb.pin(channel["id"], msg["ts"])
+    now = int(time.time())
+    pinned = sum(1 for m in sb.messages[channel["id"]].values() if channel["id"] in m.get("pinned_to", []))
+    event = {
+        "type": "pin_added",
+        "user": user,
+        "channel_id": channel["id"],
+        "item": {
+            "type": "message",
+            "created": now,
+            "created_by": user,
+            "channel": channel["id"],
+            "message": {**sb.public_message(msg, include_metadata=False), "pinned_to": [channel["id"]]},
+        },
+        "item_user": msg.get("user", ""),
+        "pin_count": pinned,
+        "pinned_info": {"channel": channel["id"], "pinned_by": user, "pinned_ts": now},
+        "event_ts": sb._next_ts(),
+    }
+    return await _deliver_event(sb, event, spec)
+
+
+def _find_button(msg: dict[str, Any], action_id: str) -> tuple[dict[str, Any], str]:
+    for block in msg.get("blocks") or []:
+        elements = list(block.get("elements") or []) if block.get("type") == "actions" else []
+        if block.get("type") == "section" and isinstance(block.get("accessory"), dict):
+            elements.append(block["accessory"])
+        for element in elements:
+            if element.get("type") == "button" and element.get("action_id") == action_id:
+                return element, _str(block.get("block_id"))
+    raise _ActError(f"the message has no button with action_id {action_id!r}")
+
+
+async def act_button(sb: SlackSandbox, spec: dict[str, Any], request: Request) -> dict[str, Any]:
+    """{"user", "channel", "ts", "action_id"}: the person clicks a button; the app gets `block_actions`."""
+    user = _acting_user(spec)
+    channel, msg = _message_target(sb, spec)
+    button, block_id = _find_button(msg, _str(spec.get("action_id")))
+    trigger_id = sb.new_trigger(user)
+    response_url = sb.new_response_url(
+        _base_url(request), user=user, channel=channel["id"], message_ts=msg["ts"]
+    )
+    action = {
+        "type": "button",
+        "action_id": button["action_id"],
+        "block_id": block_id,
+        "text": button.get("text"),
+        "value": button.get("value"),
+        "action_ts": sb._next_ts(),
+    }
+    if button.get("style"):
+        action["style"] = button["style"]
+    container: dict[str, Any] = {
+        "type": "message",
+        "message_ts": msg["ts"],
+        "channel_id": channel["id"],
+        "is_ephemeral": False,
+    }
+    if msg.get("thread_ts") not in (None, msg["ts"]):
+        container["thread_ts"] = msg["thread_ts"]
+    payload: dict[str, Any] = {
+        "type": "block_actions",
+        "user": _user_ref(user),
+        "api_app_id": APP_ID,
+        "token": VERIFICATION_TOKEN,
+        "container": container,
+        "trigger_id": trigger_id,
+        "team": _team_ref(),
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {"id": channel["id"], "name": channel["name"]},
+        "message": sb.public_message(msg, include_metadata=False),
+        "state": {"values": {}},
+        "response_url": response_url,
+        "actions": [action],
+    }
+    result = await _deliver_interaction(sb, payload, spec)
+    return {**result, "trigger_id": trigger_id, "response_url": response_url}
+
+
+async def act_submit(sb: SlackSandbox, spec: dict[str, Any], request: Request) -> dict[str, Any]:
+    """{"user"?, "view_id"?, "values": {block_id or action_id: value}}: the person submits a modal.
+
+    Without `view_id`: the latest open modal (of `user`, when given). The app
+    gets `view_submission`; an empty 200 closes the modal, `response_action`
+    "errors" keeps it open with the errors, "update" replaces it, "clear" closes it.
+    """
+    view = sb.find_view(spec.get("view_id"), spec.get("user"))
+    if view["status"] != "open":
+        raise _ActError(f"view {view['id']} is {view['status']}, not open")
+    user = _acting_user({"user": spec.get("user") or view["user"]})
+    values = spec.get("values") or {}
+    if not isinstance(values, dict):
+        raise _ActError("values must be an object: {block_id or action_id: value}")
+    view["state"] = {"values": view_state_values(view, values)}
+    payload = {
+        "type": "view_submission",
+        "team": _team_ref(),
+        "user": _user_ref(user),
+        "api_app_id": APP_ID,
+        "token": VERIFICATION_TOKEN,
+        "trigger_id": sb.new_trigger(user),
+        "view": public_view(view),
+        "response_urls": [],
+        "is_enterprise_install": False,
+        "enterprise": None,
+    }
+    result = await _deliver_interaction(sb, payload, spec)
+    answer: dict[str, Any] = result["json"] if isinstance(result.get("json"), dict) else {}
+    action = answer.get("response_action") if result.get("status") == 200 else None
+    if result.get("status") == 200 and action is None:
+        view["status"] = "closed"
+        view["errors"] = {}
+    elif action == "errors":
+        view["errors"] = dict(answer.get("errors") or {})
+    elif action in ("update", "push") and isinstance(answer.get("view"), dict):
+        view["status"] = "replaced"
+        replacement = sb.open_view(sb.new_trigger(user), answer["view"])
+        result["replaced_by"] = replacement["id"]
+    elif action == "clear":
+        view["status"] = "closed"
+    sb.changed()
+    return {**result, "view_id": view["id"], "view_status": view["status"], "view_errors": view["errors"]}
+
+
+async def act_close(sb: SlackSandbox, spec: dict[str, Any], request: Request) -> dict[str, Any]:
+    """{"view_id"? , "user"?}: the person cancels the modal (no view_closed is sent)."""
+    view = sb.find_view(spec.get("view_id"), spec.get("user"))
+    view["status"] = "closed"
+    sb.changed()
+    return {"view_id": view["id"], "view_status": "closed"}
+
+
+async def act_command(sb: SlackSandbox, spec: dict[str, Any], request: Request) -> dict[str, Any]:
+    """{"user", "channel", "text", "command"?}: the person runs a slash command (default /incident).
+
+    The app's immediate answer is shown as Slack shows it: text only the person
+    sees, or an `in_channel` message everyone sees.
+    """
+    user = _acting_user(spec)
+    channel = sb.find_channel(spec.get("channel") or DEFAULT_CHANNELS[0], by_name=True)
+    command = _str(spec.get("command") or DEFAULT_COMMAND)
+    if not command.startswith("/"):
+        raise _ActError("command must start with /")
+    response_url = sb.new_response_url(_base_url(request), user=user, channel=channel["id"], message_ts=None)
+    trigger_id = sb.new_trigger(user)
+    form = {
+        "token": VERIFICATION_TOKEN,
+        "team_id": TEAM_ID,
+        "team_domain": TEAM_NAME.lower(),
+        "channel_id": channel["id"],
+        "channel_name": "directmessage" if channel.get("is_im") else channel["name"],
+        "user_id": user,
+        "user_name": user_object(user)["name"],
+        "command": command,
+        "text": _str(spec.get("text")),
+        "api_app_id": APP_ID,
+        "is_enterprise_install": "false",
+        "response_url": response_url,
+        "trigger_id": trigger_id,
+    }
+    result = await sb.deliver(
+        "slash_command",
+        urlencode(form).encode(),
+        "application/x-www-form-urlencoded",
+        **_delivery_overrides(spec),
+    )
+    if result.get("status") == 200 and result.get("body", "").strip():
+        answer: dict[str, Any] = (
+            result["json"] if isinstance(result.get("json"), dict) else {"text": result["body"]}
+        )
+        _show_answer(sb, answer, user=user, channel=channel["id"], message_ts=None, source="command")
+    return {**result, "response_url": response_url, "trigger_id": trigger_id}
+
+
+def _show_answer(
+    sb: SlackSandbox,
+    answer: dict[str, Any],
+    *,
+    user: str,
+    channel: str,
+    message_ts: str | None,
+    source: str,
+) -> None:
+    """A response_url post or a command's answer, as Slack shows it."""
+    text = _str(answer.get("text"))
+    blocks = _json_arg(answer.get("blocks"), "invalid_blocks")
+    original = sb.messages.get(channel, {}).get(message_ts) if message_ts else None
+    if _bool(answer.get("delete_original")) and original is not None:
+        sb.messages[channel].pop(original["ts"], None)
+        if original.get("thread_ts") not in (None, original["ts"]):
+            siblings = sb.replies.get((channel, original["thread_ts"]), [])
+            if original["ts"] in siblings:
+                siblings.remove(original["ts"])
+        sb.changed()
+        return
+    if _bool(answer.get("replace_original")) and original is not None:
+        if text:
+            original["text"] = text
+        if blocks is not None:
+            original["blocks"] = _validate_blocks(blocks) if blocks else []
+        original["edited"] = {"user": BOT_USER_ID, "ts": sb._next_ts()}
+        sb.changed()
+        return
+    if not text and not blocks:
+        raise SlackError("no_text")
+    thread_ts = _str(answer.get("thread_ts")).strip() or None
+    if answer.get("response_type") == "in_channel":
+        sb.post({"channel": channel, "text": text, "blocks": blocks, "thread_ts": thread_ts})
+        return
+    sb.store_ephemeral(
+        user=user, channel=channel, text=text, blocks=blocks, thread_ts=thread_ts, source=source
+    )
+
+
+async def respond_endpoint(request: Request) -> Response:
+    """A response_url: 5 uses within 30 minutes, as in Slack."""
+    sb: SlackSandbox = request.app.state.sandbox
+    target = sb.response_urls.get(request.path_params["response_id"])
+    if target is None or time.monotonic() - target["at"] > RESPONSE_URL_TTL:
+        return JSONResponse({"ok": False, "error": "expired_url"}, status_code=404)
+    if target["uses"] >= RESPONSE_URL_USES:
+        return JSONResponse({"ok": False, "error": "used_url"}, status_code=404)
+    try:
+        answer = await _json_body(request)
+        if not isinstance(answer, dict):
+            raise ValueError("expected a JSON object")
+    except ValueError:
+        return JSONResponse({"ok": False, "error": "invalid_payload"}, status_code=400)
+    try:
+        _show_answer(
+            sb,
+            answer,
+            user=target["user"],
+            channel=target["channel"],
+            message_ts=target["message_ts"],
+            source="response_url",
+        )
+    except SlackError as exc:
+        return JSONResponse({"ok": False, "error": exc.error}, status_code=400)
+    target["uses"] += 1
     return JSONResponse({"ok": True})
 
 
@@ -1546,8 +2307,13 @@ def _element_html(el: Any, channels: dict[str, dict[str, Any]]) -> str:
         return ""
     kind = el.get("type")
     if kind == "button":
+        # Clickable: the page's script sends it to /_sandbox/act/button as the person in "Acting as".
         style = html.escape(_str(el.get("style")))
-        return f'<span class="btn {style}">{_text_obj(el.get("text"), channels)}</span>'
+        action_id = html.escape(_str(el.get("action_id")), quote=True)
+        return (
+            f'<button type="button" class="btn {style}" data-act="button" data-action-id="{action_id}">'
+            f"{_text_obj(el.get('text'), channels)}</button>"
+        )
     if kind == "image":
         return f'<span class="muted">[{html.escape(_str(el.get("alt_text")))}]</span>'
     if kind in ("mrkdwn", "plain_text"):
@@ -1610,9 +2376,12 @@ def _message_view(sb: SlackSandbox, cid: str, msg: dict[str, Any]) -> dict[str, 
     ]
     return {
         "ts": msg["ts"],
+        "channel": cid,
         "anchor": "m" + msg["ts"].replace(".", ""),
         "author": author,
         "is_bot": "bot_id" in msg,
+        "pinned": cid in msg.get("pinned_to", []),
+        "ephemeral_for": None,
         "time": _hms(msg["ts"]),
         "edited": "edited" in msg,
         "broadcast": msg.get("subtype") == "thread_broadcast",
@@ -1627,18 +2396,97 @@ def _message_view(sb: SlackSandbox, cid: str, msg: dict[str, Any]) -> dict[str, 
     }
 
 
+def _ephemeral_view(sb: SlackSandbox, msg: dict[str, Any]) -> dict[str, Any]:
+    body = (
+        render_blocks(msg["blocks"], msg.get("text", ""), sb.channels)
+        if msg.get("blocks")
+        else render_mrkdwn(msg.get("text", ""), sb.channels)
+    )
+    return {
+        "ts": msg["ts"],
+        "channel": msg["channel"],
+        "anchor": "e" + msg["ts"].replace(".", ""),
+        "author": BOT_NAME,
+        "is_bot": True,
+        "pinned": False,
+        "ephemeral_for": user_object(msg["for_user"])["name"],
+        "time": _hms(msg["ts"]),
+        "edited": False,
+        "broadcast": False,
+        "event_type": None,
+        "body": body,
+        "files": [],
+        "reactions": [],
+        "replies": [],
+    }
+
+
 def _channel_view_for_page(sb: SlackSandbox, channel: dict[str, Any]) -> dict[str, Any]:
     cid = channel["id"]
     msgs = [m for m in sb.messages.get(cid, {}).values() if m.get("thread_ts") in (None, m["ts"])]
     title = f"@{channel['user']}" if channel.get("is_im") else f"#{channel['name']}"
+    views = [_message_view(sb, cid, m) for m in msgs]
+    # Ephemeral messages and response_url answers, where the person saw them ("only visible to you").
+    by_ts = {v["ts"]: v for v in views}
+    for msg in sb.ephemeral:
+        if msg["channel"] != cid:
+            continue
+        parent = by_ts.get(msg.get("thread_ts") or "")
+        if parent is not None:
+            parent["replies"].append(_ephemeral_view(sb, msg))
+            parent["replies"].sort(key=lambda r: _ts_micros(r["ts"]))
+        else:
+            views.append(_ephemeral_view(sb, msg))
+    views.sort(key=lambda v: _ts_micros(v["ts"]))
     return {
         "id": cid,
         "name": channel["name"],
         "title": title,
         "topic": (channel.get("topic") or {}).get("value", ""),
         "bookmarks": sb.bookmarks.get(cid, []),
-        "messages": [_message_view(sb, cid, m) for m in msgs],
+        "messages": views,
         "count": len(msgs),
+    }
+
+
+def _modal_for_page(view: dict[str, Any], channels: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """An open modal as a plain HTML form: one field per input block."""
+    fields = []
+    texts = []
+    for block in view.get("blocks", []):
+        element = block.get("element") or {}
+        if block.get("type") != "input":
+            if block.get("type") in ("section", "context", "header"):
+                texts.append(render_blocks([block], "", channels))
+            continue
+        kind = element.get("type")
+        options = [
+            {"value": o.get("value"), "label": _str((o.get("text") or {}).get("text"))}
+            for o in (element.get("options") or [])
+        ]
+        initial = element.get("initial_value") or (element.get("initial_option") or {}).get("value") or ""
+        fields.append(
+            {
+                "name": block["block_id"],
+                "label": _str((block.get("label") or {}).get("text")),
+                "optional": bool(block.get("optional")),
+                "kind": "select" if options else ("textarea" if element.get("multiline") else "text"),
+                "input_type": kind,
+                "options": options,
+                "initial": initial,
+                "placeholder": _str((element.get("placeholder") or {}).get("text")),
+                "error": view.get("errors", {}).get(block["block_id"], ""),
+            }
+        )
+    return {
+        "id": view["id"],
+        "user": view["user"],
+        "user_name": user_object(view["user"])["name"],
+        "title": _str((view.get("title") or {}).get("text")),
+        "submit": _str((view.get("submit") or {}).get("text")) or "Submit",
+        "close": _str((view.get("close") or {}).get("text")) or "Cancel",
+        "texts": texts,
+        "fields": fields,
     }
 
 
@@ -1669,6 +2517,10 @@ async def index_page(request: Request) -> Response:
         channels=[_channel_view_for_page(sb, c) for c in shown],
         selected=wanted,
         refresh=request.query_params.get("refresh", "3"),
+        modals=[_modal_for_page(v, sb.channels) for v in sb.views.values() if v["status"] == "open"],
+        request_url=sb.request_url,
+        default_user=DEFAULT_ACTING_USER,
+        command=DEFAULT_COMMAND,
     )
     return HTMLResponse(page)
 
@@ -1688,10 +2540,21 @@ def create_app(
     state_file: str | Path | None = None,
     rate_limit_per_minute: int | None = None,
     channels: Iterable[str] = DEFAULT_CHANNELS,
+    request_url: str | None = None,
+    signing_secret: str | None = None,
 ) -> Starlette:
-    """The sandbox as an ASGI app; ``app.state.sandbox`` is its SlackSandbox."""
+    """The sandbox as an ASGI app; ``app.state.sandbox`` is its SlackSandbox.
+
+    With ``request_url`` (the app's Events API / interactivity / slash command
+    URL) and ``signing_secret``, the ``/_sandbox/act/...`` endpoints deliver
+    signed requests to the app as Slack does.
+    """
     sandbox = SlackSandbox(
-        state_file=state_file, rate_limit_per_minute=rate_limit_per_minute, channels=channels
+        state_file=state_file,
+        rate_limit_per_minute=rate_limit_per_minute,
+        channels=channels,
+        request_url=request_url,
+        signing_secret=signing_secret,
     )
 
     @contextlib.asynccontextmanager
@@ -1715,6 +2578,14 @@ def create_app(
         Route("/_sandbox/calls", control_calls, methods=["GET", "DELETE"]),
         Route("/_sandbox/messages", control_messages, methods=["POST"]),
         Route("/_sandbox/files/{file_id:str}", file_download, methods=["GET"]),
+        Route("/_sandbox/config", control_config, methods=["GET", "POST"]),
+        Route("/_sandbox/act/reaction", _act_endpoint(act_reaction), methods=["POST"]),
+        Route("/_sandbox/act/pin", _act_endpoint(act_pin), methods=["POST"]),
+        Route("/_sandbox/act/button", _act_endpoint(act_button), methods=["POST"]),
+        Route("/_sandbox/act/submit", _act_endpoint(act_submit), methods=["POST"]),
+        Route("/_sandbox/act/close", _act_endpoint(act_close), methods=["POST"]),
+        Route("/_sandbox/act/command", _act_endpoint(act_command), methods=["POST"]),
+        Route("/_sandbox/respond/{response_id:str}", respond_endpoint, methods=["POST"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.sandbox = sandbox
@@ -1789,6 +2660,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state", default=None, help="state file (JSON); no persistence if omitted")
     parser.add_argument("--rate-limit-per-minute", type=int, default=None, help="per channel; default off")
     parser.add_argument(
+        "--request-url",
+        default=os.environ.get("SLACK_REQUEST_URL") or None,
+        help="the app's Request URL (events, interactivity, slash commands); env SLACK_REQUEST_URL",
+    )
+    parser.add_argument(
+        "--signing-secret",
+        default=os.environ.get("SLACK_SIGNING_SECRET") or None,
+        help="the app's signing secret, to sign what is delivered; env SLACK_SIGNING_SECRET",
+    )
+    parser.add_argument(
         "--channel",
         dest="channels",
         action="extend",
@@ -1802,9 +2683,12 @@ def main(argv: list[str] | None = None) -> None:
         state_file=opts.state,
         rate_limit_per_minute=opts.rate_limit_per_minute,
         channels=opts.channels or DEFAULT_CHANNELS,
+        request_url=opts.request_url,
+        signing_secret=opts.signing_secret,
     )
     print(
-        f"Slack sandbox: http://{opts.host}:{opts.port}/  (API: http://{opts.host}:{opts.port}/api/)",
+        f"Slack sandbox: http://{opts.host}:{opts.port}/  (API: http://{opts.host}:{opts.port}/api/)"
+        + (f"; delivering to {opts.request_url}" if opts.request_url else ""),
         flush=True,
     )
     uvicorn.run(app, host=opts.host, port=opts.port, log_level="warning")

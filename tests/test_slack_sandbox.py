@@ -444,3 +444,348 @@ async def test_serve_in_background_with_a_custom_app() -> None:
         slack = AsyncWebClient(token="xoxb-test", base_url=url + "/api/")
         names = [c["name"] for c in (await slack.conversations_list())["channels"]]
         assert names == ["only-one"]
+
+
+# -- acting as Slack toward an app (/_sandbox/act/..., views.open, response_url) ---------------
+
+SECRET = "sandbox-test-secret"
+
+
+class RecordingApp:
+    """A stand-in for the app at the request URL: records each request, answers as told."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, object]] = []
+        self.answer: tuple[int, bytes, str] = (200, b"", "text/plain")
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        if scope["type"] == "lifespan":
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        self.requests.append({"path": scope["path"], "headers": headers, "body": body})
+        status, content, content_type = self.answer
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", content_type.encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": content})
+
+    def last_payload(self) -> dict[str, object]:
+        from urllib.parse import parse_qs
+
+        request = self.requests[-1]
+        form = parse_qs(request["body"].decode())  # type: ignore[union-attr]
+        return json.loads(form["payload"][0])
+
+
+@pytest.fixture
+async def acting() -> AsyncIterator[tuple[httpx.AsyncClient, AsyncWebClient, RecordingApp]]:
+    recorder = RecordingApp()
+    async with serve_in_background(recorder) as app_url:
+        sandbox_app = create_app(request_url=app_url + "/slack/events", signing_secret=SECRET)
+        async with serve_in_background(sandbox_app) as url, httpx.AsyncClient(base_url=url) as http:
+            yield http, AsyncWebClient(token="xoxb-test", base_url=url + "/api/"), recorder
+
+
+async def _declaration(slack: AsyncWebClient) -> dict[str, object]:
+    blocks = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "*P1* core down"}},
+        {
+            "type": "actions",
+            "block_id": "incident_actions",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": "incident_claim",
+                    "text": {"type": "plain_text", "text": "Claim"},
+                    "value": "incident-k1",
+                    "style": "primary",
+                }
+            ],
+        },
+    ]
+    return await slack.chat_postMessage(
+        channel="#incidents", text="*P1* core down", blocks=blocks, metadata=METADATA
+    )
+
+
+def _signed_like_slack(request: dict[str, object]) -> bool:
+    from slack_sdk.signature import SignatureVerifier
+
+    headers = request["headers"]
+    return SignatureVerifier(SECRET).is_valid(
+        body=request["body"].decode(),  # type: ignore[union-attr]
+        timestamp=headers["x-slack-request-timestamp"],  # type: ignore[index]
+        signature=headers["x-slack-signature"],  # type: ignore[index]
+    )
+
+
+async def test_a_reaction_is_kept_and_delivered_as_a_signed_event_callback(acting) -> None:
+    http, slack, recorder = acting
+    parent = await _declaration(slack)
+    answer = (
+        await http.post(
+            "/_sandbox/act/reaction",
+            json={"user": "U0ALICE", "channel": "incidents", "ts": parent["ts"], "name": "raised_hand"},
+        )
+    ).json()
+    assert answer["ok"] and answer["status"] == 200 and answer["body"] == ""
+    (request,) = recorder.requests
+    assert request["headers"]["content-type"] == "application/json" and _signed_like_slack(request)
+    envelope = json.loads(request["body"])
+    assert envelope["type"] == "event_callback" and envelope["event_id"] == answer["event_id"]
+    assert envelope["event"]["type"] == "reaction_added" and envelope["event"]["user"] == "U0ALICE"
+    assert envelope["event"]["item"] == {"type": "message", "channel": INCIDENTS, "ts": parent["ts"]}
+    history = await slack.reactions_get(channel=INCIDENTS, timestamp=parent["ts"])
+    assert history["message"]["reactions"] == [{"name": "raised_hand", "users": ["U0ALICE"], "count": 1}]
+    again = await http.post(
+        "/_sandbox/act/reaction",
+        json={"user": "U0ALICE", "channel": "incidents", "ts": parent["ts"], "name": "raised_hand"},
+    )
+    assert (
+        again.status_code == 400
+        and again.json()["error"] == "already_reacted"
+        and len(recorder.requests) == 1
+    )
+
+    pinned = (
+        await http.post("/_sandbox/act/pin", json={"user": "U0BOB", "channel": INCIDENTS, "ts": parent["ts"]})
+    ).json()
+    assert pinned["status"] == 200
+    event = json.loads(recorder.requests[-1]["body"])["event"]
+    assert event["type"] == "pin_added" and event["channel_id"] == INCIDENTS
+    assert event["item"]["message"]["ts"] == parent["ts"]
+
+
+async def test_forged_and_stale_deliveries_on_request(acting) -> None:
+    http, slack, recorder = acting
+    parent = await _declaration(slack)
+    spec = {"user": "U0ALICE", "channel": INCIDENTS, "ts": parent["ts"], "name": "eyes"}
+    await http.post("/_sandbox/act/reaction", json={**spec, "signing_secret": "wrong"})
+    await http.post("/_sandbox/act/reaction", json={**spec, "name": "fire", "request_timestamp": 1000})
+    forged, stale = recorder.requests
+    assert not _signed_like_slack(forged)
+    assert stale["headers"]["x-slack-request-timestamp"] == "1000"
+
+
+async def test_button_then_modal_then_submission(acting) -> None:
+    http, slack, recorder = acting
+    parent = await _declaration(slack)
+    clicked = (
+        await http.post(
+            "/_sandbox/act/button",
+            json={"user": "U0ALICE", "channel": INCIDENTS, "ts": parent["ts"], "action_id": "incident_claim"},
+        )
+    ).json()
+    assert clicked["status"] == 200
+    request = recorder.requests[-1]
+    assert request["headers"]["content-type"] == "application/x-www-form-urlencoded" and _signed_like_slack(
+        request
+    )
+    payload = recorder.last_payload()
+    assert payload["type"] == "block_actions" and payload["user"]["id"] == "U0ALICE"
+    assert (
+        payload["actions"][0]["value"] == "incident-k1"
+        and payload["actions"][0]["action_id"] == "incident_claim"
+    )
+    assert (
+        payload["trigger_id"] == clicked["trigger_id"] and payload["response_url"] == clicked["response_url"]
+    )
+    assert payload["container"]["message_ts"] == parent["ts"]
+    missing = await http.post(
+        "/_sandbox/act/button",
+        json={"user": "U0ALICE", "channel": INCIDENTS, "ts": parent["ts"], "action_id": "nope"},
+    )
+    assert missing.status_code == 400 and "no button" in missing.json()["error"]
+
+    view = {
+        "type": "modal",
+        "callback_id": "update",
+        "private_metadata": "incident-k1",
+        "title": {"type": "plain_text", "text": "Post update"},
+        "submit": {"type": "plain_text", "text": "Post"},
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": "status",
+                "label": {"type": "plain_text", "text": "Status"},
+                "element": {
+                    "type": "static_select",
+                    "action_id": "status",
+                    "options": [{"text": {"type": "plain_text", "text": "Fixing"}, "value": "fixing"}],
+                },
+            },
+            {
+                "type": "input",
+                "block_id": "message",
+                "label": {"type": "plain_text", "text": "What changed"},
+                "element": {"type": "plain_text_input", "action_id": "message", "multiline": True},
+            },
+            {
+                "type": "input",
+                "block_id": "eta",
+                "optional": True,
+                "label": {"type": "plain_text", "text": "ETA"},
+                "element": {"type": "plain_text_input", "action_id": "eta"},
+            },
+        ],
+    }
+    opened = await slack.views_open(trigger_id=clicked["trigger_id"], view=view)
+    view_id = opened["view"]["id"]
+    assert view_id.startswith("V") and opened["view"]["private_metadata"] == "incident-k1"
+    with pytest.raises(SlackApiError) as used:
+        await slack.views_open(trigger_id=clicked["trigger_id"], view=view)
+    assert used.value.response["error"] == "invalid_trigger_id"
+
+    page = (await http.get("/", params={"channel": "incidents"})).text
+    assert 'data-action-id="incident_claim"' in page and f'data-view="{view_id}"' in page
+
+    bad = await http.post("/_sandbox/act/submit", json={"user": "U0ALICE", "values": {"status": "bogus"}})
+    assert bad.status_code == 400 and bad.json()["error"] == "invalid_submission"
+    assert any("not one of the options" in e for e in bad.json()["errors"])
+    assert any("message: this field is required" in e for e in bad.json()["errors"])
+
+    recorder.answer = (
+        200,
+        b'{"response_action": "errors", "errors": {"message": "Too short"}}',
+        "application/json",
+    )
+    kept = (
+        await http.post(
+            "/_sandbox/act/submit", json={"user": "U0ALICE", "values": {"status": "fixing", "message": "x"}}
+        )
+    ).json()
+    assert kept["view_status"] == "open" and kept["view_errors"] == {"message": "Too short"}
+    assert "Too short" in (await http.get("/")).text
+
+    recorder.answer = (200, b"", "text/plain")
+    done = (
+        await http.post(
+            "/_sandbox/act/submit",
+            json={"view_id": view_id, "values": {"status": "fixing", "message": "Reseating the optic"}},
+        )
+    ).json()
+    assert done["status"] == 200 and done["view_status"] == "closed"
+    submission = recorder.last_payload()
+    assert submission["type"] == "view_submission" and submission["user"]["id"] == "U0ALICE"
+    values = submission["view"]["state"]["values"]
+    assert values["status"]["status"]["selected_option"]["value"] == "fixing"
+    assert values["message"]["message"]["value"] == "Reseating the optic"
+    assert values["eta"]["eta"]["value"] is None
+    assert submission["view"]["private_metadata"] == "incident-k1"
+
+
+async def test_a_trigger_expires(acting, monkeypatch) -> None:
+    import sandbox.slack as sandbox_module
+
+    http, slack, recorder = acting
+    parent = await _declaration(slack)
+    clicked = (
+        await http.post(
+            "/_sandbox/act/button",
+            json={"user": "U0ALICE", "channel": INCIDENTS, "ts": parent["ts"], "action_id": "incident_claim"},
+        )
+    ).json()
+    monkeypatch.setattr(sandbox_module, "TRIGGER_TTL", -1.0)
+    with pytest.raises(SlackApiError) as expired:
+        await slack.views_open(
+            trigger_id=clicked["trigger_id"],
+            view={"type": "modal", "title": {"type": "plain_text", "text": "x"}, "blocks": []},
+        )
+    assert expired.value.response["error"] == "expired_trigger_id"
+
+
+async def test_slash_command_answers_and_response_urls(acting) -> None:
+    http, slack, recorder = acting
+    parent = await _declaration(slack)
+    recorder.answer = (200, b"Usage: /incident help", "text/plain")
+    ran = (
+        await http.post(
+            "/_sandbox/act/command", json={"user": "U0BOB", "channel": "incidents", "text": "help me"}
+        )
+    ).json()
+    assert ran["status"] == 200 and ran["body"] == "Usage: /incident help"
+    from urllib.parse import parse_qs
+
+    form = {k: v[0] for k, v in parse_qs(recorder.requests[-1]["body"].decode()).items()}
+    assert form["command"] == "/incident" and form["text"] == "help me" and form["user_id"] == "U0BOB"
+    assert form["channel_id"] == INCIDENTS and form["channel_name"] == "incidents"
+    assert form["response_url"] == ran["response_url"] and _signed_like_slack(recorder.requests[-1])
+
+    async with httpx.AsyncClient() as plain:
+        for n in range(5):
+            ok = await plain.post(ran["response_url"], json={"text": f"answer {n}"})
+            assert ok.status_code == 200
+        spent = await plain.post(ran["response_url"], json={"text": "one too many"})
+        assert spent.status_code == 404 and spent.json()["error"] == "used_url"
+        unknown = await plain.post(ran["response_url"] + "x", json={"text": "?"})
+        assert unknown.status_code == 404
+
+    await slack.chat_postEphemeral(channel=INCIDENTS, user="U0BOB", text="psst", thread_ts=parent["ts"])
+    state = (await http.get("/_sandbox/state")).json()
+    told = state["ephemeral"]["U0BOB"]
+    assert [m["text"] for m in told] == ["Usage: /incident help", *[f"answer {n}" for n in range(5)], "psst"]
+    assert [m["source"] for m in told][:2] == ["command", "response_url"] and told[-1]["thread_ts"] == parent[
+        "ts"
+    ]
+    history = await slack.conversations_history(channel=INCIDENTS)
+    assert [m["text"] for m in history["messages"]] == ["*P1* core down"]  # ephemeral is not history
+    page = (await http.get("/", params={"channel": "incidents"})).text
+    assert "only visible to @u0bob" in page and "psst" in page
+
+    # A response_url can also speak to the channel, or replace the message the button was on.
+    clicked = (
+        await http.post(
+            "/_sandbox/act/button",
+            json={"user": "U0ALICE", "channel": INCIDENTS, "ts": parent["ts"], "action_id": "incident_claim"},
+        )
+    ).json()
+    async with httpx.AsyncClient() as plain:
+        await plain.post(
+            clicked["response_url"], json={"text": "for everyone", "response_type": "in_channel"}
+        )
+        await plain.post(clicked["response_url"], json={"text": "claimed", "replace_original": True})
+    history = await slack.conversations_history(channel=INCIDENTS)
+    assert [m["text"] for m in history["messages"]] == ["for everyone", "claimed"]
+
+
+async def test_config_and_acting_without_an_app(http: httpx.AsyncClient, slack: AsyncWebClient) -> None:
+    config = (await http.get("/_sandbox/config")).json()
+    assert config == {"ok": True, "request_url": None, "signing_secret_set": False}
+    parent = await slack.chat_postMessage(channel=INCIDENTS, text="hello")
+    answer = (
+        await http.post(
+            "/_sandbox/act/reaction",
+            json={"user": "U0ALICE", "channel": INCIDENTS, "ts": parent["ts"], "name": "eyes"},
+        )
+    ).json()
+    assert answer["ok"] and answer["status"] is None and answer["error"] == "no_request_url"
+    assert (await http.post("/_sandbox/config", json={"request_url": "ftp://x"})).status_code == 400
+    set_ = (
+        await http.post("/_sandbox/config", json={"request_url": "http://127.0.0.1:9/slack/events"})
+    ).json()
+    assert set_["request_url"] == "http://127.0.0.1:9/slack/events"
+    unreachable = (
+        await http.post(
+            "/_sandbox/act/reaction",
+            json={"user": "U0BOB", "channel": INCIDENTS, "ts": parent["ts"], "name": "eyes"},
+        )
+    ).json()
+    assert unreachable["status"] is None and unreachable["error"].startswith("connection_failed")
+    await http.post("/_sandbox/config", json={"request_url": None})
+    bad_user = await http.post(
+        "/_sandbox/act/reaction", json={"user": "alice", "channel": INCIDENTS, "ts": parent["ts"]}
+    )
+    assert bad_user.status_code == 400
