@@ -628,10 +628,12 @@ def list_incidents(
         return
     table = Table(show_edge=False, pad_edge=False)
     for column in ("Incident", "Sev", "Phase", "Commander", "Status", "Started (UTC)", "Title"):
-        if column == "Title":
-            table.add_column(column, min_width=12, overflow="fold")
+        if column in ("Incident", "Sev", "Phase", "Status", "Started (UTC)"):  # must stay whole
+            table.add_column(
+                column, no_wrap=True, min_width=len("investigating") if column == "Phase" else None
+            )
         else:
-            table.add_column(column, no_wrap=True)
+            table.add_column(column, min_width=8, overflow="fold")
     for wf, title_text in rows:
         attrs = wf.typed_search_attributes
         status_name = wf.status.name.lower() if wf.status else "?"

@@ -111,6 +111,7 @@ async def incident_worker(client: Client, slack_api_url: str, policy: Policy):
         started.append(handle)
         return handle
 
+    declare.task_queue = queue  # type: ignore[attr-defined]
     settings = Settings(temporal_task_queue=queue, slack_api_url=slack_api_url, slack_bot_token=TOKEN)
     async with build_worker(client, settings, policy):
         try:

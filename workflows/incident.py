@@ -59,6 +59,7 @@ SIGNAL_MODELS: dict[str, type[Signal]] = {
     "set_severity": SeveritySignal,
     "review_done": ReviewDoneSignal,
 }
+MAX_SYMPTOMS = 25  # the rest stay in the timeline; the header must stay readable
 OPEN_PHASES = (Phase.declared, Phase.triage, Phase.investigating, Phase.monitoring)
 
 
@@ -352,6 +353,11 @@ class IncidentWorkflow:
         raised_to: Severity | None = None
         for alert in batch.alerts:
             label = alert.summary or alert.name
+            if alert.status == "acknowledged":
+                self._record(
+                    "alert_acknowledged", alert.source, f"alert acknowledged in {alert.source}: {label}"
+                )
+                continue
             if alert.status == "resolved":
                 s.alerts_firing.pop(alert.fingerprint, None)
                 cleared.append(label)
@@ -362,7 +368,7 @@ class IncidentWorkflow:
             if new:
                 firing.append(label)
                 self._record("alert", alert.source, f"alert firing: {label}")
-            if label not in s.symptoms:
+            if label not in s.symptoms and len(s.symptoms) < MAX_SYMPTOMS:
                 s.symptoms.append(label)
             for device in alert.devices:
                 if device not in s.devices:
