@@ -1,0 +1,356 @@
+"""The Slack handler (starter/slack_app.py) end to end.
+
+The real handler app over HTTP, the Slack sandbox acting as Slack toward it
+(signed Events API, interactivity and slash-command requests, made by
+`/_sandbox/act/...` as a person would click), and a real worker on the dev
+server. Assertions are what people see: the incident's state and timeline,
+the thread, and the messages only the acting person sees.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.client import Client
+
+from activities.settings import Settings
+from sandbox.slack import create_app as create_sandbox
+from sandbox.slack import serve_in_background
+from starter.slack_app import HELP, create_app, parse_command
+from workflows.incident import IncidentWorkflow
+from workflows.models import IncidentState, Phase, workflow_id_for
+
+from .stack import TOKEN, SlackSandbox, eventually, incident_worker, posted_state, templates_of, terminate_all
+
+SECRET = "test-signing-secret"
+ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"
+
+
+@dataclass
+class Stack:
+    sandbox: SlackSandbox
+    declare: Any
+    client: Client
+    handler_url: str
+
+    async def act(self, kind: str, **spec: Any) -> dict[str, Any]:
+        """Do what a person does in Slack; the sandbox's answer includes the handler's (status, body)."""
+        response = await self.sandbox.control.post(f"/_sandbox/act/{kind}", json=spec)
+        answer = response.json()
+        assert response.status_code == 200 and answer["ok"], answer
+        return answer
+
+    async def state(self) -> dict[str, Any]:
+        return (await self.sandbox.control.get("/_sandbox/state")).json()
+
+    async def heard(self, user: str, *needles: str) -> str:
+        """The first message only `user` saw that contains every needle (waits for it)."""
+
+        async def probe() -> str | None:
+            for message in (await self.state())["ephemeral"].get(user, []):
+                if all(n in message["text"] for n in needles):
+                    return message["text"]
+            return None
+
+        return await eventually(probe, what=f"{user} to be told {needles}")
+
+    async def incident(self, workflow_id: str) -> IncidentState:
+        return await self.client.get_workflow_handle(workflow_id).query(IncidentWorkflow.state)
+
+
+@pytest.fixture(scope="module")
+async def stack(local_env, policy):
+    async with serve_in_background(create_sandbox(signing_secret=SECRET)) as sandbox_url:
+        sandbox = SlackSandbox(sandbox_url)
+        async with incident_worker(local_env.client, sandbox.api_url, policy) as declare:
+            settings = Settings(
+                slack_api_url=sandbox.api_url,
+                slack_bot_token=TOKEN,
+                slack_signing_secret=SECRET,
+                temporal_task_queue=declare.task_queue,  # where `/incident declare` starts incidents
+            )
+
+            async def temporal() -> Client:
+                return local_env.client
+
+            async with serve_in_background(create_app(settings, temporal)) as handler_url:
+                configured = await sandbox.control.post(
+                    "/_sandbox/config", json={"request_url": handler_url + "/slack/events"}
+                )
+                assert configured.json()["signing_secret_set"]
+                yield Stack(sandbox, declare, local_env.client, handler_url)
+        await sandbox.control.aclose()
+
+
+async def declared(stack: Stack, severity: str = "P1", **fields: Any) -> IncidentState:
+    handle = await stack.declare(severity, **fields)
+    return await posted_state(handle)
+
+
+# ------------------------------------------------------------------ reactions
+
+
+async def test_raised_hand_on_the_declaration_claims_it_for_the_reacting_user(stack: Stack) -> None:
+    incident = await declared(stack)
+    answer = await stack.act(
+        "reaction",
+        user=ALICE,
+        channel=incident.slack_channel,
+        ts=incident.slack_thread_ts,
+        name="raised_hand",
+    )
+    assert answer["status"] == 200
+
+    async def claimed() -> IncidentState | None:
+        state = await stack.incident(incident.workflow_id)
+        return state if state.commander else None
+
+    state = await eventually(claimed, what="the claim")
+    assert state.commander == ALICE
+    assert any(e.kind == "claimed" and e.actor == ALICE for e in state.timeline)
+    told = await stack.heard(ALICE, incident.key, "claimed")
+    assert f"{ALICE} is Incident Commander" in told
+
+
+async def test_stopwatch_on_a_reply_and_a_pin_add_those_messages_to_the_timeline(stack: Stack) -> None:
+    incident = await declared(stack, "P2")
+    reply = (
+        await stack.sandbox.control.post(
+            "/_sandbox/messages",
+            json={
+                "channel": incident.slack_channel,
+                "user": BOB,
+                "text": "BGP to ISP-A flapped at 14:31",
+                "thread_ts": incident.slack_thread_ts,
+            },
+        )
+    ).json()
+    await stack.act("reaction", user=ALICE, channel=incident.slack_channel, ts=reply["ts"], name="stopwatch")
+    other = (
+        await stack.sandbox.control.post(
+            "/_sandbox/messages",
+            json={
+                "channel": incident.slack_channel,
+                "user": CAROL,
+                "text": "Optic on R1 Gi1 shows -40 dBm",
+                "thread_ts": incident.slack_thread_ts,
+            },
+        )
+    ).json()
+    await stack.act("pin", user=BOB, channel=incident.slack_channel, ts=other["ts"])
+
+    async def notes() -> list[tuple[str, str]] | None:
+        state = await stack.incident(incident.workflow_id)
+        found = [(e.actor, e.text) for e in state.timeline if e.kind == "note"]
+        return found if len(found) == 2 else None
+
+    assert sorted(await eventually(notes, what="two timeline notes")) == [
+        (ALICE, f"{BOB}: BGP to ISP-A flapped at 14:31"),
+        (BOB, f"{CAROL}: Optic on R1 Gi1 shows -40 dBm"),
+    ]
+    assert "added to the timeline" in await stack.heard(ALICE, incident.key)
+    # A raised hand on a reply is only a reaction: nobody claims by it.
+    await stack.act(
+        "reaction", user=CAROL, channel=incident.slack_channel, ts=reply["ts"], name="raised_hand"
+    )
+    assert (await stack.incident(incident.workflow_id)).commander is None
+
+
+# -------------------------------------------------------------------- buttons
+
+
+async def test_claim_button_claims_and_answers_through_the_response_url(stack: Stack) -> None:
+    incident = await declared(stack, "P2")
+    answer = await stack.act(
+        "button",
+        user=BOB,
+        channel=incident.slack_channel,
+        ts=incident.slack_thread_ts,
+        action_id="incident_claim",
+    )
+    assert answer["status"] == 200
+    told = await stack.heard(BOB, "claimed")
+    assert incident.key in told
+    assert (await stack.incident(incident.workflow_id)).commander == BOB
+    sources = {m["source"] for m in (await stack.state())["ephemeral"][BOB]}
+    assert "response_url" in sources
+
+
+async def test_post_update_and_resolve_buttons_open_forms_whose_submissions_reach_the_thread(
+    stack: Stack,
+) -> None:
+    incident = await declared(stack, "P1")
+    where = {"channel": incident.slack_channel, "ts": incident.slack_thread_ts}
+    await stack.act("button", user=CAROL, action_id="incident_claim", **where)
+    await stack.heard(CAROL, "claimed")
+
+    async def open_form(action_id: str) -> dict[str, Any]:
+        answer = await stack.act("button", user=CAROL, action_id=action_id, **where)
+        assert answer["status"] == 200
+
+        async def opened() -> dict[str, Any] | None:
+            views = (await stack.state())["views"]
+            mine = [v for v in views if v["user"] == CAROL and v["status"] == "open"]
+            return mine[-1] if mine else None
+
+        return await eventually(opened, what=f"the {action_id} form")
+
+    form = await open_form("incident_update")
+    assert form["private_metadata"] == incident.workflow_id and form["title"]["text"] == "Post update"
+    submitted = await stack.act(
+        "submit",
+        user=CAROL,
+        view_id=form["id"],
+        values={"status": "fixing", "message": "Reseating the R1 Gi1 optic", "eta": "15 min"},
+    )
+    assert submitted["status"] == 200 and submitted["view_status"] == "closed"
+    assert "update posted" in await stack.heard(CAROL, "Reseating the R1 Gi1 optic")
+
+    async def update_in_thread() -> list[dict[str, Any]] | None:
+        thread = await stack.sandbox.thread(incident.slack_channel, incident.slack_thread_ts)
+        return thread if "status_update" in templates_of(thread) else None
+
+    thread = await eventually(update_in_thread, what="the update in the thread")
+    update = next(m for m in thread if "Reseating the R1 Gi1 optic" in m["text"])
+    assert "15 min" in update["text"]
+
+    form = await open_form("incident_resolve")
+    assert form["private_metadata"] == incident.workflow_id
+    await stack.act("submit", user=CAROL, values={"resolution": "Optic replaced", "root_cause": "failed SFP"})
+    assert "resolved" in await stack.heard(CAROL, "Optic replaced")
+    state = await stack.incident(incident.workflow_id)
+    assert state.phase in (Phase.resolved, Phase.review)
+    assert state.resolution == "Optic replaced" and state.root_cause == "failed SFP"
+
+    # Already resolved: the workflow refuses, and the person hears why.
+    await stack.act("command", user=BOB, channel="incidents", text=f"claim {incident.key}")
+    refused = await stack.heard(BOB, "refused the claim")
+    assert "already review" in refused or "already resolved" in refused
+
+
+# -------------------------------------------------------------- slash command
+
+
+async def test_update_with_an_unknown_status_answers_with_the_workflows_reason(stack: Stack) -> None:
+    incident = await declared(stack, "P2")
+    answer = await stack.act(
+        "command", user=ALICE, channel="netclaw-alerts", text=f"update {incident.key} bogus text"
+    )
+    assert answer["status"] == 200
+    told = await stack.heard(ALICE, "refused the update")
+    assert "unknown status 'bogus'" in told and "investigating" in told
+    state = await stack.incident(incident.workflow_id)
+    assert state.updates == 0
+    assert any(e.kind == "rejected" and "bogus" in e.text for e in state.timeline)
+
+
+async def test_declare_from_slack_starts_an_incident_reported_by_the_user(stack: Stack) -> None:
+    await stack.act("command", user=BOB, channel="incidents", text="declare P2 Core switch fans failing")
+    told = await stack.heard(BOB, "Declared P2 incident")
+    key = re.search(r"`([^`]+)`", told).group(1)
+    handle = stack.client.get_workflow_handle(workflow_id_for(key))
+    try:
+        state = await posted_state(handle)
+        assert state.title == "Core switch fans failing" and state.severity.value == "P2"
+        assert state.reporter == BOB
+        # and it is an incident like any other: /incident status finds it
+        await stack.act("command", user=BOB, channel="incidents", text=f"status {key}")
+        status = await stack.heard(BOB, "*P2 · Core switch fans failing*")
+        assert "awaiting claim" in status
+    finally:
+        await terminate_all([handle])
+
+
+async def test_in_the_war_room_the_incident_is_implied_elsewhere_it_must_be_named(stack: Stack) -> None:
+    incident = await declared(stack, "P1")
+    await stack.sandbox.web.conversations_create(name=f"inc-{incident.key}")
+
+    await stack.act("command", user=CAROL, channel=f"inc-{incident.key}", text="claim")
+    assert "claimed" in await stack.heard(CAROL, incident.key)
+    await stack.act(
+        "command", user=CAROL, channel=f"inc-{incident.key}", text="update identified Bad optic on R1"
+    )
+    assert "update posted" in await stack.heard(CAROL, "Bad optic on R1")
+
+    # Outside the war room the ID is needed: the answer is the help, at once.
+    answer = await stack.act("command", user=ALICE, channel="incidents", text="claim")
+    assert "name the incident" in answer["body"] and "/incident declare P1" in answer["body"]
+    assert "name the incident" in await stack.heard(ALICE, "/incident status")
+    await stack.act("command", user=ALICE, channel="incidents", text="claim nope-123")
+    assert "no incident nope-123" in await stack.heard(ALICE, "nope-123")
+
+
+# ------------------------------------------------------------------ signatures
+
+
+async def test_forged_or_stale_requests_get_401_and_change_nothing(stack: Stack) -> None:
+    incident = await declared(stack, "P1")
+    where = {"channel": incident.slack_channel, "ts": incident.slack_thread_ts}
+    forged = await stack.act(
+        "reaction", user=ALICE, name="raised_hand", signing_secret="not-the-secret", **where
+    )
+    assert forged["status"] == 401
+    stale = await stack.act(
+        "button", user=ALICE, action_id="incident_claim", request_timestamp=int(time.time()) - 600, **where
+    )
+    assert stale["status"] == 401
+    async with httpx.AsyncClient() as http:
+        event = {"type": "event_callback", "event": {"type": "reaction_added", "user": ALICE}}
+        unsigned = await http.post(stack.handler_url + "/slack/events", json=event)
+        tampered = await http.post(
+            stack.handler_url + "/slack/events",
+            json=event,
+            headers={
+                "X-Slack-Request-Timestamp": str(int(time.time())),
+                "X-Slack-Signature": "v0=" + "0" * 64,
+            },
+        )
+    assert unsigned.status_code == 401 and tampered.status_code == 401
+
+    # A genuine request after them is handled: by then the forged claim would have shown too.
+    await stack.act("reaction", user=BOB, name="stopwatch", **where)
+
+    async def noted() -> IncidentState | None:
+        state = await stack.incident(incident.workflow_id)
+        return state if any(e.kind == "note" for e in state.timeline) else None
+
+    state = await eventually(noted, what="the genuine request's note")
+    assert state.commander is None
+    assert not any(e.kind in ("claimed", "rejected") for e in state.timeline)
+    told_alice = (await stack.state())["ephemeral"].get(ALICE, [])
+    assert not any(incident.key in m["text"] for m in told_alice)
+
+
+async def test_healthz(stack: Stack) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(stack.handler_url + "/healthz")
+    assert response.status_code == 200 and response.json() == {"ok": True}
+
+
+# ---------------------------------------------------------------- the parser
+
+
+def test_parse_command_finds_the_incident_in_the_words_or_the_war_room() -> None:
+    assert parse_command("").verb == "help" and parse_command("help").problem == ""
+    declare = parse_command("declare sev1 R1 down hard")
+    assert (declare.verb, declare.severity, declare.title) == ("declare", "P1", "R1 down hard")
+    assert "unknown severity" in parse_command("declare P9 x").problem
+    assert parse_command("claim k-1").incident == "k-1"
+    assert "name the incident" in parse_command("claim").problem
+    assert parse_command("claim", "inc-k-1").incident == "k-1"
+    update = parse_command("update k-1 bogus text here")
+    assert (update.incident, update.status, update.message) == ("k-1", "bogus", "text here")
+    assert "name the incident" in parse_command("update fixing the optic").problem
+    update = parse_command("update fixing the optic", "inc-k-1")
+    assert (update.incident, update.status, update.message) == ("k-1", "fixing", "the optic")
+    update = parse_command("update incident-k-2 fixing the optic", "inc-k-1")
+    assert update.incident == "incident-k-2"
+    resolve = parse_command("resolve R1 rebooted", "inc-k-1")
+    assert (resolve.incident, resolve.message) == ("k-1", "R1 rebooted")
+    assert parse_command("resolve k-1").problem
+    assert parse_command("frobnicate").problem and "/incident declare" in HELP
