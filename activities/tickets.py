@@ -1,0 +1,425 @@
+"""The incident's ticket: opened at declaration, updated as the incident goes, closed after review.
+
+The workflow calls two activities by name, `open_ticket` and `update_ticket`,
+on a `TicketActivities`. Behind it sits a `TicketBackend`: ServiceNow's
+Table API here (`ServiceNowTickets`); Jira Service Management would be a
+second class with the same three methods, not a branch in the workflow.
+Without `SERVICENOW_URL` there is no backend and tickets are off:
+`open_ticket` answers with a `TicketRef` whose `enabled` is False and whose
+`reason` says so, and `update_ticket` does nothing.
+
+Exactly once:
+
+- A ticket carries the incident key as its `correlation_id`. `open_ticket`
+  looks that up before it creates anything, on every attempt, so a create
+  retried after a timeout (the ticket was made, the answer was lost) finds
+  the first ticket instead of opening a second. Only open tickets count: a
+  new incident with the key of one long resolved gets a new ticket.
+- Every change writes one work note, in the same PATCH as its fields, and the
+  note ends with `[ref: <idempotency key>]`. A retried change (attempt > 1)
+  first reads the ticket's work notes and, if its tag is there, the PATCH
+  went through before: nothing is written again.
+
+Failures: 429 and 5xx (and timeouts, refused connections, a non-JSON answer)
+are retryable, with `next_retry_delay` from Retry-After when ServiceNow sends
+one; any other 4xx is non-retryable with a message a person can act on,
+"ServiceNow rejected the update: 403 Operation Failed (ACL Exception ...)".
+The workflow keeps the changes in order and waits out an outage; the
+incident itself never waits on ServiceNow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Generator
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from workflows.models import Severity
+from workflows.ticket_models import (
+    TicketChange,
+    TicketChanged,
+    TicketChangeKind,
+    TicketOpen,
+    TicketRef,
+)
+
+from .rendering import render
+
+# ServiceNow's scales are 1 (High) .. 3 (Low); the default priority lookup turns
+# (impact, urgency) into priority 1 Critical .. 5 Planning. Each severity lands on
+# the priority with its own number: P1 -> 1 Critical, P2 -> 2 High, P3 -> 3 Moderate,
+# P4 -> 4 Low.
+SEVERITY_LEVELS: dict[Severity, tuple[str, str]] = {  # severity -> (impact, urgency)
+    Severity.P1: ("1", "1"),
+    Severity.P2: ("2", "1"),
+    Severity.P3: ("2", "2"),
+    Severity.P4: ("2", "3"),
+}
+STATE_IN_PROGRESS = "2"
+STATE_RESOLVED = "6"
+STATE_CLOSED = "7"
+DONE_STATES = ("6", "7", "8")  # Resolved, Closed, Canceled: a new incident does not reuse these
+INCIDENT_TABLE = "/api/now/table/incident"
+CORRELATION_DISPLAY = "durable-incident"
+CORRELATION_ID_LENGTH = 100  # the incident table's correlation_id is a String(100)
+SHORT_DESCRIPTION_LENGTH = 160
+DEFAULT_RETRY_AFTER = timedelta(seconds=5)  # 429 without Retry-After
+
+
+def correlation_id_for(incident_key: str) -> str:
+    """The incident key, or, past 100 characters, a stable shortened form of it."""
+    if len(incident_key) <= CORRELATION_ID_LENGTH:
+        return incident_key
+    digest = hashlib.sha256(incident_key.encode()).hexdigest()[:32]
+    return incident_key[: CORRELATION_ID_LENGTH - 33] + "~" + digest
+
+
+def note_tag(idempotency_key: str) -> str:
+    return f"[ref: {idempotency_key}]"
+
+
+class TicketBackend(Protocol):
+    """A ticketing system, as the ticket activities use it."""
+
+    system: str  # "servicenow"; a TicketRef names the system it belongs to
+
+    async def open(self, ticket: TicketOpen) -> TicketRef:
+        """Create the ticket (no look-up first; TicketActivities does that)."""
+        ...
+
+    async def find_by_correlation(self, correlation_id: str) -> TicketRef | None:
+        """The oldest open ticket with this correlation id, if any."""
+        ...
+
+    async def apply_change(self, change: TicketChange, *, retried: bool) -> TicketChanged:
+        """Write one change; with `retried`, first check whether an earlier attempt wrote it."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class BearerToken(httpx.Auth):
+    """OAuth: `Authorization: Bearer <access token>` on every request."""
+
+    def __init__(self, token: str) -> None:
+        self._header = f"Bearer {token}"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = self._header
+        yield request
+
+
+class ServiceNowTickets:
+    """Incidents in ServiceNow through the Table API, over one pooled httpx client."""
+
+    system = "servicenow"
+
+    def __init__(
+        self,
+        url: str,
+        auth: httpx.Auth | tuple[str, str] | None = None,
+        timeout: float = 10.0,
+        *,
+        assignment_group: str = "",
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._assignment_group = assignment_group
+        self._client = httpx.AsyncClient(
+            base_url=self.url,
+            auth=auth,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+            headers={"Accept": "application/json", "User-Agent": "durable-incident"},
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # ------------------------------------------------------------ backend
+
+    async def open(self, ticket: TicketOpen) -> TicketRef:
+        impact, urgency = SEVERITY_LEVELS[ticket.severity]
+        body = {
+            "short_description": render("servicenow/short_description.txt.j2", ticket=ticket)[
+                :SHORT_DESCRIPTION_LENGTH
+            ],
+            "description": render("servicenow/description.txt.j2", ticket=ticket),
+            "impact": impact,
+            "urgency": urgency,
+            "category": ticket.category,
+            "correlation_id": correlation_id_for(ticket.incident_key),
+            "correlation_display": CORRELATION_DISPLAY,
+        }
+        group = ticket.assignment_group or self._assignment_group
+        if group:
+            body["assignment_group"] = group
+        result = await self._call(
+            "POST", INCIDENT_TABLE, "new ticket", json=body, params=_params("sys_id,number")
+        )
+        return self._ref(result, created=True)
+
+    async def find_by_correlation(self, correlation_id: str) -> TicketRef | None:
+        query = f"correlation_id={correlation_id}^stateNOT IN{','.join(DONE_STATES)}^ORDERBYsys_created_on"
+        params = {**_params("sys_id,number"), "sysparm_query": query, "sysparm_limit": "1"}
+        result = await self._call("GET", INCIDENT_TABLE, "ticket lookup", params=params)
+        return self._ref(result[0], created=False) if result else None
+
+    async def apply_change(self, change: TicketChange, *, retried: bool) -> TicketChanged:
+        sys_id = change.ticket.sys_id
+        path = f"{INCIDENT_TABLE}/{sys_id}"
+        tag = note_tag(change.idempotency_key)
+        if retried:
+            params = {**_params("sys_id,number,state,work_notes"), "sysparm_display_value": "all"}
+            record = await self._call("GET", path, "update", params=params)
+            if tag in _display(record.get("work_notes")):
+                activity.logger.info("ticket change %s was already written", change.idempotency_key)
+                return self._changed(change, record, duplicate=True)
+        fields = self._fields_for(change)
+        fields["work_notes"] = f"{self._work_note(change)}\n{tag}"
+        result = await self._call("PATCH", path, "update", json=fields, params=_params("sys_id,number,state"))
+        return self._changed(change, result, duplicate=False)
+
+    # ------------------------------------------------------------ helpers
+
+    def _fields_for(self, change: TicketChange) -> dict[str, str]:
+        kind = change.kind
+        if kind == TicketChangeKind.claim:
+            assert change.assigned_to is not None
+            return {"assigned_to": change.assigned_to, "state": STATE_IN_PROGRESS}
+        if kind == TicketChangeKind.severity:
+            assert change.severity is not None
+            impact, urgency = SEVERITY_LEVELS[change.severity]
+            return {"impact": impact, "urgency": urgency}
+        if kind == TicketChangeKind.resolve:
+            return self._close_fields(change, STATE_RESOLVED)
+        if kind == TicketChangeKind.close:
+            # Resolve set close code and notes; a close that comes without one sets them itself.
+            return self._close_fields(change, STATE_CLOSED) if change.resolution else {"state": STATE_CLOSED}
+        return {}
+
+    @staticmethod
+    def _close_fields(change: TicketChange, state: str) -> dict[str, str]:
+        return {
+            "state": state,
+            "close_code": change.close_code,
+            "close_notes": render("servicenow/close_notes.txt.j2", change=change),
+        }
+
+    @staticmethod
+    def _work_note(change: TicketChange) -> str:
+        extra: dict[str, Any] = {}
+        if change.kind == TicketChangeKind.severity and change.severity is not None:
+            extra["impact"], extra["urgency"] = SEVERITY_LEVELS[change.severity]
+        return render(f"servicenow/{change.kind.value}.txt.j2", change=change, **extra)
+
+    def _ref(self, record: dict[str, Any], *, created: bool) -> TicketRef:
+        sys_id = _value(record.get("sys_id"))
+        return TicketRef(
+            system=self.system,
+            sys_id=sys_id,
+            number=_value(record.get("number")),
+            url=f"{self.url}/incident.do?sys_id={sys_id}",
+            created=created,
+        )
+
+    @staticmethod
+    def _changed(change: TicketChange, record: dict[str, Any], *, duplicate: bool) -> TicketChanged:
+        return TicketChanged(
+            kind=change.kind,
+            number=_value(record.get("number")) or change.ticket.number,
+            sys_id=change.ticket.sys_id,
+            state=_value(record.get("state")),
+            duplicate=duplicate,
+        )
+
+    async def _call(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
+        """One Table API call; its failure sorted into retry-later and give-up."""
+        try:
+            response = await self._client.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise ApplicationError(
+                f"ServiceNow did not answer the {what} in time ({type(exc).__name__})",
+                type="ServiceNowTimeout",
+            ) from None
+        except httpx.TransportError as exc:
+            raise ApplicationError(
+                f"ServiceNow is unreachable for the {what}: {type(exc).__name__}: {exc}",
+                type="ServiceNowUnreachable",
+            ) from None
+        if response.status_code >= 400:
+            raise _as_application_error(response, what)
+        try:
+            return response.json()["result"]
+        except (ValueError, KeyError, TypeError):
+            # A hibernating developer instance answers 200 with a login page.
+            raise ApplicationError(
+                f"ServiceNow answered the {what} with {response.status_code} but no Table API result "
+                f"({response.headers.get('content-type', 'no content type')})",
+                type="ServiceNowBadResponse",
+            ) from None
+
+
+class TicketActivities:
+    """The ticket activities the worker registers; `backend` None means tickets are off."""
+
+    def __init__(self, backend: TicketBackend | None) -> None:
+        self._backend = backend
+
+    @classmethod
+    def from_settings(
+        cls,
+        url: str | None,
+        user: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        *,
+        assignment_group: str = "",
+        timeout: float = 10.0,
+    ) -> TicketActivities:
+        """ServiceNow with an OAuth bearer token or basic auth; no URL, no tickets."""
+        if not url:
+            return cls(None)
+        auth: httpx.Auth
+        if token:
+            auth = BearerToken(token)
+        elif user:
+            auth = httpx.BasicAuth(user, password or "")
+        else:
+            raise ValueError(
+                "SERVICENOW_URL is set but there are no credentials: "
+                "set SERVICENOW_USER and SERVICENOW_PASSWORD, or SERVICENOW_TOKEN"
+            )
+        return cls(ServiceNowTickets(url, auth, timeout, assignment_group=assignment_group))
+
+    @property
+    def enabled(self) -> bool:
+        return self._backend is not None
+
+    async def aclose(self) -> None:
+        if self._backend is not None:
+            await self._backend.aclose()
+
+    # ---------------------------------------------------------- activities
+
+    @activity.defn(name="open_ticket")
+    async def open_ticket(self, ticket: TicketOpen) -> TicketRef:
+        """Open the incident's ticket, or return the one already open for its key.
+
+        Idempotent: the correlation id (the incident key) is looked up first, on
+        every attempt, so a retry after a lost answer finds the ticket it made.
+        With tickets off, returns `TicketRef.off()` (enabled False, with a reason).
+        """
+        if self._backend is None:
+            return TicketRef.off()
+        existing = await self._backend.find_by_correlation(correlation_id_for(ticket.incident_key))
+        if existing is not None:
+            activity.logger.info("ticket %s is already open for %s", existing.number, ticket.incident_key)
+            return existing
+        return await self._backend.open(ticket)
+
+    @activity.defn(name="update_ticket")
+    async def update_ticket(self, change: TicketChange) -> TicketChanged:
+        """Write one change (fields and a tagged work note in one PATCH).
+
+        Idempotent: a retry (attempt > 1) reads the work notes first and skips
+        the change if its `[ref: <idempotency key>]` tag is already there.
+        With tickets off, or no ticket, returns `applied=False` and writes nothing.
+        """
+        if self._backend is None or not change.ticket.enabled:
+            return TicketChanged(kind=change.kind, number=change.ticket.number, applied=False)
+        if change.ticket.system != self._backend.system:
+            raise ApplicationError(
+                f"ticket {change.ticket.number} is in {change.ticket.system}, "
+                f"but this worker writes tickets to {self._backend.system}",
+                type="TicketSystemMismatch",
+                non_retryable=True,
+            )
+        return await self._backend.apply_change(change, retried=activity.info().attempt > 1)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _params(fields: str) -> dict[str, str]:
+    return {
+        "sysparm_fields": fields,
+        "sysparm_display_value": "false",
+        "sysparm_exclude_reference_link": "true",
+    }
+
+
+def _value(field: Any) -> str:
+    """A field's value, whether it came back plain or as {"value", "display_value"}."""
+    if isinstance(field, dict):
+        return str(field.get("value") or "")
+    return "" if field is None else str(field)
+
+
+def _display(field: Any) -> str:
+    if isinstance(field, dict):
+        return str(field.get("display_value") or "")
+    return "" if field is None else str(field)
+
+
+def _as_application_error(response: httpx.Response, what: str) -> ApplicationError:
+    status = response.status_code
+    reason = _error_reason(response)
+    if status == 429:
+        delay = _retry_after(response) or DEFAULT_RETRY_AFTER
+        return ApplicationError(
+            f"ServiceNow rate limit on the {what}: retry after {delay.total_seconds():.0f}s",
+            {"status": status},
+            type="ServiceNowRateLimited",
+            next_retry_delay=delay,
+        )
+    if status >= 500 or status in (408, 409):
+        return ApplicationError(
+            f"ServiceNow could not take the {what} now: {status} {reason}",
+            {"status": status},
+            type="ServiceNowUnavailable",
+            next_retry_delay=_retry_after(response),
+        )
+    # 400 bad field or query, 401 credentials, 403 ACL, 404 no such ticket: a person must act.
+    return ApplicationError(
+        f"ServiceNow rejected the {what}: {status} {reason}",
+        {"status": status},
+        type="ServiceNowRejected",
+        non_retryable=True,
+    )
+
+
+def _error_reason(response: httpx.Response) -> str:
+    """'Operation Failed (ACL Exception ...)' from ServiceNow's error body, else the status phrase."""
+    try:
+        error = response.json().get("error") or {}
+        message, detail = error.get("message"), error.get("detail")
+    except (ValueError, AttributeError):
+        message = detail = None
+    message = message or response.reason_phrase or "error"
+    return f"{message} ({detail})" if detail else str(message)
+
+
+def _retry_after(response: httpx.Response) -> timedelta | None:
+    """Retry-After as seconds or an HTTP date; at least one second."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return timedelta(seconds=max(1.0, seconds))

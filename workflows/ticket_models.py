@@ -1,0 +1,137 @@
+"""Pydantic models for the incident's ticket, as they cross the Temporal boundary.
+
+The workflow calls two activities by name (`open_ticket`, `update_ticket`),
+each with ONE of these objects, and gets one back. Nothing here knows which
+ticketing system is behind them: ServiceNow today, Jira Service Management
+as a second backend later. Every field added later must have a default.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from .models import Model, Severity
+
+# Activity names, registered by worker.py (workflow code must not import activities/).
+OPEN_TICKET = "open_ticket"
+UPDATE_TICKET = "update_ticket"
+
+
+class TicketOpen(Model):
+    """What a new ticket is opened with, at declaration."""
+
+    incident_key: str = Field(min_length=1)  # becomes the ticket's correlation id
+    workflow_id: str = ""
+    severity: Severity
+    title: str = Field(min_length=1)
+    service: str = ""
+    symptoms: list[str] = Field(default_factory=list)
+    impact: list[str] = Field(default_factory=list)
+    links: list[str] = Field(default_factory=list)
+    devices: list[str] = Field(default_factory=list)
+    reporter: str = ""
+    declared_at: datetime | None = None
+    # Empty: the backend's default (SERVICENOW_ASSIGNMENT_GROUP; none if unset).
+    assignment_group: str = ""
+    category: str = "network"
+
+    @field_validator("severity", mode="before")
+    @classmethod
+    def _severity(cls, value: Any) -> Severity:
+        return Severity.parse(value)
+
+
+class TicketRef(Model):
+    """The ticket an incident follows. `enabled=False`: tickets are off (no backend configured)."""
+
+    system: str = "servicenow"  # which backend: "servicenow", later "jira"; "none" when off
+    sys_id: str = ""
+    number: str = ""  # INC0010001
+    url: str = ""  # the ticket's page, for people
+    created: bool = False  # True when this call opened it; False when a retry found it already open
+    enabled: bool = True
+    reason: str = ""  # why there is no ticket, when enabled is False
+
+    @classmethod
+    def off(cls, reason: str = "tickets are off: SERVICENOW_URL is not set") -> TicketRef:
+        return cls(system="none", enabled=False, reason=reason)
+
+    @model_validator(mode="after")
+    def _enabled_has_an_id(self) -> TicketRef:
+        if self.enabled and not self.sys_id:
+            raise ValueError("an enabled ticket reference needs its sys_id")
+        return self
+
+
+class TicketChangeKind(str, Enum):
+    claim = "claim"  # someone became Incident Commander: assigned to, In Progress
+    update = "update"  # a status update: a work note
+    severity = "severity"  # urgency and impact follow the new severity
+    escalation = "escalation"  # a tier was paged: a work note
+    note = "note"  # anything else for the ticket's work notes (alerts changed, a timeline note)
+    resolve = "resolve"  # Resolved, with close code and close notes (resolution and root cause)
+    close = "close"  # Closed, after the post-incident review
+
+
+class TicketChange(Model):
+    """One change to the incident's ticket; the workflow sends them in order.
+
+    `idempotency_key` is stable across retries and replays (for example
+    `<workflow id>/ticket/<n>/<kind>`): the activity tags the work note it
+    writes with it and, on a retry, looks for it before writing again.
+    `at` is when it happened in the incident; the note says so, because a
+    ticket that catches up after an outage is written later than that.
+    """
+
+    ticket: TicketRef
+    incident_key: str
+    kind: TicketChangeKind
+    idempotency_key: str = Field(min_length=1, max_length=300)
+    at: datetime | None = None
+    actor: str = ""  # who did it
+    text: str = ""  # update message, escalation summary, note or review notes
+    status: str | None = None  # update: investigating, identified, fixing, waiting, monitoring
+    eta: str | None = None  # update
+    assigned_to: str | None = None  # claim: the Incident Commander
+    severity: Severity | None = None  # severity: the new one
+    previous_severity: Severity | None = None  # severity
+    reason: str = ""  # severity
+    resolution: str = ""  # resolve
+    root_cause: str = ""  # resolve
+    close_code: str = "Solution provided"  # resolve
+
+    @field_validator("severity", "previous_severity", mode="before")
+    @classmethod
+    def _severity(cls, value: Any) -> Severity | None:
+        return None if value in (None, "") else Severity.parse(value)
+
+    @model_validator(mode="after")
+    def _has_what_its_kind_needs(self) -> TicketChange:
+        needs = {
+            TicketChangeKind.claim: ("assigned_to", self.assigned_to),
+            TicketChangeKind.update: ("text", self.text),
+            TicketChangeKind.severity: ("severity", self.severity),
+            TicketChangeKind.escalation: ("text", self.text),
+            TicketChangeKind.note: ("text", self.text),
+            TicketChangeKind.resolve: ("resolution", self.resolution),
+        }
+        if self.kind in needs:
+            field, value = needs[self.kind]
+            if not value:
+                raise ValueError(f"a {self.kind.value} change needs {field!r}")
+        return self
+
+
+class TicketChanged(Model):
+    """What `update_ticket` did."""
+
+    kind: TicketChangeKind
+    number: str = ""
+    sys_id: str = ""
+    state: str = ""  # the ticket's state afterwards, as the backend names it (ServiceNow: "6" ...)
+    applied: bool = True  # False when tickets are off or the incident has no ticket
+    duplicate: bool = False  # True when a retry found the change already written
