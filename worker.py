@@ -15,9 +15,11 @@ import sys
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.devices import DeviceActivities
 from activities.policy import PolicyActivities
 from activities.settings import Settings, get_settings
 from activities.slack import SlackActivities
+from activities.tickets import TicketActivities
 from workflows.incident import IncidentWorkflow
 from workflows.policy import Policy, PolicyError, load_policy
 
@@ -25,6 +27,20 @@ from workflows.policy import Policy, PolicyError, load_policy
 def build_worker(client: Client, settings: Settings, policy: Policy) -> Worker:
     slack = SlackActivities.from_settings(settings.slack_api_url, settings.slack_bot_token)
     policies = PolicyActivities(policy)
+    tickets = TicketActivities.from_settings(
+        settings.servicenow_url,
+        settings.servicenow_user,
+        settings.servicenow_password,
+        settings.servicenow_token,
+        assignment_group=settings.servicenow_assignment_group,
+        timeout=settings.servicenow_timeout,
+    )
+    devices = DeviceActivities(
+        settings.pyats_testbed,
+        settings.pyats_plans_dir,
+        connect_timeout=settings.pyats_connect_timeout,
+        command_timeout=settings.pyats_command_timeout,
+    )
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -34,6 +50,13 @@ def build_worker(client: Client, settings: Settings, policy: Policy) -> Worker:
             slack.post_slack_message,
             slack.update_slack_header,
             slack.add_slack_reaction,
+            tickets.open_ticket,
+            tickets.update_ticket,
+            devices.capture_baseline,
+            devices.plan_investigation,
+            devices.run_investigation_step,
+            devices.analyse_investigation,
+            devices.verify_against_baseline,
         ],
     )
 

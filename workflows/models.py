@@ -15,6 +15,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from temporalio.common import SearchAttributeKey
 
+from .device_models import Baseline, Verification
+
 WORKFLOW_ID_PREFIX = "incident-"
 TASK_QUEUE_DEFAULT = "incidents"
 
@@ -215,7 +217,13 @@ class IncidentState(Model):
     phase: Phase = Phase.declared
     status: str | None = None  # the last update's status
     commander: str | None = None
-    ticket: str | None = None
+    ticket: str | None = None  # the ticket's number (INC0010001) once it is open
+    ticket_url: str = ""
+    # Why there is no ticket number yet or at all: "opening", "tickets are off: ...", a failure.
+    ticket_status: str = ""
+    baseline: Baseline | None = None  # device health at declaration, for verification
+    verification: Verification | None = None  # at resolution, against the baseline
+    investigation: str = ""  # the automated investigation's analysis, one line
     slack_channel: str | None = None
     slack_thread_ts: str | None = None
     declared_at: datetime
@@ -307,4 +315,5 @@ SEVERITY_ATTR = SearchAttributeKey.for_keyword("IncidentSeverity")
 PHASE_ATTR = SearchAttributeKey.for_keyword("IncidentPhase")
 COMMANDER_ATTR = SearchAttributeKey.for_keyword("IncidentCommander")
 SERVICE_ATTR = SearchAttributeKey.for_keyword("IncidentService")
-SEARCH_ATTRIBUTES = [SEVERITY_ATTR, PHASE_ATTR, COMMANDER_ATTR, SERVICE_ATTR]
+TICKET_ATTR = SearchAttributeKey.for_keyword("IncidentTicket")
+SEARCH_ATTRIBUTES = [SEVERITY_ATTR, PHASE_ATTR, COMMANDER_ATTR, SERVICE_ATTR, TICKET_ATTR]
