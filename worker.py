@@ -50,6 +50,7 @@ def build_worker(client: Client, settings: Settings, policy: Policy) -> Worker:
             slack.post_slack_message,
             slack.update_slack_header,
             slack.add_slack_reaction,
+            slack.upload_slack_file,
             tickets.open_ticket,
             tickets.update_ticket,
             devices.capture_baseline,

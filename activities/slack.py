@@ -25,7 +25,15 @@ from slack_sdk.web.async_client import AsyncWebClient
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from workflows.models import IncidentState, PostedMessage, SlackHeaderUpdate, SlackPost, SlackReaction
+from workflows.models import (
+    IncidentState,
+    PostedMessage,
+    SlackFileUpload,
+    SlackHeaderUpdate,
+    SlackPost,
+    SlackReaction,
+    UploadedFile,
+)
 
 from .rendering import render
 
@@ -127,6 +135,38 @@ class SlackActivities:
             if err.type != "already_reacted":
                 raise
 
+    @activity.defn(name="upload_slack_file")
+    async def upload_slack_file(self, upload: SlackFileUpload) -> UploadedFile:
+        """Attach a text file to the incident's thread; a retry returns the earlier upload.
+
+        Files carry no message metadata, so a retry (attempt > 1) looks for a
+        file with the same title among the thread's replies since the first
+        attempt was scheduled, and returns it instead of uploading twice.
+        """
+        channel = await self._channel_id(upload.channel)
+        if channel is None:
+            raise ApplicationError(
+                f"Slack refused: channel_not_found ({upload.channel})",
+                type="channel_not_found",
+                non_retryable=True,
+            )
+        if activity.info().attempt > 1:
+            earlier = await self._find_uploaded(channel, upload)
+            if earlier is not None:
+                activity.logger.info("file %r was already uploaded as %s", upload.title, earlier.file_id)
+                return earlier
+        response = await self._call(
+            self._client.files_upload_v2,
+            channel=channel,  # files.completeUploadExternal wants the channel's id, not its name
+            thread_ts=upload.thread_ts,
+            content=upload.content.encode(),
+            filename=upload.filename,
+            title=upload.title,
+            initial_comment=upload.initial_comment or None,
+        )
+        files = response.get("files") or [response.get("file") or {}]
+        return UploadedFile(channel=channel, file_id=str(files[0].get("id", "")))
+
     # ------------------------------------------------------------- helpers
 
     async def _call(self, method: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
@@ -151,6 +191,20 @@ class SlackActivities:
             payload = meta.get("event_payload") or {}
             if meta.get("event_type") == METADATA_EVENT and payload.get("key") == post.idempotency_key:
                 return PostedMessage(channel=channel, ts=message["ts"], duplicate=True)
+        return None
+
+    async def _find_uploaded(self, channel: str, upload: SlackFileUpload) -> UploadedFile | None:
+        # Only around this activity's own attempts: an older file with the same title is not our twin.
+        since = activity.info().scheduled_time - timedelta(minutes=5)
+        pages = self._pages(
+            self._client.conversations_replies, channel=channel, ts=upload.thread_ts, oldest=_slack_ts(since)
+        )
+        async for message in pages:
+            for file in message.get("files") or []:
+                if file.get("title") == upload.title:
+                    return UploadedFile(
+                        channel=channel, file_id=str(file.get("id", "")), ts=message.get("ts"), duplicate=True
+                    )
         return None
 
     async def _pages(self, method: Callable[..., Awaitable[Any]], **kwargs: Any):  # type: ignore[no-untyped-def]

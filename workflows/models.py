@@ -309,6 +309,29 @@ class PostedMessage(Model):
     duplicate: bool = False  # True when a retry found the message already posted
 
 
+class SlackFileUpload(Model):
+    """A text file for the incident's thread: a long command output, a document.
+
+    `title` must be unique in the thread: a retried upload looks for a file
+    with this title among the thread's recent replies and returns it instead
+    of uploading it again (Slack files carry no message metadata).
+    """
+
+    channel: str
+    thread_ts: str
+    filename: str = Field(min_length=1)  # "R2-show-logging.txt"
+    title: str = Field(min_length=1)  # "R2 show logging (step 4/5)"
+    content: str
+    initial_comment: str = ""
+
+
+class UploadedFile(Model):
+    channel: str
+    file_id: str
+    ts: str | None = None  # the thread reply that shares it, when known
+    duplicate: bool = False  # True when a retry found the file already in the thread
+
+
 # --------------------------------------------------------- search attributes
 
 SEVERITY_ATTR = SearchAttributeKey.for_keyword("IncidentSeverity")

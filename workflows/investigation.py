@@ -1,0 +1,374 @@
+"""InvestigationWorkflow: the automated investigation of one incident, as a child of it.
+
+The incident starts it at declaration when it names devices (id
+`<incident workflow id>-investigation`, parent close policy ABANDON, so it
+outlives the incident's continue-as-new). It captures the baseline at once,
+while the network still looks as it did when the incident was declared,
+then waits: the plan runs when someone claims the incident (`investigate`),
+not before, so the commander sees each step arrive in the thread. `stop`
+(the incident was resolved before anyone claimed it) ends it without
+touching the devices again.
+
+Why a child and not more code in IncidentWorkflow: a plan on fifty devices
+is hundreds of activities and posts; in a child they never push the
+incident towards continue-as-new, the incident's main loop stays free for
+claims and updates while the steps run, and the investigation can be read
+(and retried) on its own in the Temporal UI.
+
+It speaks to the incident by signal only: `baseline_captured` (Baseline)
+and `investigation_done` (Analysis), by workflow id, so they reach the
+incident's current run whatever it continued as.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, FailureError
+from temporalio.exceptions import TimeoutError as ActivityTimeout
+
+from .device_models import (
+    ANALYSE_INVESTIGATION,
+    CAPTURE_BASELINE,
+    PLAN_INVESTIGATION,
+    RUN_INVESTIGATION_STEP,
+    Analysis,
+    AnalysisRequest,
+    Baseline,
+    BaselineRequest,
+    InvestigationPlan,
+    InvestigationRequest,
+    InvestigationStep,
+    StepRequest,
+    StepResult,
+    StepStatus,
+)
+from .models import IncidentState, PostedMessage, SlackFileUpload, SlackPost, UploadedFile
+
+# Activity names, registered by worker.py (workflow code must not import activities/).
+POST_SLACK_MESSAGE = "post_slack_message"
+UPLOAD_SLACK_FILE = "upload_slack_file"
+
+# Signals this workflow sends to the incident.
+BASELINE_CAPTURED = "baseline_captured"
+INVESTIGATION_DONE = "investigation_done"
+
+# Errors in the plan or testbed files: a person has to fix a file, retrying cannot help.
+FILE_ERRORS = ["PlanError", "TestbedError"]
+
+
+def investigation_workflow_id(incident_workflow_id: str) -> str:
+    return f"{incident_workflow_id}-investigation"
+
+
+class InvestigationTimeouts(BaseModel):
+    """How long each kind of call may take; tests make them short."""
+
+    # A device activity (baseline, one step): connect, run, parse. A step whose
+    # plan sets a longer command timeout gets that, and `device` again on top.
+    device: timedelta = timedelta(minutes=5)
+    # The device activities heartbeat while a thread sits in unicon.
+    device_heartbeat: timedelta = timedelta(seconds=30)
+    # Attempts of a device activity that failed or timed out; device findings
+    # (unreachable, login refused) are results, not failures, and never retried.
+    device_attempts: int = Field(default=3, ge=1)
+    # Planning and analysis touch no device.
+    planning: timedelta = timedelta(seconds=30)
+    slack: timedelta = timedelta(seconds=15)
+    slack_max_retry_interval: timedelta = timedelta(minutes=1)
+
+
+class InvestigationInput(BaseModel):
+    incident: IncidentState  # a snapshot, for the templates (and the incident's workflow id)
+    request: InvestigationRequest
+    slack_channel: str | None = None  # None: the declaration never reached Slack; post nothing
+    slack_thread_ts: str | None = None
+    investigate_now: bool = False  # do not wait for `investigate`
+    # Give up waiting for `investigate` or `stop` after this long (an incident
+    # that was terminated never sends either); None waits as long as it takes.
+    wait_at_most: timedelta | None = None
+    timeouts: InvestigationTimeouts = Field(default_factory=InvestigationTimeouts)
+
+
+class InvestigationSignal(BaseModel):
+    """`investigate` and `stop`: who caused it, for the record."""
+
+    user: str = ""
+    reason: str = ""
+
+
+class InvestigationOutcome(BaseModel):
+    """What the investigation found; also the `progress` query's answer while it runs."""
+
+    incident_key: str
+    baseline: Baseline | None = None
+    investigated: bool = False
+    stopped: bool = False  # ended without running the plan
+    stopped_because: str = ""
+    started_by: str = ""
+    plan: InvestigationPlan | None = None
+    results: list[StepResult] = Field(default_factory=list)  # without raw_output: that is in the thread
+    analysis: Analysis | None = None
+    problems: list[str] = Field(default_factory=list)  # what did not reach Slack or the incident, and why
+
+
+@workflow.defn
+class InvestigationWorkflow:
+    @workflow.init
+    def __init__(self, input: InvestigationInput) -> None:
+        self._input = input
+        self._investigate: InvestigationSignal | None = None
+        self._stop: InvestigationSignal | None = None
+        self._outcome = InvestigationOutcome(incident_key=input.request.incident_key)
+
+    @workflow.signal
+    def investigate(self, signal: InvestigationSignal) -> None:
+        self._investigate = signal
+
+    @workflow.signal
+    def stop(self, signal: InvestigationSignal) -> None:
+        # Honoured only before the plan starts: once the commander watches the
+        # steps arrive, the rest of them is worth having for the review.
+        self._stop = signal
+
+    @workflow.query
+    def progress(self) -> InvestigationOutcome:
+        return self._outcome
+
+    @workflow.run
+    async def run(self, input: InvestigationInput) -> InvestigationOutcome:
+        out = self._outcome
+        out.baseline = await self._capture_baseline()
+        if out.baseline is not None:
+            await self._tell_incident(BASELINE_CAPTURED, out.baseline)
+
+        if not input.investigate_now:
+            try:
+                await workflow.wait_condition(
+                    lambda: self._investigate is not None or self._stop is not None,
+                    timeout=input.wait_at_most,
+                )
+            except TimeoutError:
+                self._stop = InvestigationSignal(reason=f"nobody asked for it within {input.wait_at_most}")
+        if self._investigate is None and not input.investigate_now:
+            assert self._stop is not None
+            out.stopped = True
+            out.stopped_because = self._stop.reason or "the incident was resolved before anyone claimed it"
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            return out
+
+        out.investigated = True
+        out.started_by = self._investigate.user if self._investigate else ""
+        out.analysis = await self._run_plan()
+        await self._tell_incident(INVESTIGATION_DONE, out.analysis)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return out
+
+    # ------------------------------------------------------------ the plan
+
+    async def _capture_baseline(self) -> Baseline | None:
+        request = self._input.request
+        try:
+            return await workflow.execute_activity(
+                CAPTURE_BASELINE,
+                BaselineRequest(
+                    incident_key=request.incident_key, devices=request.devices, upstream=request.upstream
+                ),
+                result_type=Baseline,
+                **self._device_options(),
+            )
+        except ActivityError as err:
+            self._outcome.problems.append(f"baseline not captured: {_reason(err)}")
+            return None
+
+    async def _run_plan(self) -> Analysis:
+        out = self._outcome
+        request = self._input.request
+        try:
+            plan = await workflow.execute_activity(
+                PLAN_INVESTIGATION, request, result_type=InvestigationPlan, **self._quick_options()
+            )
+        except ActivityError as err:
+            analysis = Analysis(
+                incident_key=request.incident_key,
+                likely_cause=f"unknown: the investigation could not start ({_reason(err)})",
+            )
+            await self._post(
+                "analysis", "investigation_analysis", {"analysis": analysis.model_dump(mode="json")}
+            )
+            return analysis
+        out.plan = plan
+        await self._post("plan", "investigation_plan", {"plan": plan.model_dump(mode="json")})
+
+        async def group(indexes: list[int]) -> None:
+            # Steps of one group share the device's session: one after another.
+            for index in indexes:
+                await self._run_step(plan.step(index))
+
+        # Groups are different devices: all at once.
+        await asyncio.gather(*(group(g) for g in plan.groups))
+        out.results.sort(key=lambda r: r.index)
+
+        try:
+            analysis = await workflow.execute_activity(
+                ANALYSE_INVESTIGATION,
+                AnalysisRequest(incident_key=request.incident_key, plan=plan, results=out.results),
+                result_type=Analysis,
+                **self._quick_options(),
+            )
+        except ActivityError as err:
+            analysis = Analysis(
+                incident_key=request.incident_key,
+                likely_cause=f"unknown: the findings could not be analysed ({_reason(err)})",
+                steps_failed=sum(r.status == StepStatus.error for r in out.results),
+            )
+        await self._post("analysis", "investigation_analysis", {"analysis": analysis.model_dump(mode="json")})
+        return analysis
+
+    async def _run_step(self, step: InvestigationStep) -> None:
+        options = self._device_options()
+        if step.timeout_seconds:
+            options["start_to_close_timeout"] = max(
+                options["start_to_close_timeout"],
+                timedelta(seconds=step.timeout_seconds) + self._input.timeouts.device,
+            )
+        try:
+            result = await workflow.execute_activity(
+                RUN_INVESTIGATION_STEP,
+                StepRequest(incident_key=self._input.request.incident_key, step=step),
+                result_type=StepResult,
+                **options,
+            )
+        except ActivityError as err:
+            # The worker could not finish the step (it timed out, or failed every attempt):
+            # reported like a device that did not answer, and the others go on.
+            result = _step_not_finished(step, err, options["start_to_close_timeout"])
+        self._outcome.results.append(result.model_copy(update={"raw_output": ""}))
+        await self._post(
+            f"step-{step.index}",
+            "investigation_step",
+            {"step": result.model_dump(mode="json", exclude={"raw_output"})},
+        )
+        if result.attach_raw and result.raw_output:
+            await self._attach(result)
+
+    # -------------------------------------------------------- side effects
+
+    async def _post(self, part: str, template: str, extra: dict[str, Any]) -> None:
+        channel, thread_ts = self._input.slack_channel, self._input.slack_thread_ts
+        if channel is None or thread_ts is None:
+            return
+        post = SlackPost(
+            channel=channel,
+            thread_ts=thread_ts,
+            # Distinct from the incident's own `<incident id>/<n>/<template>` keys, stable over replays.
+            idempotency_key=f"{workflow.info().workflow_id}/{part}/{template}",
+            template=template,
+            incident=self._input.incident,
+            extra=extra,
+        )
+        try:
+            await workflow.execute_activity(
+                POST_SLACK_MESSAGE, post, result_type=PostedMessage, **self._slack_options()
+            )
+        except ActivityError as err:
+            self._outcome.problems.append(f"{part} not posted: {_reason(err)}")
+
+    async def _attach(self, result: StepResult) -> None:
+        channel, thread_ts = self._input.slack_channel, self._input.slack_thread_ts
+        if channel is None or thread_ts is None:
+            return
+        upload = SlackFileUpload(
+            channel=channel,
+            thread_ts=thread_ts,
+            filename=result.raw_filename or f"step-{result.index}.txt",
+            title=f"{result.device} {result.command} (step {result.index}/{result.total})",
+            content=result.raw_output,  # the device activities masked credentials already
+        )
+        try:
+            await workflow.execute_activity(
+                UPLOAD_SLACK_FILE, upload, result_type=UploadedFile, **self._slack_options()
+            )
+        except ActivityError as err:
+            self._outcome.problems.append(f"output of step {result.index} not attached: {_reason(err)}")
+
+    async def _tell_incident(self, signal: str, payload: BaseModel) -> None:
+        parent = workflow.info().parent
+        incident_id = parent.workflow_id if parent else self._input.incident.workflow_id
+        try:
+            await workflow.get_external_workflow_handle(incident_id).signal(signal, payload)
+        except FailureError as err:
+            # The incident is gone (completed, terminated): the results stay in the thread and here.
+            self._outcome.problems.append(f"{signal} not delivered to {incident_id}: {err.message}")
+
+    # ------------------------------------------------------------- options
+
+    def _device_options(self) -> dict[str, Any]:
+        t = self._input.timeouts
+        return {
+            "start_to_close_timeout": t.device,
+            "heartbeat_timeout": t.device_heartbeat,
+            "retry_policy": RetryPolicy(
+                maximum_attempts=t.device_attempts, non_retryable_error_types=FILE_ERRORS
+            ),
+        }
+
+    def _quick_options(self) -> dict[str, Any]:
+        return {
+            "start_to_close_timeout": self._input.timeouts.planning,
+            "retry_policy": RetryPolicy(maximum_attempts=3, non_retryable_error_types=FILE_ERRORS),
+        }
+
+    def _slack_options(self) -> dict[str, Any]:
+        t = self._input.timeouts
+        return {
+            "start_to_close_timeout": t.slack,
+            # Unlimited attempts, as for the incident's own posts: a Slack outage
+            # delays the results, it never drops them. Bad tokens and unknown
+            # channels are raised non-retryable by the activity.
+            "retry_policy": RetryPolicy(
+                initial_interval=timedelta(seconds=1),
+                backoff_coefficient=2.0,
+                maximum_interval=t.slack_max_retry_interval,
+            ),
+        }
+
+
+def _reason(err: ActivityError) -> str:
+    cause = err.cause
+    if isinstance(cause, ActivityTimeout):
+        return f"timed out ({cause.type.name.lower().replace('_', '-') if cause.type else 'timeout'})"
+    if isinstance(cause, FailureError):
+        return cause.message
+    return str(cause or err)
+
+
+def _step_not_finished(step: InvestigationStep, err: ActivityError, limit: timedelta) -> StepResult:
+    timed_out = isinstance(err.cause, ActivityTimeout)
+    finding = (
+        f"`{step.command}` on {step.device} did not finish within {_seconds(limit)}"
+        if timed_out
+        else f"`{step.command}` on {step.device} failed: {_reason(err)}"
+    )
+    return StepResult(
+        index=step.index,
+        total=step.total,
+        title=step.title,
+        device=step.device,
+        target=step.target,
+        command=step.command,
+        check=step.check,
+        status=StepStatus.error,
+        finding=finding,
+        facts={"device": step.device},
+        error_kind="timeout" if timed_out else "failed",
+    )
+
+
+def _seconds(value: timedelta) -> str:
+    return f"{value.total_seconds():g} s"
