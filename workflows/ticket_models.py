@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -77,17 +77,9 @@ class TicketChangeKind(str, Enum):
     close = "close"  # Closed, after the post-incident review
 
 
-class TicketChange(Model):
-    """One change to the incident's ticket; the workflow sends them in order.
+class _TicketChangeFields(Model):
+    """What a change says, whichever side holds the ticket reference."""
 
-    `idempotency_key` is stable across retries and replays (for example
-    `<workflow id>/ticket/<n>/<kind>`): the activity tags the work note it
-    writes with it and, on a retry, looks for it before writing again.
-    `at` is when it happened in the incident; the note says so, because a
-    ticket that catches up after an outage is written later than that.
-    """
-
-    ticket: TicketRef
     incident_key: str
     kind: TicketChangeKind
     idempotency_key: str = Field(min_length=1, max_length=300)
@@ -110,7 +102,7 @@ class TicketChange(Model):
         return None if value in (None, "") else Severity.parse(value)
 
     @model_validator(mode="after")
-    def _has_what_its_kind_needs(self) -> TicketChange:
+    def _has_what_its_kind_needs(self) -> Self:
         needs = {
             TicketChangeKind.claim: ("assigned_to", self.assigned_to),
             TicketChangeKind.update: ("text", self.text),
@@ -124,6 +116,44 @@ class TicketChange(Model):
             if not value:
                 raise ValueError(f"a {self.kind.value} change needs {field!r}")
         return self
+
+
+class TicketChange(_TicketChangeFields):
+    """One change to the incident's ticket; the workflow sends them in order.
+
+    `idempotency_key` is stable across retries and replays (for example
+    `<workflow id>/ticket/<n>/<kind>`): the activity tags the work note it
+    writes with it and, on a retry, looks for it before writing again.
+    `at` is when it happened in the incident; the note says so, because a
+    ticket that catches up after an outage is written later than that.
+    """
+
+    ticket: TicketRef
+
+
+class TicketEvent(_TicketChangeFields):
+    """A change as the incident sends it to its TicketWorkflow (signal `change`).
+
+    The same fields and checks as `TicketChange`, without the ticket: the
+    incident does not wait for the ticket to exist before it says what
+    happened, and the TicketWorkflow adds the reference once it has one.
+    """
+
+    def to_change(self, ref: TicketRef) -> TicketChange:
+        return TicketChange.model_validate({**dict(self), "ticket": ref})
+
+
+class TicketProblem(Model):
+    """A change the ticket will not get: the backend refused it and retrying cannot help.
+
+    The TicketWorkflow tells the incident (signal `ticket_problem`), which
+    says so in the thread; the incident itself goes on.
+    """
+
+    what: str  # the change's kind ("update", "resolve", ...), or "open" when no ticket could be opened
+    reason: str  # "ServiceNow rejected the update: 403 Operation Failed (ACL Exception ...)"
+    at: datetime  # when the TicketWorkflow gave up on it
+    idempotency_key: str = ""  # the change's, to match it with the incident's own record
 
 
 class TicketChanged(Model):
