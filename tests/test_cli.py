@@ -104,7 +104,13 @@ def test_generated_key_and_list_query():
 def test_dev_server_command_registers_attributes_and_wal():
     command = temporal_server_command(TEMPORAL_CLI, "127.0.0.1", 7233, 8233, Path("/d/temporal.db"))
     joined = " ".join(command)
-    for name in ("IncidentSeverity", "IncidentPhase", "IncidentCommander", "IncidentService", "IncidentTicket"):
+    for name in (
+        "IncidentSeverity",
+        "IncidentPhase",
+        "IncidentCommander",
+        "IncidentService",
+        "IncidentTicket",
+    ):
         assert f"--search-attribute {name}=Keyword" in joined
     assert "--sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal" in joined
     assert "--db-filename /d/temporal.db" in joined
@@ -307,6 +313,9 @@ class DevProcess:
         env["COLUMNS"] = "200"
         args = ["dev", "--temporal-port", str(ports["temporal"]), "--ui-port", str(ports["ui"])]
         args += ["--slack-port", str(ports["slack"]), "--data-dir", str(data_dir)]
+        for flag in ("servicenow", "alert", "slack-app"):
+            if flag in ports:
+                args += [f"--{flag}-port", str(ports[flag])]
         self.proc = subprocess.Popen(
             [*_console_script(), *args],
             stdout=subprocess.PIPE,
@@ -358,7 +367,7 @@ needs_stack = pytest.mark.skipif(
 
 @needs_stack
 def test_dev_starts_everything_and_ctrl_c_leaves_nothing_running(tmp_path):
-    ports = {"temporal": free_port(), "ui": free_port(), "slack": free_port()}
+    ports = {name: free_port() for name in ("temporal", "ui", "slack", "servicenow", "alert", "slack-app")}
     data_dir = tmp_path / "data"
     env = {"TEMPORAL_ADDRESS": f"127.0.0.1:{ports['temporal']}", "TEMPORAL_UI_PORT": str(ports["ui"])}
     key = unique("dev")
@@ -368,7 +377,14 @@ def test_dev_starts_everything_and_ctrl_c_leaves_nothing_running(tmp_path):
         try:
             dev.wait_for("Ready.", timeout=45)
             pids = dev.child_pids()
-            assert set(pids) == {"temporal", "slack-sandbox", "worker"}, dev.text
+            assert set(pids) == {
+                "temporal",
+                "slack-sandbox",
+                "servicenow-sandbox",
+                "worker",
+                "alerts",
+                "slack-app",
+            }, dev.text
             for needle in (
                 f"127.0.0.1:{ports['temporal']}",
                 f"http://localhost:{ports['ui']}",
@@ -378,6 +394,8 @@ def test_dev_starts_everything_and_ctrl_c_leaves_nothing_running(tmp_path):
             with httpx.Client(trust_env=False, timeout=5) as http:
                 assert http.get(f"http://127.0.0.1:{ports['ui']}/").status_code == 200
                 assert http.get(f"http://127.0.0.1:{ports['slack']}/").status_code == 200
+                assert http.get(f"http://127.0.0.1:{ports['alert']}/healthz").status_code == 200
+                assert http.get(f"http://127.0.0.1:{ports['slack-app']}/healthz").status_code == 200
             if run == 1:
                 result = invoke(["declare", "-s", "P1", "-t", "dev stack smoke", "--key", key], **env)
                 assert result.exit_code == 0, result.output
