@@ -1,4 +1,4 @@
-"""The Temporal worker: IncidentWorkflow and every activity.
+"""The Temporal worker: IncidentWorkflow, its ticket and investigation children, and every activity.
 
 Run alone with `python -m worker` (or `python worker.py`) against any
 TEMPORAL_ADDRESS; `incident dev` starts it for you.
@@ -21,7 +21,9 @@ from activities.settings import Settings, get_settings
 from activities.slack import SlackActivities
 from activities.tickets import TicketActivities
 from workflows.incident import IncidentWorkflow
+from workflows.investigation import InvestigationWorkflow
 from workflows.policy import Policy, PolicyError, load_policy
+from workflows.tickets import TicketWorkflow
 
 
 def build_worker(client: Client, settings: Settings, policy: Policy) -> Worker:
@@ -44,7 +46,7 @@ def build_worker(client: Client, settings: Settings, policy: Policy) -> Worker:
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
-        workflows=[IncidentWorkflow],
+        workflows=[IncidentWorkflow, TicketWorkflow, InvestigationWorkflow],
         activities=[
             policies.load_incident_policy,
             slack.post_slack_message,

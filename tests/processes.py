@@ -93,7 +93,13 @@ class DevServer:
             "--log-level",
             "error",
         ]
-        for name in ("IncidentSeverity", "IncidentPhase", "IncidentCommander", "IncidentService", "IncidentTicket"):
+        for name in (
+            "IncidentSeverity",
+            "IncidentPhase",
+            "IncidentCommander",
+            "IncidentService",
+            "IncidentTicket",
+        ):
             args += ["--search-attribute", f"{name}=Keyword"]
         with self.log.open("a") as log:
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)

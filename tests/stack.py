@@ -99,8 +99,12 @@ def templates_of(messages: list[dict[str, Any]]) -> list[str]:
 
 
 @asynccontextmanager
-async def incident_worker(client: Client, slack_api_url: str, policy: Policy):
-    """An in-process worker with the real Slack activities; yields a `declare` function."""
+async def incident_worker(client: Client, slack_api_url: str, policy: Policy, **settings: Any):
+    """An in-process worker with the real activities; yields a `declare` function.
+
+    `settings` are worker Settings on top (servicenow_url, pyats_testbed, ...);
+    without servicenow_url, tickets are off.
+    """
     queue = f"incidents-{uuid.uuid4().hex[:8]}"
     started: list[WorkflowHandle] = []
 
@@ -112,8 +116,10 @@ async def incident_worker(client: Client, slack_api_url: str, policy: Policy):
         return handle
 
     declare.task_queue = queue  # type: ignore[attr-defined]
-    settings = Settings(temporal_task_queue=queue, slack_api_url=slack_api_url, slack_bot_token=TOKEN)
-    async with build_worker(client, settings, policy):
+    worker_settings = Settings(
+        temporal_task_queue=queue, slack_api_url=slack_api_url, slack_bot_token=TOKEN, **settings
+    )
+    async with build_worker(client, worker_settings, policy):
         try:
             yield declare
         finally:
@@ -121,12 +127,14 @@ async def incident_worker(client: Client, slack_api_url: str, policy: Policy):
 
 
 async def terminate_all(handles: list[WorkflowHandle]) -> None:
-    """End what a test started, so its timers do not run on into the next test."""
+    """End what a test started, and its ticket and investigation children, so nothing runs on."""
     for handle in handles:
-        try:
-            await handle.terminate("test over")
-        except Exception:
-            pass  # completed already
+        ids = [handle.id, f"{handle.id}-ticket", f"{handle.id}-investigation"]
+        for workflow_id in ids:
+            try:
+                await handle._client.get_workflow_handle(workflow_id).terminate("test over")
+            except Exception:
+                pass  # completed already, or never started
 
 
 async def posted_state(handle: WorkflowHandle) -> IncidentState:

@@ -144,7 +144,7 @@ async def test_p3_alert_clearing_resolves_by_policy_and_pagerduty_shapes(local_e
 
         async def resolved():
             s = await state(local_env, incident_id)
-            return s if s.resolved_at else None
+            return s if s.phase == Phase.review else None  # resolved (and verified), review scheduled
 
         summary = await eventually(resolved, what="the P3 to resolve by policy")
     assert summary.severity.value == "P3" and summary.phase == Phase.review

@@ -28,7 +28,13 @@ def test_compose_names_every_service_of_the_stack():
     for name in ("postgresql", "temporal", "temporal-ui", "search-attributes", "worker"):
         assert name in services, f"docker-compose.yml has no {name} service"
     creates = " ".join(services["search-attributes"]["command"])
-    for attribute in ("IncidentSeverity", "IncidentPhase", "IncidentCommander", "IncidentService", "IncidentTicket"):
+    for attribute in (
+        "IncidentSeverity",
+        "IncidentPhase",
+        "IncidentCommander",
+        "IncidentService",
+        "IncidentTicket",
+    ):
         assert attribute in creates
 
 

@@ -9,19 +9,37 @@ every decision in one place, where the timers are too.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
 
+from .device_models import (
+    VERIFY_AGAINST_BASELINE,
+    Analysis,
+    Baseline,
+    InvestigationRequest,
+    Verification,
+    VerificationRequest,
+)
+from .investigation import (
+    InvestigationInput,
+    InvestigationSignal,
+    InvestigationTimeouts,
+    InvestigationWorkflow,
+    investigation_workflow_id,
+)
 from .models import (
     COMMANDER_ATTR,
     PHASE_ATTR,
     SERVICE_ATTR,
     SEVERITY_ATTR,
+    TICKET_ATTR,
     UPDATE_STATUSES,
     AlertBatch,
     ClaimSignal,
@@ -43,6 +61,8 @@ from .models import (
     UpdateSignal,
 )
 from .policy import Policy, SeverityPolicy, format_duration
+from .ticket_models import TicketChangeKind, TicketEvent, TicketOpen, TicketProblem, TicketRef
+from .tickets import TicketInput, TicketWorkflow, ticket_workflow_id
 
 # Activity names, registered by worker.py (workflow code must not import activities/).
 LOAD_POLICY = "load_incident_policy"
@@ -59,6 +79,14 @@ SIGNAL_MODELS: dict[str, type[Signal]] = {
     "set_severity": SeveritySignal,
     "review_done": ReviewDoneSignal,
 }
+# What the incident's children report (workflows/tickets.py, workflows/investigation.py).
+# They go through the same inbox, so they are handled in order and survive continue-as-new.
+CHILD_MODELS: dict[str, type[BaseModel]] = {
+    "ticket_opened": TicketRef,
+    "ticket_problem": TicketProblem,
+    "baseline_captured": Baseline,
+    "investigation_done": Analysis,
+}
 MAX_SYMPTOMS = 25  # the rest stay in the timeline; the header must stay readable
 OPEN_PHASES = (Phase.declared, Phase.triage, Phase.investigating, Phase.monitoring)
 
@@ -69,8 +97,9 @@ class PendingSignal(BaseModel):
     kind: str
     payload: dict[str, Any]
 
-    def parsed(self) -> Signal:
-        return SIGNAL_MODELS[self.kind].model_validate(self.payload)
+    def parsed(self) -> BaseModel:
+        model = SIGNAL_MODELS.get(self.kind) or CHILD_MODELS[self.kind]
+        return model.model_validate(self.payload)
 
 
 class IncidentInput(BaseModel):
@@ -143,11 +172,29 @@ class IncidentWorkflow:
     def add_to_timeline(self, note: TimelineNote) -> None:
         self._enqueue("add_to_timeline", note)
 
+    # From the children: the ticket and the investigation.
+
+    @workflow.signal
+    def ticket_opened(self, ref: TicketRef) -> None:
+        self._enqueue("ticket_opened", ref)
+
+    @workflow.signal
+    def ticket_problem(self, problem: TicketProblem) -> None:
+        self._enqueue("ticket_problem", problem)
+
+    @workflow.signal
+    def baseline_captured(self, baseline: Baseline) -> None:
+        self._enqueue("baseline_captured", baseline)
+
+    @workflow.signal
+    def investigation_done(self, analysis: Analysis) -> None:
+        self._enqueue("investigation_done", analysis)
+
     @workflow.query
     def state(self) -> IncidentState:
         return self._state
 
-    def _enqueue(self, kind: str, signal: Signal) -> None:
+    def _enqueue(self, kind: str, signal: BaseModel) -> None:
         self._inbox.append(PendingSignal(kind=kind, payload=signal.model_dump(mode="json")))
 
     # ---------------------------------------------------------------- run
@@ -190,6 +237,8 @@ class IncidentWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         while self._inbox:
             pending = self._inbox.pop(0)
+            if pending.kind in CHILD_MODELS:
+                continue  # a child's late report: the incident is over
             self._record(
                 "rejected",
                 pending.payload.get("user", ""),
@@ -204,15 +253,24 @@ class IncidentWorkflow:
         s = self._state
         sev = self._severity_policy()
         self._record("declared", s.reporter, f"{s.severity.value} declared: {s.title}")
+        # The ticket opens while the declaration posts: neither waits on the other.
+        s.ticket_status = "[INC pending]"
+        ticket = asyncio.create_task(self._start_ticket())
         posted = await self._post("declaration", channel=sev.channel, in_thread=False, mentions=sev.notify)
+        await ticket
         if posted is not None:
             s.slack_channel, s.slack_thread_ts = posted.channel, posted.ts
             await self._react(sev.reactions.declared)
         self._set_phase(Phase.triage)
+        await self._start_investigation()
         await self._refresh_header()
 
     async def _handle(self, pending: PendingSignal) -> None:
-        signal = pending.parsed()
+        message = pending.parsed()
+        if not isinstance(message, Signal):
+            await self._on_child_report(message)
+            return
+        signal = message
         try:
             if isinstance(signal, ClaimSignal):
                 await self._on_claim(signal)
@@ -249,6 +307,7 @@ class IncidentWorkflow:
             await self._post("team_formed")
             await self._react(self._severity_policy().reactions.claimed)
             await self._react(self._severity_policy().reactions.investigating)
+            await self._tell_investigation("investigate", signal.user, "claimed")
         else:
             self._record(
                 "handover", signal.user, f"IC handover: {previous} → {signal.user}", signal.request_id
@@ -256,6 +315,7 @@ class IncidentWorkflow:
             self._publish()
             await self._post("handover", extra={"previous": previous}, mentions=[previous, signal.user])
         await self._refresh_header()
+        await self._ticket(TicketChangeKind.claim, signal.user, assigned_to=signal.user)
 
     async def _on_update(self, signal: UpdateSignal) -> None:
         s = self._state
@@ -282,6 +342,9 @@ class IncidentWorkflow:
         if status in ("fixing", "waiting"):
             await self._react(getattr(reactions, status))
         await self._refresh_header()
+        await self._ticket(
+            TicketChangeKind.update, signal.user, text=signal.message, status=status, eta=signal.eta
+        )
 
     async def _on_resolve(self, signal: ResolveSignal) -> None:
         s = self._state
@@ -293,6 +356,11 @@ class IncidentWorkflow:
         self._record("resolved", signal.user, signal.resolution, signal.request_id)
         self._set_phase(Phase.resolved)
         self._schedule()
+        if s.claimed_at is None:
+            await self._tell_investigation(
+                "stop", signal.user, "the incident was resolved before anyone claimed it"
+            )
+        await self._verify()
         await self._post(
             "resolution",
             extra={"author": signal.user, "duration": format_duration(s.resolved_at - s.declared_at)},
@@ -308,6 +376,16 @@ class IncidentWorkflow:
             await self._post("review_scheduled")
             await self._react(sev.reactions.review)
         await self._refresh_header()
+        await self._ticket(
+            TicketChangeKind.resolve,
+            signal.user,
+            resolution=signal.resolution,
+            root_cause=signal.root_cause or "",
+        )
+        if sev.review_within is None:
+            await self._ticket(
+                TicketChangeKind.close, signal.user, text="no post-incident review for this severity"
+            )
 
     async def _on_severity(self, signal: SeveritySignal) -> None:
         s = self._state
@@ -333,6 +411,13 @@ class IncidentWorkflow:
             "severity_changed", extra={"old": old.value, "author": signal.user, "reason": signal.reason}
         )
         await self._refresh_header()
+        await self._ticket(
+            TicketChangeKind.severity,
+            signal.user,
+            severity=new,
+            previous_severity=old,
+            reason=signal.reason or "",
+        )
 
     async def _on_review_done(self, signal: ReviewDoneSignal) -> None:
         s = self._state
@@ -343,6 +428,9 @@ class IncidentWorkflow:
             "review_done", signal.user, signal.notes or "post-incident review done", signal.request_id
         )
         await self._post("review_done", extra={"author": signal.user, "notes": signal.notes})
+        await self._ticket(
+            TicketChangeKind.close, signal.user, text=signal.notes or "post-incident review done"
+        )
 
     async def _on_alerts(self, batch: AlertBatch) -> None:
         """Alerts for this incident: symptoms and timeline grow, severity only goes up."""
@@ -386,10 +474,19 @@ class IncidentWorkflow:
             )
             self._schedule()
             self._publish()
+            await self._ticket(
+                TicketChangeKind.severity,
+                batch.user,
+                severity=raised_to,
+                previous_severity=old,
+                reason="raised by an alert",
+            )
         if not first_batch and (firing or cleared):
             await self._post(
                 "alerts_changed", extra={"firing": firing, "cleared": cleared, "source": batch.user}
             )
+            lines = [f"alert firing: {a}" for a in firing] + [f"alert cleared: {a}" for a in cleared]
+            await self._ticket(TicketChangeKind.note, batch.user, text="\n".join(lines))
         if open_ and cleared and not s.alerts_firing and self._severity_policy().resolve_when_alerts_clear:
             await self._on_resolve(
                 ResolveSignal(
@@ -403,6 +500,38 @@ class IncidentWorkflow:
         author = f"{note.author}: " if note.author else ""
         self._record("note", note.user, f"{author}{note.text}", note.request_id)
         self._publish()
+        await self._ticket(TicketChangeKind.note, note.user, text=f"{author}{note.text}")
+
+    async def _on_child_report(self, report: BaseModel) -> None:
+        """What the ticket and the investigation children tell the incident."""
+        s = self._state
+        if isinstance(report, TicketRef):
+            if report.enabled:
+                s.ticket, s.ticket_url, s.ticket_status = report.number, report.url, ""
+                verb = "opened" if report.created else "found (opened by an earlier attempt)"
+                self._record("ticket", "", f"ServiceNow {report.number} {verb}")
+            else:
+                s.ticket_status = report.reason
+                self._record("ticket", "", report.reason)
+            await self._refresh_header()
+        elif isinstance(report, TicketProblem):
+            self._record("ticket_problem", "", report.reason)
+            self._publish()
+            await self._post("ticket_problem", extra={"problem": report.model_dump(mode="json")})
+        elif isinstance(report, Baseline):
+            s.baseline = report
+            reachable = len(report.devices) - len(report.unreachable)
+            unreachable = f"; unreachable: {', '.join(report.unreachable)}" if report.unreachable else ""
+            self._record(
+                "baseline",
+                "",
+                f"baseline captured: {reachable}/{len(report.devices)} devices reachable{unreachable}",
+            )
+            self._publish()
+        elif isinstance(report, Analysis):
+            s.investigation = report.likely_cause
+            self._record("investigation", "", f"investigation: {report.likely_cause}")
+            self._publish()
 
     # -------------------------------------------------------------- timers
 
@@ -451,6 +580,7 @@ class IncidentWorkflow:
                 "review_expired", "", "review deadline passed without a review; closing the incident"
             )
             await self._post("review_expired")
+            await self._ticket(TicketChangeKind.close, "", text="review deadline passed without a review")
             return True
         return False
 
@@ -469,6 +599,11 @@ class IncidentWorkflow:
             "escalation", extra={"tier": tier, "number": s.escalations, "waited": waited}, mentions=tier
         )
         await self._refresh_header()
+        await self._ticket(
+            TicketChangeKind.escalation,
+            "",
+            text=f"Escalation {s.escalations}: unclaimed for {waited}, paging {' '.join(tier)}",
+        )
 
     async def _remind(self, now: datetime) -> None:
         s = self._state
@@ -495,6 +630,130 @@ class IncidentWorkflow:
         return info.is_continue_as_new_suggested() or (
             info.get_current_history_length() > self._require_policy().max_history_events
         )
+
+    # ------------------------------------------------------------ children
+
+    async def _start_ticket(self) -> None:
+        """The TicketWorkflow child opens the ticket and applies every change, in order."""
+        s = self._state
+        settings = self._require_policy().tickets
+        if not settings.enabled:
+            s.ticket_status = "tickets are off in the incident policy"
+            return
+        child_id = ticket_workflow_id(s.workflow_id)
+        try:
+            await workflow.start_child_workflow(
+                TicketWorkflow.run,
+                TicketInput(
+                    open=TicketOpen(
+                        incident_key=s.key,
+                        workflow_id=s.workflow_id,
+                        severity=s.severity,
+                        title=s.title,
+                        service=s.service,
+                        symptoms=s.symptoms,
+                        impact=s.impact,
+                        links=s.links,
+                        devices=s.devices,
+                        reporter=s.reporter,
+                        declared_at=s.declared_at,
+                        assignment_group=settings.assignment_group,
+                        category=settings.category,
+                    ),
+                    incident_workflow_id=s.workflow_id,
+                ),
+                id=child_id,
+                # It outlives this run's continue-as-new and finishes the ticket after the incident.
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary=f"Ticket · {s.summary_line}",
+            )
+        except WorkflowAlreadyStartedError as err:  # an earlier incident with this key: its ticket still runs
+            s.ticket_status = f"no ticket: {err}"
+            self._record("ticket_problem", "", s.ticket_status)
+            return
+        s.ticket_workflow_id = child_id
+
+    async def _ticket(self, kind: TicketChangeKind, actor: str, **fields: Any) -> None:
+        """Queue a change for the ticket; the TicketWorkflow applies it when ServiceNow lets it."""
+        s = self._state
+        if s.ticket_workflow_id is None:
+            return
+        s.ticket_changes += 1
+        event = TicketEvent(
+            incident_key=s.key,
+            kind=kind,
+            idempotency_key=f"{s.workflow_id}/ticket/{s.ticket_changes}/{kind.value}",
+            at=workflow.now(),
+            actor=actor,
+            **fields,
+        )
+        try:
+            await workflow.get_external_workflow_handle(s.ticket_workflow_id).signal("change", event)
+        except FailureError as err:  # the ticket workflow is gone (terminated by hand)
+            self._record("ticket_problem", "", f"ticket not told of the {kind.value}: {err.message}")
+
+    async def _start_investigation(self) -> None:
+        """Devices named: the InvestigationWorkflow captures the baseline now and runs its plan on claim."""
+        s = self._state
+        if not s.devices or s.investigation_workflow_id is not None:
+            return
+        settings = self._require_policy().investigation
+        child_id = investigation_workflow_id(s.workflow_id)
+        try:
+            await workflow.start_child_workflow(
+                InvestigationWorkflow.run,
+                InvestigationInput(
+                    incident=self._snapshot(),
+                    request=InvestigationRequest(
+                        incident_key=s.key, devices=s.devices, upstream=s.upstream, plan=settings.plan
+                    ),
+                    slack_channel=s.slack_channel,
+                    slack_thread_ts=s.slack_thread_ts,
+                    wait_at_most=settings.wait_for_claim,
+                    timeouts=InvestigationTimeouts(device=settings.device_timeout),
+                ),
+                id=child_id,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary=f"Investigation · {s.summary_line}",
+            )
+        except WorkflowAlreadyStartedError as err:  # an earlier incident with this key still investigates
+            self._record("investigation", "", f"automated investigation not started: {err}")
+            return
+        s.investigation_workflow_id = child_id
+        self._record("investigation", "", f"automated investigation of {', '.join(s.devices)} started")
+
+    async def _tell_investigation(self, signal: str, user: str, reason: str) -> None:
+        s = self._state
+        if s.investigation_workflow_id is None:
+            return
+        try:
+            await workflow.get_external_workflow_handle(s.investigation_workflow_id).signal(
+                signal, InvestigationSignal(user=user, reason=reason)
+            )
+        except FailureError as err:  # finished already (it gave up waiting) or terminated
+            self._record("investigation", "", f"investigation not told to {signal}: {err.message}")
+
+    async def _verify(self) -> None:
+        """Re-run the baseline's checks; a failed verification is stated, never blocking."""
+        s = self._state
+        if s.baseline is None or not s.baseline.devices:
+            return
+        try:
+            s.verification = await workflow.execute_activity(
+                VERIFY_AGAINST_BASELINE,
+                VerificationRequest(incident_key=s.key, baseline=s.baseline),
+                result_type=Verification,
+                start_to_close_timeout=self._require_policy().investigation.device_timeout,
+                heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["TestbedError"]),
+            )
+        except ActivityError as err:
+            cause = err.cause
+            reason = cause.message if isinstance(cause, FailureError) else str(cause or err)
+            self._record("verification", "", f"verification could not run: {reason}")
+            return
+        mark = "✅" if s.verification.passed else "❌ FAILED:"
+        self._record("verification", "", f"verification {mark} {s.verification.summary}")
 
     # -------------------------------------------------------- side effects
 
@@ -598,6 +857,7 @@ class IncidentWorkflow:
             "phase": s.phase.value,
             "commander": s.commander or "",
             "service": s.service,
+            "ticket": s.ticket or "",
         }
         if wanted != self._published:
             updates = [SEVERITY_ATTR.value_set(wanted["severity"]), PHASE_ATTR.value_set(wanted["phase"])]
@@ -605,6 +865,8 @@ class IncidentWorkflow:
                 updates.append(COMMANDER_ATTR.value_set(wanted["commander"]))
             if wanted["service"]:
                 updates.append(SERVICE_ATTR.value_set(wanted["service"]))
+            if wanted["ticket"]:
+                updates.append(TICKET_ATTR.value_set(wanted["ticket"]))
             workflow.upsert_search_attributes(updates)
             self._published = wanted
         workflow.set_current_details(self._details_markdown())
@@ -630,6 +892,14 @@ class IncidentWorkflow:
             lines.append(f"- **Review due:** {when(s.review_due_at)}")
         if s.slack_channel:
             lines.append(f"- **Slack:** channel {s.slack_channel}, thread {s.slack_thread_ts}")
+        ticket = f"[{s.ticket}]({s.ticket_url})" if s.ticket and s.ticket_url else s.ticket
+        lines.append(f"- **Ticket:** {ticket or s.ticket_status or '—'}")
+        if s.investigation:
+            lines.append(f"- **Investigation:** {s.investigation}")
+        if s.verification:
+            lines.append(
+                f"- **Verification:** {'passed' if s.verification.passed else 'FAILED'} — {s.verification.summary}"
+            )
         return "\n".join(lines)
 
     def _summary(self) -> IncidentSummary:

@@ -224,6 +224,10 @@ class IncidentState(Model):
     baseline: Baseline | None = None  # device health at declaration, for verification
     verification: Verification | None = None  # at resolution, against the baseline
     investigation: str = ""  # the automated investigation's analysis, one line
+    # The children that keep the ticket and run the investigation (None: not started).
+    ticket_workflow_id: str | None = None
+    investigation_workflow_id: str | None = None
+    ticket_changes: int = 0  # changes sent to the ticket, for their idempotency keys
     slack_channel: str | None = None
     slack_thread_ts: str | None = None
     declared_at: datetime

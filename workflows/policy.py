@@ -156,6 +156,30 @@ class ActivityTimeouts(_Strict):
         return parse_duration(value)
 
 
+class TicketSettings(_Strict):
+    """What a new ticket is opened with; the backend itself is the worker's (SERVICENOW_URL)."""
+
+    # False: incidents keep no ticket at all, whatever the worker's backend (SERVICENOW_URL).
+    enabled: bool = True
+    assignment_group: str = ""  # empty: the worker's SERVICENOW_ASSIGNMENT_GROUP (none if unset)
+    category: str = "network"
+
+
+class InvestigationSettings(_Strict):
+    """The automated investigation of incidents that name devices."""
+
+    plan: str = "unreachable-device"  # config/plans/<plan>.yaml
+    # How long the baseline waits for a claim before the plan is given up (nobody asked for it).
+    wait_for_claim: timedelta = timedelta(days=7)
+    # One device call (baseline, a step, verification) before Temporal retries it.
+    device_timeout: timedelta = timedelta(minutes=5)
+
+    @field_validator("wait_for_claim", "device_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value)
+
+
 class AlertMapping(_Strict):
     """How an alert's labels or fields become a severity."""
 
@@ -209,6 +233,8 @@ class Policy(_Strict):
     alerts: AlertMapping = Field(default_factory=AlertMapping)
     business_hours: BusinessHours = Field(default_factory=BusinessHours)
     timeouts: ActivityTimeouts = Field(default_factory=ActivityTimeouts)
+    tickets: TicketSettings = Field(default_factory=TicketSettings)
+    investigation: InvestigationSettings = Field(default_factory=InvestigationSettings)
     # Continue-as-new when history grows past this many events even if the
     # server has not suggested it yet (the server suggests it near 4k-10k+).
     max_history_events: int = Field(default=10_000, ge=100)
