@@ -249,9 +249,24 @@ def declare(
     reporter: Annotated[
         str | None, typer.Option("--reporter", help="Who declares (default: --user).")
     ] = None,
+    device: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--device",
+            help="A device to investigate, as named in the pyATS testbed; DEVICE or DEVICE=UPSTREAM (repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Declare an incident: starts its workflow."""
     sev = _parse_severity(severity)
+    devices, upstream = [], {}
+    for item in device or []:
+        name, _, neighbour = item.partition("=")
+        if not name.strip():
+            fail(f"--device {item!r}: expected DEVICE or DEVICE=UPSTREAM", USAGE)
+        devices.append(name.strip())
+        if neighbour.strip():
+            upstream[name.strip()] = neighbour.strip()
     declaration = _build(
         IncidentDeclaration,
         key=key or new_incident_key(),
@@ -263,6 +278,8 @@ def declare(
         links=list(link or []),
         reporter=reporter or default_user(),
         detected_at=datetime.now(UTC),
+        devices=devices,
+        upstream=upstream,
     )
     settings = _settings()
 

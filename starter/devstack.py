@@ -668,7 +668,7 @@ class DevStack:
         prefix = " ".join(env) + " " if env else ""
         self.console.print(
             f'Try: [bold]{prefix}incident declare --severity P1 --title "R1 unreachable, WAN outage Site A" '
-            f'--service wan-site-a --symptom "R1 does not answer ping"[/bold]',
+            f'--service wan-site-a --symptom "R1 does not answer ping" --device R1=R2[/bold]',
             soft_wrap=True,
             highlight=False,
         )
