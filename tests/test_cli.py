@@ -68,6 +68,11 @@ def test_bad_severity_is_one_line_usage_error():
     assert_one_error_line(result, 2, "unknown severity 'P9'", "P1, P2, P3 or P4")
 
 
+def test_a_device_without_a_name_is_a_usage_error():
+    result = invoke(["declare", "-s", "P1", "-t", "R1 down", "--device", "=R2"], **UNREACHABLE)
+    assert_one_error_line(result, 2, "--device '=R2': expected DEVICE or DEVICE=UPSTREAM")
+
+
 def test_severity_aliases_are_accepted_before_contacting_temporal():
     # SEV1 parses, so the next failure is the unreachable server, not the severity.
     result = invoke(["declare", "--severity", "sev1", "--title", "R1 down"], **UNREACHABLE)
