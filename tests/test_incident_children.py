@@ -134,6 +134,58 @@ async def test_a_full_incident_keeps_exactly_one_ticket_that_follows_it(
         assert description.typed_search_attributes.get(TICKET_ATTR) == number
 
 
+async def test_servicenow_down_never_holds_up_slack_and_the_ticket_catches_up_in_order(
+    local_env, sandbox, policy, servicenow
+):
+    url, snow = servicenow
+    key = f"down-{uuid.uuid4().hex[:8]}"
+    await snow.post("/_sandbox/down", json={"down": True})  # every call answers 503
+    try:
+        async with incident_worker(
+            local_env.client,
+            sandbox.api_url,
+            policy,
+            servicenow_url=url,
+            servicenow_user="admin",
+            servicenow_password="admin",
+        ) as declare:
+            handle = await declare("P2", key=key)
+            state = await until(handle, lambda s: s.slack_thread_ts, "the declaration")
+            user = "U0ENGINEER1"
+            await handle.signal(IncidentWorkflow.claim, ClaimSignal(user=user))
+            for n in (1, 2):
+                await handle.signal(
+                    IncidentWorkflow.update,
+                    UpdateSignal(user=user, status="investigating", message=f"during the outage {n}"),
+                )
+            # Slack has every message while ServiceNow is still down, and no ticket exists.
+            await until(handle, lambda s: s.updates == 2, "both updates", timeout=15)
+            await posted_message(sandbox, state, "status_update")
+            thread = await sandbox.thread(state.slack_channel, state.slack_thread_ts)
+            assert templates_of(thread) == ["declaration", "team_formed", "status_update", "status_update"]
+            assert "[INC pending]" in thread[0]["text"]
+            assert await tickets_for(snow, key) == []
+            await snow.post("/_sandbox/down", json={"down": False})
+
+            state = await until(handle, lambda s: s.ticket, "the ticket once ServiceNow is back", timeout=60)
+            await handle.signal(
+                IncidentWorkflow.resolve,
+                ResolveSignal(user=user, resolution="rerouted", root_cause="bad optic"),
+            )
+
+            async def resolved_ticket() -> dict[str, Any] | None:
+                found = await tickets_for(snow, key)
+                return found[0] if found and found[0]["state"] == "6" else None
+
+            record = await eventually(resolved_ticket, what="the ticket resolved", timeout=60)
+    finally:
+        await snow.post("/_sandbox/down", json={"down": False})
+    assert len(await tickets_for(snow, key)) == 1
+    notes = "\n".join(work_notes(record))
+    assert notes.index("during the outage 1") < notes.index("during the outage 2")
+    assert record["assigned_to"] == user and "bad optic" in record["close_notes"]
+
+
 async def test_without_servicenow_the_incident_says_tickets_are_off(local_env, sandbox, policy):
     async with incident_worker(local_env.client, sandbox.api_url, policy) as declare:
         handle = await declare("P3")
