@@ -23,6 +23,8 @@ from workflows.incident import IncidentWorkflow
 from workflows.investigation import InvestigationOutcome, investigation_workflow_id
 from workflows.models import (
     TICKET_ATTR,
+    AlertBatch,
+    AlertEvent,
     ClaimSignal,
     IncidentState,
     ResolveSignal,
@@ -258,3 +260,23 @@ async def test_resolved_before_claim_stops_the_investigation_and_says_verificati
         assert "Verification FAILED" in resolution and "R1 reachable" in resolution
         assert any(e.kind == "verification" and "FAILED" in e.text for e in state.timeline)
         assert not any("Investigation Results" in m["text"] for m in thread)
+
+
+async def test_an_alert_that_names_a_device_later_starts_the_investigation(
+    local_env, sandbox, policy, tmp_path
+):
+    testbed = write_testbed("outage", tmp_path / "testbed.yaml")
+    async with incident_worker(
+        local_env.client, sandbox.api_url, policy, pyats_testbed=str(testbed)
+    ) as declare:
+        handle = await declare("P2")  # no devices yet: no investigation
+        await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="U0ENGINEER1"))
+        state = await until(handle, lambda s: s.commander, "the claim")
+        assert state.investigation_workflow_id is None
+        alert = AlertEvent(
+            source="alertmanager", fingerprint="r1", name="DeviceDown", devices=["R1"], upstream={"R1": "R2"}
+        )
+        await handle.signal(IncidentWorkflow.alerts, AlertBatch(user="alertmanager", alerts=[alert]))
+        # Already claimed: the plan runs at once, after the baseline.
+        state = await until(handle, lambda s: s.investigation, "the investigation's analysis", timeout=120)
+        assert state.baseline is not None and "R1" in state.investigation

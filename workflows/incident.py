@@ -481,6 +481,10 @@ class IncidentWorkflow:
                 previous_severity=old,
                 reason="raised by an alert",
             )
+        if open_ and s.devices and s.investigation_workflow_id is None and s.phase != Phase.declared:
+            await self._start_investigation()  # the first alert to name a device
+            if s.commander is not None:
+                await self._tell_investigation("investigate", s.commander, "already claimed")
         if not first_batch and (firing or cleared):
             await self._post(
                 "alerts_changed", extra={"firing": firing, "cleared": cleared, "source": batch.user}
