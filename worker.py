@@ -28,7 +28,10 @@ from workflows.tickets import TicketWorkflow
 
 def build_worker(client: Client, settings: Settings, policy: Policy) -> Worker:
     slack = SlackActivities.from_settings(settings.slack_api_url, settings.slack_bot_token)
-    policies = PolicyActivities(policy)
+    policies = PolicyActivities(
+        policy,
+        tickets_off_because=None if settings.servicenow_url else "tickets are off: SERVICENOW_URL is not set",
+    )
     tickets = TicketActivities.from_settings(
         settings.servicenow_url,
         settings.servicenow_user,

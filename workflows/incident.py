@@ -642,7 +642,7 @@ class IncidentWorkflow:
         s = self._state
         settings = self._require_policy().tickets
         if not settings.enabled:
-            s.ticket_status = "tickets are off in the incident policy"
+            s.ticket_status = settings.off_reason
             return
         child_id = ticket_workflow_id(s.workflow_id)
         try:

@@ -161,6 +161,8 @@ class TicketSettings(_Strict):
 
     # False: incidents keep no ticket at all, whatever the worker's backend (SERVICENOW_URL).
     enabled: bool = True
+    # What the incident says when there is no ticket (the worker sets it when it has no backend).
+    off_reason: str = "tickets are off in the incident policy"
     assignment_group: str = ""  # empty: the worker's SERVICENOW_ASSIGNMENT_GROUP (none if unset)
     category: str = "network"
 
