@@ -32,23 +32,25 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, FailureError
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
-from .device_models import (
-    ANALYSE_INVESTIGATION,
-    CAPTURE_BASELINE,
-    PLAN_INVESTIGATION,
-    RUN_INVESTIGATION_STEP,
-    Analysis,
-    AnalysisRequest,
-    Baseline,
-    BaselineRequest,
-    InvestigationPlan,
-    InvestigationRequest,
-    InvestigationStep,
-    StepRequest,
-    StepResult,
-    StepStatus,
-)
-from .models import IncidentState, PostedMessage, SlackFileUpload, SlackPost, UploadedFile
+with workflow.unsafe.imports_passed_through():
+    # Pure data: imported once by the worker, not again in every run's sandbox.
+    from .device_models import (
+        ANALYSE_INVESTIGATION,
+        CAPTURE_BASELINE,
+        PLAN_INVESTIGATION,
+        RUN_INVESTIGATION_STEP,
+        Analysis,
+        AnalysisRequest,
+        Baseline,
+        BaselineRequest,
+        InvestigationPlan,
+        InvestigationRequest,
+        InvestigationStep,
+        StepRequest,
+        StepResult,
+        StepStatus,
+    )
+    from .models import IncidentState, PostedMessage, SlackFileUpload, SlackPost, UploadedFile
 
 # Activity names, registered by worker.py (workflow code must not import activities/).
 POST_SLACK_MESSAGE = "post_slack_message"
