@@ -17,12 +17,19 @@ TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 _SLACK_ID = re.compile(r"^[UW][A-Z0-9]{6,}$")
 
 
-def _hhmm(value: datetime | None) -> str:
-    return f"{value:%H:%M} UTC" if value else "—"
+def _datetime(value: datetime | str | None) -> datetime | None:
+    """Datetimes in `extra` arrive as ISO strings (they crossed Temporal as JSON)."""
+    return datetime.fromisoformat(value) if isinstance(value, str) and value else value or None
 
 
-def _when(value: datetime | None) -> str:
-    return f"{value:%Y-%m-%d %H:%M} UTC" if value else "—"
+def _hhmm(value: datetime | str | None) -> str:
+    when = _datetime(value)
+    return f"{when:%H:%M} UTC" if when else "—"
+
+
+def _when(value: datetime | str | None) -> str:
+    when = _datetime(value)
+    return f"{when:%Y-%m-%d %H:%M} UTC" if when else "—"
 
 
 def _mention(name: str) -> str:

@@ -47,6 +47,18 @@ async def servicenow():
             yield url, snow
 
 
+def ticketed_worker(local_env, sandbox, policy, url: str):
+    """The real worker with the ServiceNow sandbox as its ticketing backend."""
+    return incident_worker(
+        local_env.client,
+        sandbox.api_url,
+        policy,
+        servicenow_url=url,
+        servicenow_user=AUTH[0],
+        servicenow_password=AUTH[1],
+    )
+
+
 async def tickets_for(snow: httpx.AsyncClient, key: str) -> list[dict[str, Any]]:
     rows = (await snow.get("/_sandbox/records/incident")).json()
     return [r for r in rows if r["correlation_id"] == key]
@@ -79,14 +91,7 @@ async def test_a_full_incident_keeps_exactly_one_ticket_that_follows_it(
 ):
     url, snow = servicenow
     key = f"snow-{uuid.uuid4().hex[:8]}"
-    async with incident_worker(
-        local_env.client,
-        sandbox.api_url,
-        policy,
-        servicenow_url=url,
-        servicenow_user="admin",
-        servicenow_password="admin",
-    ) as declare:
+    async with ticketed_worker(local_env, sandbox, policy, url) as declare:
         handle = await declare("P2", key=key, symptoms=["R1 unreachable (ping 0%)"])
         state = await until(handle, lambda s: s.ticket and s.slack_thread_ts, "the ticket number")
         number = state.ticket
@@ -143,14 +148,7 @@ async def test_servicenow_down_never_holds_up_slack_and_the_ticket_catches_up_in
     key = f"down-{uuid.uuid4().hex[:8]}"
     await snow.post("/_sandbox/down", json={"down": True})  # every call answers 503
     try:
-        async with incident_worker(
-            local_env.client,
-            sandbox.api_url,
-            policy,
-            servicenow_url=url,
-            servicenow_user="admin",
-            servicenow_password="admin",
-        ) as declare:
+        async with ticketed_worker(local_env, sandbox, policy, url) as declare:
             handle = await declare("P2", key=key)
             state = await until(handle, lambda s: s.slack_thread_ts, "the declaration")
             user = "U0ENGINEER1"

@@ -257,17 +257,23 @@ class IncidentWorkflow:
         s = self._state
         sev = self._severity_policy()
         self._record("declared", s.reporter, f"{s.severity.value} declared: {s.title}")
+        # Posted as it reads once declared (triage: awaiting a claim), so it needs no
+        # chat.update straight after: one call fewer per incident against Slack's
+        # per-channel rate limit in a storm.
+        self._set_phase(Phase.triage)
         # The ticket opens while the declaration posts: neither waits on the other.
-        s.ticket_status = "[INC pending]"
+        tickets = self._require_policy().tickets
+        s.ticket_status = "[INC pending]" if tickets.enabled else tickets.off_reason
+        as_posted = s.ticket_status
         ticket = asyncio.create_task(self._start_ticket())
         posted = await self._post("declaration", channel=sev.channel, in_thread=False, mentions=sev.notify)
         await ticket
         if posted is not None:
             s.slack_channel, s.slack_thread_ts = posted.channel, posted.ts
             await self._react(sev.reactions.declared)
-        self._set_phase(Phase.triage)
         await self._start_investigation()
-        await self._refresh_header()
+        if s.ticket_status != as_posted:
+            await self._refresh_header()  # the ticket child could not start
 
     async def _handle(self, pending: PendingSignal) -> None:
         message = pending.parsed()
@@ -440,6 +446,7 @@ class IncidentWorkflow:
         """Alerts for this incident: symptoms and timeline grow, severity only goes up."""
         s = self._state
         first_batch = s.alerts_received == 0
+        header_before = (s.severity, list(s.symptoms), list(s.devices))
         s.alerts_received += len(batch.alerts)
         firing, cleared = [], []
         raised_to: Severity | None = None
@@ -502,7 +509,10 @@ class IncidentWorkflow:
                 )
             )
             return
-        await self._refresh_header()
+        if (s.severity, s.symptoms, s.devices) != header_before:
+            await self._refresh_header()  # else the header reads the same: no chat.update
+        else:
+            self._publish()
 
     async def _on_note(self, note: TimelineNote) -> None:
         author = f"{note.author}: " if note.author else ""
