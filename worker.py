@@ -20,6 +20,7 @@ from activities.policy import PolicyActivities
 from activities.settings import Settings, get_settings
 from activities.slack import SlackActivities
 from activities.tickets import TicketActivities
+from workflows.announcer import ChannelAnnouncer
 from workflows.incident import IncidentWorkflow
 from workflows.investigation import InvestigationWorkflow
 from workflows.policy import Policy, PolicyError, load_policy
@@ -49,7 +50,7 @@ def build_worker(client: Client, settings: Settings, policy: Policy) -> Worker:
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
-        workflows=[IncidentWorkflow, TicketWorkflow, InvestigationWorkflow],
+        workflows=[IncidentWorkflow, TicketWorkflow, InvestigationWorkflow, ChannelAnnouncer],
         activities=[
             policies.load_incident_policy,
             slack.post_slack_message,

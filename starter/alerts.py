@@ -12,6 +12,11 @@ operations a second), so alerts for the same key are gathered for a short
 window and delivered as one signal. The sender gets its 202 only after that
 signal is durably in Temporal: a receiver crash never loses an acknowledged
 alert, and a Temporal outage answers 503 so the sender retries.
+
+Incidents this receiver declares are also handed to their Slack channel's
+ChannelAnnouncer (workflows/announcer.py), which posts one roll-up for a storm
+of new incidents instead of leaving each to queue behind Slack's rate limit.
+That is presentation, so it happens after the 202, not before it.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -41,6 +47,14 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.settings import Settings, get_settings
 from starter.connect import TemporalUnreachable, connect
 from starter.declare import start_options
+from workflows.announcer import (
+    AnnouncerInput,
+    ChannelAnnouncer,
+    DeclaredIncident,
+    IncidentsDeclared,
+    StormPolicy,
+    announcer_id,
+)
 from workflows.incident import IncidentInput, IncidentWorkflow
 from workflows.models import AlertBatch, AlertEvent, IncidentDeclaration, Severity, workflow_id_for
 from workflows.policy import AlertMapping, Policy, load_policy
@@ -50,6 +64,15 @@ log = logging.getLogger("incident.alerts")
 DEFAULT_PORT = 8000
 # Long enough to gather a storm's alerts per key, short beside Temporal's own latency.
 DEFAULT_BATCH_WINDOW = 0.05
+# Once a key's incident is open, its later alerts only add to it: gathering them for
+# longer makes a storm a few big signals (and Slack posts) instead of hundreds of small ones.
+DEFAULT_FOLLOWUP_WINDOW = 0.25
+# How long after its last delivery a key counts as open (the receiver cannot see it close).
+OPEN_KEY_TTL = 600.0
+OPEN_KEYS_KEPT = 10_000
+# New incidents for one channel are told to its announcer together, after this long.
+ANNOUNCE_WINDOW = 0.2
+ANNOUNCE_ATTEMPTS = 4
 _KEY_SAFE = re.compile(r"[^A-Za-z0-9._:@+=-]+")
 
 
@@ -303,24 +326,43 @@ class AlertBatcher:
     """Gathers alerts per incident key for a short window and delivers them as one signal.
 
     Flushes for one key run one after another, so a key's alerts reach its
-    workflow in the order they arrived.
+    workflow in the order they arrived. A key whose incident this receiver
+    delivered to recently gathers for `followup_window` instead: the first
+    alert of a key declares fast, the storm behind it costs a few signals.
     """
 
     def __init__(
-        self, deliver: Callable[[str, list[Delivery]], Any], window: float = DEFAULT_BATCH_WINDOW
+        self,
+        deliver: Callable[[str, list[Delivery]], Any],
+        window: float = DEFAULT_BATCH_WINDOW,
+        followup_window: float | None = None,
     ) -> None:
         self._deliver = deliver
         self._window = window
+        self._followup_window = DEFAULT_FOLLOWUP_WINDOW if followup_window is None else followup_window
         self._pending: dict[str, _Batch] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._open: OrderedDict[str, float] = OrderedDict()  # key -> loop time of its last delivery
 
     async def submit(self, delivery: Delivery) -> Outcome:
         batch = self._pending.get(delivery.key)
         if batch is None:
             batch = self._pending[delivery.key] = _Batch()
-            asyncio.get_running_loop().call_later(self._window, self._start_flush, delivery.key)
+            window = self._followup_window if self._is_open(delivery.key) else self._window
+            asyncio.get_running_loop().call_later(window, self._start_flush, delivery.key)
         batch.deliveries.append(delivery)
         return await asyncio.shield(batch.done)
+
+    def _is_open(self, key: str) -> bool:
+        seen = self._open.get(key)
+        return seen is not None and asyncio.get_running_loop().time() - seen < OPEN_KEY_TTL
+
+    def _remember(self, key: str, outcome: Outcome) -> None:
+        self._open.pop(key, None)
+        if outcome.delivered:
+            self._open[key] = asyncio.get_running_loop().time()
+            while len(self._open) > OPEN_KEYS_KEPT:
+                self._open.popitem(last=False)
 
     def _start_flush(self, key: str) -> None:
         asyncio.get_running_loop().create_task(self._flush(key))
@@ -335,6 +377,7 @@ class AlertBatcher:
                 batch.done.set_exception(exc)
                 batch.done.exception()  # mark retrieved: a request may have gone away
             else:
+                self._remember(key, outcome)
                 batch.done.set_result(outcome)
         if not lock.locked() and key not in self._pending:
             self._locks.pop(key, None)
@@ -347,6 +390,8 @@ class TemporalDelivery:
         self._settings = settings
         self._client = client
         self._connecting = asyncio.Lock()
+        # Told of each incident this receiver declared (after its signal-with-start returned).
+        self.on_declared: Callable[[IncidentDeclaration], None] | None = None
 
     async def client(self) -> Client:
         if self._client is None:
@@ -379,7 +424,83 @@ class TemporalDelivery:
             **start_options(declaration, self._settings.temporal_task_queue),
         )
         response = getattr(handle, "_start_workflow_response", None)
-        return Outcome(workflow_id, new=bool(getattr(response, "started", False)))
+        new = bool(getattr(response, "started", False))
+        if new and self.on_declared is not None:
+            self.on_declared(declaration)
+        return Outcome(workflow_id, new=new)
+
+
+class AnnouncerFeed:
+    """Tells each Slack channel's ChannelAnnouncer which incidents this receiver just declared.
+
+    New incidents are gathered per channel for ANNOUNCE_WINDOW and given to the
+    announcer in one signal-with-start. This runs after the 202: the alert is
+    already durable in its incident, and the incident announces itself in
+    Slack whatever happens here. A failure is retried a few times, then logged.
+    """
+
+    def __init__(
+        self,
+        client: Callable[[], Awaitable[Client]],
+        policy: Policy,
+        task_queue: str,
+        storm: StormPolicy | None = None,
+        window: float = ANNOUNCE_WINDOW,
+    ) -> None:
+        self._client = client
+        self._policy = policy
+        self._task_queue = task_queue
+        self._storm = storm or StormPolicy()
+        self._window = window
+        self._pending: dict[str, list[DeclaredIncident]] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    def declared(self, declaration: IncidentDeclaration) -> None:
+        channel = self._policy.for_severity(declaration.severity).channel
+        pending = self._pending.get(channel)
+        if pending is None:
+            pending = self._pending[channel] = []
+            asyncio.get_running_loop().call_later(self._window, self._start_flush, channel)
+        pending.append(
+            DeclaredIncident(
+                workflow_id=declaration.workflow_id,
+                key=declaration.key,
+                severity=declaration.severity,
+                title=declaration.title,
+                service=declaration.service,
+            )
+        )
+
+    def _start_flush(self, channel: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._flush(channel))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush(self, channel: str) -> None:
+        batch = IncidentsDeclared(incidents=self._pending.pop(channel))
+        for attempt in range(ANNOUNCE_ATTEMPTS):
+            try:
+                temporal = await self._client()
+                await temporal.start_workflow(
+                    ChannelAnnouncer.run,
+                    AnnouncerInput(channel=channel, storm=self._storm),
+                    id=announcer_id(channel),
+                    task_queue=self._task_queue,
+                    start_signal="declared",
+                    start_signal_args=[batch],
+                    static_summary=f"Slack announcer for #{channel}",
+                )
+                return
+            except (TemporalUnreachable, RPCError) as exc:
+                if attempt + 1 == ANNOUNCE_ATTEMPTS:
+                    log.warning(
+                        "announcer for #%s not told of %d incidents: %s",
+                        channel,
+                        len(batch.incidents),
+                        _one_line(exc),
+                    )
+                    return
+                await asyncio.sleep(2**attempt)
 
 
 def _merge_declarations(firing: list[Delivery]) -> IncidentDeclaration:
@@ -419,7 +540,11 @@ def create_app(
     client: Client | None = None,
     batch_window: float = DEFAULT_BATCH_WINDOW,
     token: str | None = None,
+    followup_window: float | None = None,
+    storm: StormPolicy | None = None,
+    rollup: bool = True,
 ) -> Starlette:
+    """The receivers; `rollup=False` leaves the channel announcers out (each incident announces itself)."""
     settings = settings or get_settings()
     policy = policy or load_policy(settings.incident_policy)
     token = token if token is not None else os.environ.get("ALERT_RECEIVER_TOKEN") or None
@@ -429,8 +554,11 @@ def create_app(
     def receiver() -> tuple[AlertBatcher, TemporalDelivery]:
         if "batcher" not in state:  # made inside the running loop
             delivery = TemporalDelivery(settings, client)
+            if rollup:
+                feed = AnnouncerFeed(delivery.client, policy, settings.temporal_task_queue, storm)
+                delivery.on_declared = feed.declared
             state["delivery"] = delivery
-            state["batcher"] = AlertBatcher(delivery, batch_window)
+            state["batcher"] = AlertBatcher(delivery, batch_window, followup_window)
         return state["batcher"], state["delivery"]
 
     def authorised(request: Request) -> bool:
@@ -517,12 +645,42 @@ def main(argv: Iterable[str] | None = None) -> None:
     parser.add_argument(
         "--port", type=int, default=int(os.environ.get("ALERT_RECEIVER_PORT") or DEFAULT_PORT)
     )
+    parser.add_argument(
+        "--batch-window",
+        type=float,
+        default=DEFAULT_BATCH_WINDOW,
+        help="seconds a new key's alerts are gathered before its incident is declared",
+    )
+    parser.add_argument(
+        "--no-rollup",
+        dest="rollup",
+        action="store_false",
+        help="no storm roll-ups: each incident announces itself in Slack, however many arrive at once",
+    )
+    parser.add_argument(
+        "--storm-threshold",
+        type=int,
+        default=StormPolicy().threshold,
+        help="new incidents in one channel within 10 s that make a storm (and a roll-up)",
+    )
+    parser.add_argument(
+        "--followup-window",
+        type=float,
+        default=DEFAULT_FOLLOWUP_WINDOW,
+        help="seconds later alerts for an open incident are gathered into one signal",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s alerts %(levelname)s %(message)s"
     )
     print(f"alert receivers listening on http://{args.host}:{args.port}/alerts", flush=True)
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning")
+    app = create_app(
+        batch_window=args.batch_window,
+        followup_window=args.followup_window,
+        storm=StormPolicy(threshold=args.storm_threshold),
+        rollup=args.rollup,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     sys.stdout.flush()
     os._exit(0)
 

