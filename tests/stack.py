@@ -12,12 +12,13 @@ from typing import Any, TypeVar
 
 import httpx
 from slack_sdk.web.async_client import AsyncWebClient
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from activities.settings import Settings
 from activities.slack import METADATA_EVENT
 from starter.declare import declare_incident
 from worker import build_worker
+from workflows.announcer import announcer_id
 from workflows.incident import IncidentWorkflow
 from workflows.models import IncidentDeclaration, IncidentState
 from workflows.policy import ActivityTimeouts, Policy
@@ -124,6 +125,23 @@ async def incident_worker(client: Client, slack_api_url: str, policy: Policy, **
             yield declare
         finally:
             await terminate_all(started)
+            await end_announcers(client, policy, queue)
+
+
+async def end_announcers(client: Client, policy: Policy, queue: str) -> None:
+    """End the channel announcers that ran on this worker's queue.
+
+    Their ids are per channel, not per test: one left running on a queue whose
+    worker is gone would take the next test's signals and never act on them.
+    """
+    for channel in {s.channel for s in policy.severities.values()}:
+        handle = client.get_workflow_handle(announcer_id(channel))
+        try:
+            described = await handle.describe()
+            if described.task_queue == queue and described.status == WorkflowExecutionStatus.RUNNING:
+                await handle.terminate("test over")
+        except Exception:
+            pass  # never started, or ended already
 
 
 async def terminate_all(handles: list[WorkflowHandle]) -> None:
