@@ -1247,16 +1247,10 @@ class DeviceActivities:
             raw = self._secrets(raw)
             truncated = len(raw) > RAW_OUTPUT_LIMIT
             lines = raw.count("\n") + 1 if raw else 0
-            return StepResult(
-                index=step.index,
-                total=step.total,
-                title=step.title,
-                device=step.device,
-                target=step.target,
-                command=step.command,
-                check=step.check,
-                status=outcome.status,
-                finding=self._secrets(outcome.finding),
+            return StepResult.of(
+                step,
+                outcome.status,
+                self._secrets(outcome.finding),
                 conclusion=self._secrets(outcome.conclusion),
                 evidence=[self._secrets(line) for line in outcome.evidence[:EVIDENCE_LINES]],
                 facts=self._secrets.tree(outcome.facts),

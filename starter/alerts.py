@@ -47,15 +47,16 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.settings import Settings, get_settings
 from starter.connect import TemporalUnreachable, connect
 from starter.declare import start_options
-from workflows.announcer import (
+from workflows.announcer import ChannelAnnouncer
+from workflows.announcer_models import (
     AnnouncerInput,
-    ChannelAnnouncer,
     DeclaredIncident,
     IncidentsDeclared,
     StormPolicy,
     announcer_id,
 )
-from workflows.incident import IncidentInput, IncidentWorkflow
+from workflows.incident import IncidentWorkflow
+from workflows.incident_input import IncidentInput
 from workflows.models import AlertBatch, AlertEvent, IncidentDeclaration, Severity, workflow_id_for
 from workflows.policy import AlertMapping, Policy, load_policy
 

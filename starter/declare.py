@@ -20,12 +20,12 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from workflows.incident import (
-    IncidentInput,
     IncidentWorkflow,
     initial_search_attributes,
     static_details,
     static_summary,
 )
+from workflows.incident_input import IncidentInput
 from workflows.models import (
     WORKFLOW_ID_PREFIX,
     IncidentDeclaration,

@@ -18,7 +18,7 @@ from activities.settings import Settings
 from activities.slack import METADATA_EVENT
 from starter.declare import declare_incident
 from worker import build_worker
-from workflows.announcer import announcer_id
+from workflows.announcer_models import announcer_id
 from workflows.incident import IncidentWorkflow
 from workflows.models import IncidentDeclaration, IncidentState
 from workflows.policy import ActivityTimeouts, Policy

@@ -20,7 +20,7 @@ from sandbox.devices import write_testbed
 from sandbox.servicenow import create_app
 from sandbox.slack import serve_in_background
 from workflows.incident import IncidentWorkflow
-from workflows.investigation import InvestigationOutcome, investigation_workflow_id
+from workflows.investigation_models import InvestigationOutcome, investigation_workflow_id
 from workflows.models import (
     TICKET_ATTR,
     AlertBatch,
@@ -32,7 +32,7 @@ from workflows.models import (
     SeveritySignal,
     UpdateSignal,
 )
-from workflows.tickets import TicketProgress, ticket_workflow_id
+from workflows.ticket_models import TicketProgress, ticket_workflow_id
 
 from .stack import eventually, incident_worker, templates_of
 

@@ -36,12 +36,12 @@ from workflows.device_models import (
     Verification,
     VerificationCheck,
 )
-from workflows.investigation import (
+from workflows.investigation import InvestigationWorkflow
+from workflows.investigation_models import (
     InvestigationInput,
     InvestigationOutcome,
     InvestigationSignal,
     InvestigationTimeouts,
-    InvestigationWorkflow,
     investigation_workflow_id,
 )
 from workflows.models import IncidentState, Severity

@@ -17,7 +17,8 @@ import httpx
 from activities.settings import Settings
 from sandbox.slack import serve_in_background
 from starter.alerts import create_app
-from workflows.announcer import AnnouncerState, ChannelAnnouncer, StormPolicy, announcer_id
+from workflows.announcer import ChannelAnnouncer
+from workflows.announcer_models import AnnouncerState, StormPolicy, announcer_id
 from workflows.incident import IncidentWorkflow
 from workflows.models import IncidentState
 

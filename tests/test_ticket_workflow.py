@@ -33,8 +33,16 @@ from activities.tickets import TicketActivities
 from sandbox.servicenow import create_app
 from sandbox.slack import serve_in_background
 from workflows.models import IncidentState
-from workflows.ticket_models import TicketEvent, TicketOpen, TicketProblem, TicketRef
-from workflows.tickets import TicketInput, TicketProgress, TicketWorkflow, ticket_workflow_id
+from workflows.ticket_models import (
+    TicketEvent,
+    TicketInput,
+    TicketOpen,
+    TicketProblem,
+    TicketProgress,
+    TicketRef,
+    ticket_workflow_id,
+)
+from workflows.tickets import TicketWorkflow
 
 from .stack import eventually, terminate_all
 

@@ -12,7 +12,8 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from workflows.incident import IncidentInput, IncidentWorkflow, initial_search_attributes, static_summary
+from workflows.incident import IncidentWorkflow, initial_search_attributes, static_summary
+from workflows.incident_input import IncidentInput
 from workflows.models import SEARCH_ATTRIBUTES, IncidentDeclaration, IncidentState
 from workflows.policy import Policy
 

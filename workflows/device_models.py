@@ -163,6 +163,22 @@ class StepResult(DeviceModel):
     started_at: datetime | None = None
     duration_seconds: float = 0.0
 
+    @classmethod
+    def of(cls, step: InvestigationStep, status: StepStatus, finding: str, **fields: Any) -> StepResult:
+        """The result of `step`: its place in the plan and what it ran, with what came of it."""
+        return cls(
+            index=step.index,
+            total=step.total,
+            title=step.title,
+            device=step.device,
+            target=step.target,
+            command=step.command,
+            check=step.check,
+            status=status,
+            finding=finding,
+            **fields,
+        )
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def ok(self) -> bool:

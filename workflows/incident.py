@@ -13,7 +13,7 @@ import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, WorkflowAlreadyStartedError
@@ -31,11 +31,12 @@ with workflow.unsafe.imports_passed_through():
         Verification,
         VerificationRequest,
     )
-    from .investigation import (
+    from .incident_input import CHILD_MODELS, IncidentInput, PendingSignal
+    from .investigation import InvestigationWorkflow
+    from .investigation_models import (
         InvestigationInput,
         InvestigationSignal,
         InvestigationTimeouts,
-        InvestigationWorkflow,
         investigation_workflow_id,
     )
     from .models import (
@@ -65,8 +66,16 @@ with workflow.unsafe.imports_passed_through():
         UpdateSignal,
     )
     from .policy import Policy, SeverityPolicy, format_duration
-    from .ticket_models import TicketChangeKind, TicketEvent, TicketOpen, TicketProblem, TicketRef
-    from .tickets import TicketInput, TicketWorkflow, ticket_workflow_id
+    from .ticket_models import (
+        TicketChangeKind,
+        TicketEvent,
+        TicketInput,
+        TicketOpen,
+        TicketProblem,
+        TicketRef,
+        ticket_workflow_id,
+    )
+    from .tickets import TicketWorkflow
 
 # Activity names, registered by worker.py (workflow code must not import activities/).
 LOAD_POLICY = "load_incident_policy"
@@ -74,45 +83,8 @@ POST_SLACK_MESSAGE = "post_slack_message"
 UPDATE_SLACK_HEADER = "update_slack_header"
 ADD_SLACK_REACTION = "add_slack_reaction"
 
-SIGNAL_MODELS: dict[str, type[Signal]] = {
-    "alerts": AlertBatch,
-    "add_to_timeline": TimelineNote,
-    "claim": ClaimSignal,
-    "update": UpdateSignal,
-    "resolve": ResolveSignal,
-    "set_severity": SeveritySignal,
-    "review_done": ReviewDoneSignal,
-}
-# What the incident's children report (workflows/tickets.py, workflows/investigation.py).
-# They go through the same inbox, so they are handled in order and survive continue-as-new.
-CHILD_MODELS: dict[str, type[BaseModel]] = {
-    "ticket_opened": TicketRef,
-    "ticket_problem": TicketProblem,
-    "baseline_captured": Baseline,
-    "investigation_done": Analysis,
-}
 MAX_SYMPTOMS = 25  # the rest stay in the timeline; the header must stay readable
 OPEN_PHASES = (Phase.declared, Phase.triage, Phase.investigating, Phase.monitoring)
-
-
-class PendingSignal(BaseModel):
-    """A signal received but not yet handled; carried over continue-as-new."""
-
-    kind: str
-    payload: dict[str, Any]
-
-    def parsed(self) -> BaseModel:
-        model = SIGNAL_MODELS.get(self.kind) or CHILD_MODELS[self.kind]
-        return model.model_validate(self.payload)
-
-
-class IncidentInput(BaseModel):
-    declaration: IncidentDeclaration
-    # None: ask the worker for its policy (INCIDENT_POLICY) once, at the start.
-    policy: Policy | None = None
-    # Set only by continue-as-new.
-    carried: IncidentState | None = None
-    inbox: list[PendingSignal] = Field(default_factory=list)
 
 
 class Rejected(Exception):

@@ -26,7 +26,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, FailureError
@@ -44,13 +44,17 @@ with workflow.unsafe.imports_passed_through():
         Baseline,
         BaselineRequest,
         InvestigationPlan,
-        InvestigationRequest,
         InvestigationStep,
         StepRequest,
         StepResult,
         StepStatus,
     )
-    from .models import IncidentState, PostedMessage, SlackFileUpload, SlackPost, UploadedFile
+    from .investigation_models import (
+        InvestigationInput,
+        InvestigationOutcome,
+        InvestigationSignal,
+    )
+    from .models import PostedMessage, SlackFileUpload, SlackPost, UploadedFile
 
 # Activity names, registered by worker.py (workflow code must not import activities/).
 POST_SLACK_MESSAGE = "post_slack_message"
@@ -62,61 +66,6 @@ INVESTIGATION_DONE = "investigation_done"
 
 # Errors in the plan or testbed files: a person has to fix a file, retrying cannot help.
 FILE_ERRORS = ["PlanError", "TestbedError"]
-
-
-def investigation_workflow_id(incident_workflow_id: str) -> str:
-    return f"{incident_workflow_id}-investigation"
-
-
-class InvestigationTimeouts(BaseModel):
-    """How long each kind of call may take; tests make them short."""
-
-    # A device activity (baseline, one step): connect, run, parse. A step whose
-    # plan sets a longer command timeout gets that, and `device` again on top.
-    device: timedelta = timedelta(minutes=5)
-    # The device activities heartbeat while a thread sits in unicon.
-    device_heartbeat: timedelta = timedelta(seconds=30)
-    # Attempts of a device activity that failed or timed out; device findings
-    # (unreachable, login refused) are results, not failures, and never retried.
-    device_attempts: int = Field(default=3, ge=1)
-    # Planning and analysis touch no device.
-    planning: timedelta = timedelta(seconds=30)
-    slack: timedelta = timedelta(seconds=15)
-    slack_max_retry_interval: timedelta = timedelta(minutes=1)
-
-
-class InvestigationInput(BaseModel):
-    incident: IncidentState  # a snapshot, for the templates (and the incident's workflow id)
-    request: InvestigationRequest
-    slack_channel: str | None = None  # None: the declaration never reached Slack; post nothing
-    slack_thread_ts: str | None = None
-    investigate_now: bool = False  # do not wait for `investigate`
-    # Give up waiting for `investigate` or `stop` after this long (an incident
-    # that was terminated never sends either); None waits as long as it takes.
-    wait_at_most: timedelta | None = None
-    timeouts: InvestigationTimeouts = Field(default_factory=InvestigationTimeouts)
-
-
-class InvestigationSignal(BaseModel):
-    """`investigate` and `stop`: who caused it, for the record."""
-
-    user: str = ""
-    reason: str = ""
-
-
-class InvestigationOutcome(BaseModel):
-    """What the investigation found; also the `progress` query's answer while it runs."""
-
-    incident_key: str
-    baseline: Baseline | None = None
-    investigated: bool = False
-    stopped: bool = False  # ended without running the plan
-    stopped_because: str = ""
-    started_by: str = ""
-    plan: InvestigationPlan | None = None
-    results: list[StepResult] = Field(default_factory=list)  # without raw_output: that is in the thread
-    analysis: Analysis | None = None
-    problems: list[str] = Field(default_factory=list)  # what did not reach Slack or the incident, and why
 
 
 @workflow.defn
@@ -357,16 +306,10 @@ def _step_not_finished(step: InvestigationStep, err: ActivityError, limit: timed
         if timed_out
         else f"`{step.command}` on {step.device} failed: {_reason(err)}"
     )
-    return StepResult(
-        index=step.index,
-        total=step.total,
-        title=step.title,
-        device=step.device,
-        target=step.target,
-        command=step.command,
-        check=step.check,
-        status=StepStatus.error,
-        finding=finding,
+    return StepResult.of(
+        step,
+        StepStatus.error,
+        finding,
         facts={"device": step.device},
         error_kind="timeout" if timed_out else "failed",
     )

@@ -8,11 +8,11 @@ as a second backend later. Every field added later must have a default.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from .models import Model, Severity
 
@@ -165,3 +165,36 @@ class TicketChanged(Model):
     state: str = ""  # the ticket's state afterwards, as the backend names it (ServiceNow: "6" ...)
     applied: bool = True  # False when tickets are off or the incident has no ticket
     duplicate: bool = False  # True when a retry found the change already written
+
+
+def ticket_workflow_id(incident_workflow_id: str) -> str:
+    """`incident-R1-outage` -> `incident-R1-outage-ticket`."""
+    return f"{incident_workflow_id}-ticket"
+
+
+class TicketInput(Model):
+    open: TicketOpen
+    incident_workflow_id: str = Field(min_length=1)  # who hears `ticket_opened` and `ticket_problem`
+    # One call to the ticketing system, and the backoff between attempts; tests make them short.
+    start_to_close: timedelta = timedelta(seconds=15)
+    initial_retry_interval: timedelta = timedelta(seconds=1)
+    max_retry_interval: timedelta = timedelta(minutes=5)
+    # Continue as new past this many history events (or when Temporal suggests it).
+    max_history_events: int = Field(default=10_000, ge=50)
+    # Set only by continue-as-new.
+    ref: TicketRef | None = None
+    pending: list[TicketEvent] = Field(default_factory=list)
+    applied: int = 0
+    dropped: int = 0
+    problems: list[TicketProblem] = Field(default_factory=list)
+
+
+class TicketProgress(BaseModel):
+    """The `progress` query's answer, and what the workflow returns when the ticket is closed."""
+
+    ref: TicketRef | None = None  # None: not opened yet
+    pending: list[TicketEvent] = Field(default_factory=list)  # received, not yet applied, in order
+    applied: int = 0  # changes the ticket has (written now or found written by an earlier attempt)
+    dropped: int = 0  # changes accepted without a ticket to write them to (tickets off)
+    problems: list[TicketProblem] = Field(default_factory=list)  # the latest PROBLEMS_KEPT
+    closed: bool = False

@@ -39,25 +39,24 @@ dropped (there is nobody left to tell).
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     # Pure data; passed through so each run does not rebuild the pydantic models in the sandbox.
-    from .models import Model
     from .ticket_models import (
         OPEN_TICKET,
         UPDATE_TICKET,
         TicketChanged,
         TicketChangeKind,
         TicketEvent,
-        TicketOpen,
+        TicketInput,
         TicketProblem,
+        TicketProgress,
         TicketRef,
     )
 
@@ -65,39 +64,6 @@ with workflow.unsafe.imports_passed_through():
 TICKET_OPENED = "ticket_opened"
 TICKET_PROBLEM = "ticket_problem"
 PROBLEMS_KEPT = 20
-
-
-def ticket_workflow_id(incident_workflow_id: str) -> str:
-    """`incident-R1-outage` -> `incident-R1-outage-ticket`."""
-    return f"{incident_workflow_id}-ticket"
-
-
-class TicketInput(Model):
-    open: TicketOpen
-    incident_workflow_id: str = Field(min_length=1)  # who hears `ticket_opened` and `ticket_problem`
-    # One call to the ticketing system, and the backoff between attempts; tests make them short.
-    start_to_close: timedelta = timedelta(seconds=15)
-    initial_retry_interval: timedelta = timedelta(seconds=1)
-    max_retry_interval: timedelta = timedelta(minutes=5)
-    # Continue as new past this many history events (or when Temporal suggests it).
-    max_history_events: int = Field(default=10_000, ge=50)
-    # Set only by continue-as-new.
-    ref: TicketRef | None = None
-    pending: list[TicketEvent] = Field(default_factory=list)
-    applied: int = 0
-    dropped: int = 0
-    problems: list[TicketProblem] = Field(default_factory=list)
-
-
-class TicketProgress(BaseModel):
-    """The `progress` query's answer, and what the workflow returns when the ticket is closed."""
-
-    ref: TicketRef | None = None  # None: not opened yet
-    pending: list[TicketEvent] = Field(default_factory=list)  # received, not yet applied, in order
-    applied: int = 0  # changes the ticket has (written now or found written by an earlier attempt)
-    dropped: int = 0  # changes accepted without a ticket to write them to (tickets off)
-    problems: list[TicketProblem] = Field(default_factory=list)  # the latest PROBLEMS_KEPT
-    closed: bool = False
 
 
 @workflow.defn

@@ -1,0 +1,66 @@
+"""What an IncidentWorkflow is started with and carries in its inbox.
+
+Kept out of workflows/incident.py so the worker builds these pydantic models
+once: the workflow sandbox runs the workflow's own module again for every
+run, and each model class costs milliseconds to build.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from .device_models import Analysis, Baseline
+from .models import (
+    AlertBatch,
+    ClaimSignal,
+    IncidentDeclaration,
+    IncidentState,
+    ResolveSignal,
+    ReviewDoneSignal,
+    SeveritySignal,
+    Signal,
+    TimelineNote,
+    UpdateSignal,
+)
+from .policy import Policy
+from .ticket_models import TicketProblem, TicketRef
+
+SIGNAL_MODELS: dict[str, type[Signal]] = {
+    "alerts": AlertBatch,
+    "add_to_timeline": TimelineNote,
+    "claim": ClaimSignal,
+    "update": UpdateSignal,
+    "resolve": ResolveSignal,
+    "set_severity": SeveritySignal,
+    "review_done": ReviewDoneSignal,
+}
+# What the incident's children report (workflows/tickets.py, workflows/investigation.py).
+# They go through the same inbox, so they are handled in order and survive continue-as-new.
+CHILD_MODELS: dict[str, type[BaseModel]] = {
+    "ticket_opened": TicketRef,
+    "ticket_problem": TicketProblem,
+    "baseline_captured": Baseline,
+    "investigation_done": Analysis,
+}
+
+
+class PendingSignal(BaseModel):
+    """A signal received but not yet handled; carried over continue-as-new."""
+
+    kind: str
+    payload: dict[str, Any]
+
+    def parsed(self) -> BaseModel:
+        model = SIGNAL_MODELS.get(self.kind) or CHILD_MODELS[self.kind]
+        return model.model_validate(self.payload)
+
+
+class IncidentInput(BaseModel):
+    declaration: IncidentDeclaration
+    # None: ask the worker for its policy (INCIDENT_POLICY) once, at the start.
+    policy: Policy | None = None
+    # Set only by continue-as-new.
+    carried: IncidentState | None = None
+    inbox: list[PendingSignal] = Field(default_factory=list)
