@@ -10,7 +10,12 @@ When Temporal retries a post (attempt > 1: the previous attempt may have
 reached Slack before the worker died or the answer was lost), the activity
 first looks for a message with that key in the channel or thread and
 returns it instead of posting again. A first attempt cannot have a twin, so
-it posts straight away and costs one call.
+it posts straight away and costs one call; so does a retry whose previous
+attempt this worker saw end before posting (rate limited, deferred).
+
+Pacing: once Slack answers 429 for a channel, this worker queues its posts
+there, roll-up first, then declarations, then thread replies, one a second
+(activities/pacing.py).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from workflows.models import (
     IncidentState,
@@ -35,9 +40,12 @@ from workflows.models import (
     UploadedFile,
 )
 
+from .pacing import DECLARATION, REPLY, ROLLUP, ChannelPacer, Deferred
 from .rendering import render
 
 METADATA_EVENT = "incident_message"
+PRIORITY = {"storm_rollup": ROLLUP, "declaration": DECLARATION}  # the rest are REPLY
+NOT_POSTED_KEPT = 10_000
 
 # Errors retrying cannot fix: a person has to change a token, a scope or the policy.
 PERMANENT_ERRORS = frozenset(
@@ -73,9 +81,12 @@ _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 class SlackActivities:
     """Activities that speak to one Slack workspace through one client."""
 
-    def __init__(self, client: AsyncWebClient) -> None:
+    def __init__(self, client: AsyncWebClient, pacer: ChannelPacer | None = None) -> None:
         self._client = client
         self._channel_ids: dict[str, str] = {}
+        self._pacer = pacer or ChannelPacer()
+        # idempotency key -> the attempt this worker saw end before it posted
+        self._not_posted: dict[str, int] = {}
 
     @classmethod
     def from_settings(cls, api_url: str, token: str) -> SlackActivities:
@@ -88,25 +99,47 @@ class SlackActivities:
     async def post_slack_message(self, post: SlackPost) -> PostedMessage:
         """Post one incident message; a retry returns the earlier post instead of posting twice."""
         text = render(post.template, incident=post.incident, mentions=post.mentions, **post.extra)
-        if activity.info().attempt > 1:
+        key, attempt = post.idempotency_key, activity.info().attempt
+        if attempt > 1 and self._not_posted.pop(key, None) != attempt - 1:
             earlier = await self._find_posted(post)
             if earlier is not None:
-                activity.logger.info("message %s was already posted at %s", post.idempotency_key, earlier.ts)
+                activity.logger.info("message %s was already posted at %s", key, earlier.ts)
                 return earlier
+        priority = PRIORITY.get(post.template, REPLY)
+        try:
+            await self._pacer.turn(post.channel, key, priority)
+        except Deferred as deferred:
+            self._remember_not_posted(key, attempt)
+            raise ApplicationError(
+                f"#{post.channel.lstrip('#')} is rate limited: {deferred}",
+                type="channel_busy",
+                next_retry_delay=timedelta(seconds=deferred.delay),
+                category=ApplicationErrorCategory.BENIGN,
+            ) from None
         metadata = {
             "event_type": METADATA_EVENT,
-            "event_payload": {"key": post.idempotency_key, "incident": post.incident.workflow_id},
+            "event_payload": {"key": key, "incident": post.incident.workflow_id},
         }
-        response = await self._call(
-            self._client.chat_postMessage,
-            channel=post.channel,
-            thread_ts=post.thread_ts,
-            text=text,
-            blocks=declaration_blocks(text, post.incident) if post.template == "declaration" else None,
-            metadata=metadata,
-            unfurl_links=False,
-            unfurl_media=False,
-        )
+        try:
+            response = await self._call(
+                self._client.chat_postMessage,
+                channel=post.channel,
+                thread_ts=post.thread_ts,
+                text=text,
+                blocks=declaration_blocks(text, post.incident) if post.template == "declaration" else None,
+                metadata=metadata,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except ApplicationError as err:
+            if err.type == "ratelimited":
+                delay = err.next_retry_delay.total_seconds() if err.next_retry_delay else 1.0
+                self._pacer.limited(post.channel, key, priority, delay)
+                self._remember_not_posted(key, attempt)
+            elif err.non_retryable:
+                self._pacer.release(post.channel, key)
+            raise
+        self._pacer.alias(post.channel, response["channel"])
         return PostedMessage(channel=response["channel"], ts=response["ts"])
 
     @activity.defn(name="update_slack_header")
@@ -168,6 +201,11 @@ class SlackActivities:
         return UploadedFile(channel=channel, file_id=str(files[0].get("id", "")))
 
     # ------------------------------------------------------------- helpers
+
+    def _remember_not_posted(self, key: str, attempt: int) -> None:
+        if len(self._not_posted) >= NOT_POSTED_KEPT:
+            self._not_posted.pop(next(iter(self._not_posted)))
+        self._not_posted[key] = attempt
 
     async def _call(self, method: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
         """One Web API call, its failure sorted into retry-later and give-up."""
@@ -290,6 +328,7 @@ def _as_application_error(exc: SlackApiError) -> ApplicationError:
             f"Slack rate limit: retry after {retry_after}s",
             type="ratelimited",
             next_retry_delay=timedelta(seconds=retry_after),
+            category=ApplicationErrorCategory.BENIGN,  # expected in a storm: no warning per retry
         )
     if error in PERMANENT_ERRORS:
         return ApplicationError(f"Slack refused: {error}", type=error, non_retryable=True)

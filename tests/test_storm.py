@@ -8,6 +8,7 @@ bench/alert_storm.py; here the behaviour.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -106,3 +107,55 @@ async def test_without_rollups_each_incident_only_announces_itself(local_env, sa
         states = await own_declarations(local_env, incidents)
         await asyncio.sleep(2)
     assert await rollups_mentioning(sandbox, states[0].slack_channel, run) == []
+
+
+async def test_a_storm_too_long_for_one_rollup_continues_in_the_next_message(local_env, sandbox, policy):
+    run = uuid.uuid4().hex[:8]
+    storm = StormPolicy(threshold=3, window=timedelta(seconds=30), max_listed=4)
+    async with receiver(local_env, sandbox, policy, storm=storm) as http:
+        incidents = await declare_many(http, run, 6)
+        states = await own_declarations(local_env, incidents)
+
+        async def both() -> list[dict] | None:
+            found = await rollups_mentioning(sandbox, states[0].slack_channel, run)
+            return found if len(found) >= 2 else None
+
+        first, second = sorted(
+            await eventually(both, what="two roll-ups", timeout=60), key=lambda m: float(m["ts"])
+        )
+    assert "4 P3 incidents declared" in first["text"] and "2 more in the next message" in first["text"]
+    assert "2 more P3 incidents declared" in second["text"]
+    assert (
+        sum(i in first["text"] for i in incidents) == 4 and sum(i in second["text"] for i in incidents) == 2
+    )
+    # The rest follows as soon as Slack allows, not after the 5 s between a storm's roll-ups.
+    assert float(second["ts"]) - float(first["ts"]) < 4
+
+
+async def test_a_storm_into_a_rate_limited_channel_queues_posts_instead_of_a_herd_of_retries(
+    local_env, sandbox, policy
+):
+    """Slack's ~1 post/s per channel: one 429 burst, then the worker paces the channel, roll-up first."""
+    run = uuid.uuid4().hex[:8]
+    storm = StormPolicy(threshold=3, window=timedelta(seconds=30))
+    count = 10
+    started = time.time()
+    await sandbox.control.post("/_sandbox/rate-limit", json={"per_minute": 60})
+    try:
+        async with receiver(local_env, sandbox, policy, storm=storm) as http:
+            incidents = await declare_many(http, run, count)
+            states = await own_declarations(local_env, incidents)
+            rollups = await rollups_mentioning(sandbox, states[0].slack_channel, run)
+    finally:
+        await sandbox.control.post("/_sandbox/rate-limit", json={"per_minute": None})
+    calls = (await sandbox.control.get("/_sandbox/calls", params={"method": "chat.postMessage"})).json()
+    limited = [c for c in calls if c["at"] >= started and c["status"] == 429]
+    declared = sorted(float(s.slack_thread_ts) for s in states)
+    assert len(rollups) == 1 and all(i in rollups[0]["text"] for i in incidents)
+    # The roll-up jumped the line: most declarations were still queued behind it.
+    assert sum(ts > float(rollups[0]["ts"]) for ts in declared) >= count - 4, (rollups[0]["ts"], declared)
+    # Everyone's first try hits the limit at once; after that the worker waits its turn.
+    # (Retrying on Slack's Retry-After alone: about count * count / 2 429s.)
+    assert len(limited) <= count + 3, len(limited)
+    # One a second, in turn: no minutes of backlog.
+    assert declared[-1] - declared[0] < count + 5

@@ -401,6 +401,52 @@ async def test_servicenow_down_never_blocks_the_incident_and_the_ticket_catches_
     assert patches.count(500) == 3
 
 
+async def test_servicenow_down_for_a_simulated_hour_then_the_ticket_catches_up_in_order(
+    time_skipping_env, served, snow: httpx.AsyncClient
+) -> None:
+    """An hour of outage in skipped time, with the production backoff (1 s doubling to 5 min)."""
+    _, url = served
+    production = {
+        "start_to_close": timedelta(seconds=15),
+        "initial_retry_interval": timedelta(seconds=1),
+        "max_retry_interval": timedelta(minutes=5),
+    }
+    env = time_skipping_env
+    async with incidents(env.client, real_tickets(url)) as declare:
+        incident = await declare(**production)
+        ref = await incident.opened()
+        await incident.send("update", actor="alice", status="investigating", text="before the outage")
+        await incident.applied(1)
+
+        await snow.post("/_sandbox/down", json={"down": True})
+        outage_starts = await env.get_current_time()
+        await incident.send("claim", actor="bob", assigned_to="bob")
+        await incident.send("update", actor="bob", status="fixing", text="during the outage 1")
+        await incident.send("severity", actor="bob", severity="P1", previous_severity="P2")
+        await incident.send("update", actor="bob", status="fixing", text="during the outage 2")
+        await env.sleep(timedelta(hours=1))
+        waited = await env.get_current_time() - outage_starts
+        during = await incident.progress()
+        refused = [c for c in (await snow.get("/_sandbox/calls")).json() if c["status"] == 503]
+
+        await snow.post("/_sandbox/down", json={"down": False})
+        await env.sleep(timedelta(minutes=6))  # past the next retry, at most 5 min away
+        await incident.applied(5)
+        await incident.send("resolve", actor="bob", resolution="rerouted", root_cause="bad optic on R2")
+        await incident.send("close", actor="bob", text="reviewed")
+        done: TicketProgress = await incident.ticket.result()
+
+    assert waited >= timedelta(hours=1)
+    # Held in order behind the first, retried all hour long, written by nobody.
+    assert during.applied == 1 and len(during.pending) == 4
+    assert 10 <= len(refused) <= 30, len(refused)  # ~9 doubling retries, then one every 5 min
+    assert done.closed and done.applied == 7 and not done.problems
+    [record] = await records(snow, incident.key)
+    assert record["number"] == ref.number and refs(record) == incident.keys
+    assert record["state"] == "7" and record["assigned_to"] == "bob" and record["priority"] == "1"
+    assert "bad optic on R2" in record["close_notes"]
+
+
 async def test_a_rejected_update_reaches_the_incident_and_the_next_changes_still_apply(
     local_env, served, snow: httpx.AsyncClient
 ) -> None:

@@ -134,6 +134,8 @@ class ChannelAnnouncer:
         s = self._state
         if s.storm_started_at is None or not s.unannounced or s.unannounced_since is None:
             return None
+        if s.continuing:
+            return self._next_post_at()  # the rest of a roll-up too long for one message
         due = max(s.unannounced_since + self._storm.gather, self._next_post_at())
         if s.last_rollup_at is not None:
             due = max(due, s.last_rollup_at + self._storm.rollup_every)
@@ -144,7 +146,9 @@ class ChannelAnnouncer:
     async def _post_rollup(self) -> None:
         s = self._state
         now = workflow.now()
-        listed, s.unannounced, s.unannounced_since = s.unannounced, [], None
+        # At most max_listed in one message; the rest follow in the next, as soon as Slack allows.
+        listed, rest = s.unannounced[: self._storm.max_listed], s.unannounced[self._storm.max_listed :]
+        s.unannounced, s.unannounced_since, s.continuing = rest, (now if rest else None), bool(rest)
         earlier = s.storm_listed
         s.storm_listed += len(listed)
         s.listed = (s.listed + [i.workflow_id for i in listed])[-LISTED_KEPT:]
@@ -174,7 +178,7 @@ class ChannelAnnouncer:
                 "span_seconds": max(1, math.ceil((now - oldest).total_seconds())),
                 "earlier": earlier,
                 "storm_started_at": s.storm_started_at,
-                "max_listed": self._storm.max_listed,
+                "following": len(rest),
             },
         )
         posted = await self._post(post, "roll-up")

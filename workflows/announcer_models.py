@@ -31,7 +31,7 @@ class StormPolicy(Model):
     gather: timedelta = timedelta(seconds=1)  # the first roll-up waits this long for the rest of the burst
     rollup_every: timedelta = timedelta(seconds=5)  # later roll-ups, for the newcomers
     post_every: timedelta = timedelta(seconds=1)  # Slack: about one chat.postMessage a second per channel
-    max_listed: int = Field(default=60, ge=1)  # lines in one roll-up; the rest are counted
+    max_listed: int = Field(default=50, ge=1)  # lines in one roll-up; the rest follow in the next
 
 
 class DeclaredIncident(Model):
@@ -67,6 +67,7 @@ class AnnouncerState(Model):
     last_post_at: datetime | None = None
     last_rollup_at: datetime | None = None
     errors: list[str] = Field(default_factory=list)
+    continuing: bool = False  # the last roll-up left incidents for the next message
 
 
 class AnnouncerInput(Model):

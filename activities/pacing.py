@@ -1,0 +1,198 @@
+"""Posting to a Slack channel at the pace Slack allows, most important first.
+
+Slack takes about one chat.postMessage per second per channel and answers
+the rest with 429 + Retry-After. Left alone, a storm of new incidents into
+one channel becomes a herd: every incident's post retries each time Slack
+says "in a second", one of them wins at random, and the roll-up that lists
+them all waits its turn among a hundred (measured: a minute at p50).
+
+So this worker keeps, for each channel Slack has told it to slow down in, a
+queue of the posts waiting for it, in order of what a person needs first:
+the storm roll-up, then each incident's declaration (its thread), then
+replies in threads. One post goes per `interval`. A post that would wait
+longer than `max_wait` does not hold its activity open: it is told to come
+back (Temporal retries it after that delay) and keeps its place in the
+queue meanwhile, so posts come back spread out at the pace they can go,
+not all at once.
+
+A channel Slack never limits is never paced. One worker process paces its
+own posts; with several workers Slack's 429s still arrive now and then, and
+each one pushes that channel's next post back by its Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+# Lower goes first.
+ROLLUP = 0
+DECLARATION = 1
+REPLY = 2
+
+
+class Deferred(Exception):
+    """The post's turn is further off than an activity should wait: come back in `delay` seconds."""
+
+    def __init__(self, delay: float, ahead: int) -> None:
+        super().__init__(f"{ahead} posts ahead; back in {delay:.0f}s")
+        self.delay = delay
+        self.ahead = ahead
+
+
+@dataclass
+class _Entry:
+    priority: int
+    seq: int
+    present: bool = True  # an activity is waiting for it right now
+    back_at: float = 0.0  # absent: when its retry is due
+
+    @property
+    def order(self) -> tuple[int, int]:
+        return (self.priority, self.seq)
+
+
+@dataclass
+class _Channel:
+    next_free: float
+    last_limited: float
+    queue: dict[str, _Entry] = field(default_factory=dict)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)  # replaced on every change
+
+
+class ChannelPacer:
+    def __init__(
+        self,
+        interval: float = 1.0,
+        max_wait: float = 5.0,
+        absent_grace: float = 30.0,
+        calm_after: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = interval
+        self.max_wait = max_wait
+        self.absent_grace = absent_grace  # a deferred post that never came back loses its place after this
+        self.calm_after = (
+            calm_after  # a channel with nothing queued and no 429 for this long is no longer paced
+        )
+        self._clock = clock
+        self._channels: dict[str, _Channel] = {}
+        self._aliases: dict[str, str] = {}
+        self._seq = itertools.count()
+
+    # ------------------------------------------------------------ public
+
+    def paced(self, channel: str) -> bool:
+        return self._current(self._key(channel)) is not None
+
+    def depth(self, channel: str) -> int:
+        state = self._current(self._key(channel))
+        return len(state.queue) if state else 0
+
+    def alias(self, name: str, channel_id: str) -> None:
+        """`name` (`#netclaw-alerts`) is the channel `channel_id`: one queue for both."""
+        name = name.lstrip("#")
+        if name == channel_id or self._aliases.get(name) == channel_id:
+            return
+        self._aliases[name] = channel_id
+        named = self._channels.pop(name, None)
+        if named is None:
+            return
+        known = self._channels.get(channel_id)
+        if known is None:
+            self._channels[channel_id] = named
+            return
+        known.next_free = max(known.next_free, named.next_free)
+        known.last_limited = max(known.last_limited, named.last_limited)
+        for key, entry in named.queue.items():
+            known.queue.setdefault(key, entry)
+
+    async def turn(self, channel: str, key: str, priority: int) -> None:
+        """Return when the post `key` may go to `channel`; raise Deferred if that is too far off."""
+        state = self._current(self._key(channel))
+        if state is None:
+            return  # Slack has not limited this channel: no waiting
+        entry = state.queue.get(key) or _Entry(priority, next(self._seq))
+        entry.present = True
+        try:
+            while True:
+                state.queue[key] = entry  # again, if a twin attempt took the place meanwhile
+                now = self._clock()
+                self._drop_lost(state, now)
+                ahead = [e for e in state.queue.values() if e.order < entry.order]
+                if now >= state.next_free and not any(e.present for e in ahead):
+                    del state.queue[key]
+                    state.next_free = now + self.interval
+                    self._changed(state)
+                    return
+                wait = max(state.next_free - now, 0.0) + len(ahead) * self.interval
+                if wait > self.max_wait:
+                    # Back a little before its turn, to wait the rest here.
+                    delay = wait - self.max_wait / 2
+                    entry.present = False
+                    entry.back_at = now + delay
+                    self._changed(state)
+                    raise Deferred(delay, len(ahead))
+                try:
+                    await asyncio.wait_for(state.changed.wait(), timeout=max(state.next_free - now, 0.05))
+                except TimeoutError:
+                    pass
+        except Deferred:
+            raise
+        except BaseException:
+            # Cancelled (worker shutting down, activity timed out): it must not hold the line.
+            if state.queue.get(key) is entry:
+                del state.queue[key]
+                self._changed(state)
+            raise
+
+    def limited(self, channel: str, key: str, priority: int, retry_after: float) -> None:
+        """Slack answered 429: pace the channel; `key` keeps (or takes) its place for its retry."""
+        now = self._clock()
+        name = self._key(channel)
+        state = self._current(name)
+        if state is None:
+            state = self._channels[name] = _Channel(next_free=now, last_limited=now)
+        state.last_limited = now
+        state.next_free = max(state.next_free, now + retry_after)
+        entry = state.queue.get(key)
+        if entry is None:
+            entry = state.queue[key] = _Entry(priority, next(self._seq))
+        entry.present = False
+        entry.back_at = now + retry_after
+
+    def release(self, channel: str, key: str) -> None:
+        """The post gave up for good (a refusal that no retry can change): free its place."""
+        state = self._current(self._key(channel))
+        if state is not None:
+            state.queue.pop(key, None)
+
+    # ----------------------------------------------------------- private
+
+    def _key(self, channel: str) -> str:
+        name = channel.lstrip("#")
+        return self._aliases.get(name, name)
+
+    def _current(self, key: str) -> _Channel | None:
+        state = self._channels.get(key)
+        if state is None:
+            return None
+        now = self._clock()
+        self._drop_lost(state, now)
+        if not state.queue and now - max(state.last_limited, state.next_free) > self.calm_after:
+            del self._channels[key]
+            return None
+        return state
+
+    @staticmethod
+    def _changed(state: _Channel) -> None:
+        state.changed.set()
+        state.changed = asyncio.Event()
+
+    def _drop_lost(self, state: _Channel, now: float) -> None:
+        lost = [k for k, e in state.queue.items() if not e.present and now > e.back_at + self.absent_grace]
+        for key in lost:
+            del state.queue[key]
