@@ -228,10 +228,18 @@ class Sender:
         body = json.dumps(alertmanager(group, fingerprint)).encode()
         async with self.limit:
             sent = time.time()
-            async with self.http.post(
-                self.url, data=body, headers={"content-type": "application/json"}
-            ) as response:
-                answer = await response.read()
+            for attempt in range(3):
+                try:
+                    async with self.http.post(
+                        self.url, data=body, headers={"content-type": "application/json"}
+                    ) as response:
+                        answer = await response.read()
+                    break
+                except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError):
+                    # A kept-alive connection the server closed as we reused it: the
+                    # alert never arrived, and a sender (Alertmanager too) sends it again.
+                    if attempt == 2:
+                        raise
             accepted = time.time()
         if response.status != 202:
             raise RuntimeError(f"receiver answered {response.status}: {answer[:300]!r}")
