@@ -110,8 +110,13 @@ class ChannelPacer:
         for key, entry in named.queue.items():
             known.queue.setdefault(key, entry)
 
-    async def turn(self, channel: str, key: str, priority: int) -> None:
-        """Return when the post `key` may go to `channel`; raise Deferred if that is too far off."""
+    async def turn(self, channel: str, key: str, priority: int, max_wait: float | None = None) -> None:
+        """Return when the post `key` may go to `channel`; raise Deferred if that is too far off.
+
+        `max_wait` (default: the pacer's) caps the wait here; it must stay well
+        inside the activity's start-to-close timeout.
+        """
+        max_wait = self.max_wait if max_wait is None else min(self.max_wait, max_wait)
         state = self._current(self._key(channel))
         if state is None:
             return  # Slack has not limited this channel: no waiting
@@ -129,9 +134,9 @@ class ChannelPacer:
                     self._changed(state)
                     return
                 wait = max(state.next_free - now, 0.0) + len(ahead) * self.interval
-                if wait > self.max_wait:
+                if wait > max_wait:
                     # Back a little before its turn, to wait the rest here.
-                    delay = wait - self.max_wait / 2
+                    delay = max(wait - max_wait / 2, self.interval)
                     entry.present = False
                     entry.back_at = now + delay
                     self._changed(state)

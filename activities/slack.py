@@ -107,7 +107,9 @@ class SlackActivities:
                 return earlier
         priority = PRIORITY.get(post.template, REPLY)
         try:
-            await self._pacer.turn(post.channel, key, priority)
+            # Half the attempt's time at most: the post itself needs the rest.
+            limit = activity.info().start_to_close_timeout
+            await self._pacer.turn(post.channel, key, priority, limit.total_seconds() / 2 if limit else None)
         except Deferred as deferred:
             self._remember_not_posted(key, attempt)
             raise ApplicationError(

@@ -90,3 +90,11 @@ async def test_a_channel_calms_down_when_nothing_waits_and_slack_stops_limiting(
     await p.turn("C1", "a", DECLARATION)
     await asyncio.sleep(5 * INTERVAL)
     assert not p.paced("C1")
+
+
+async def test_a_short_activity_timeout_caps_the_wait():
+    p = pacer(max_wait=1.0)
+    p.limited("C1", "a", DECLARATION, retry_after=10 * INTERVAL)
+    with pytest.raises(Deferred):
+        await p.turn("C1", "b", DECLARATION, max_wait=2 * INTERVAL)
+    await asyncio.wait_for(p.turn("C1", "c", ROLLUP), timeout=1)  # the pacer's own 1 s is enough
