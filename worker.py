@@ -21,6 +21,7 @@ from activities.devices import DeviceActivities
 from activities.policy import PolicyActivities
 from activities.settings import Settings, get_settings
 from activities.slack import SlackActivities
+from activities.temporal import TemporalActivities
 from activities.tickets import TicketActivities
 from workflows.announcer import ChannelAnnouncer
 from workflows.incident import IncidentWorkflow
@@ -78,6 +79,7 @@ def build_worker(client: Client, settings: Settings, policy: Policy) -> Worker:
             slack.upload_slack_file,
             tickets.open_ticket,
             tickets.update_ticket,
+            TemporalActivities(client).incident_is_running,
             devices.capture_baseline,
             devices.plan_investigation,
             devices.run_investigation_step,

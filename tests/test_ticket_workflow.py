@@ -10,6 +10,7 @@ gets back. Calls are retried within a second here, so outages stay short.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -23,12 +24,13 @@ import pytest
 from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from temporalio import workflow
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
 from temporalio.workflow import ParentClosePolicy
 
 from activities.rendering import render
+from activities.temporal import TemporalActivities
 from activities.tickets import TicketActivities
 from sandbox.servicenow import create_app
 from sandbox.slack import serve_in_background
@@ -207,7 +209,11 @@ async def incidents(client: Client, tickets: TicketActivities) -> AsyncIterator[
             client,
             task_queue=queue,
             workflows=[TicketedIncidentStandIn, TicketWorkflow],
-            activities=[tickets.open_ticket, tickets.update_ticket],
+            activities=[
+                tickets.open_ticket,
+                tickets.update_ticket,
+                TemporalActivities(client).incident_is_running,
+            ],
         ):
             yield declare
     finally:
@@ -445,6 +451,34 @@ async def test_servicenow_down_for_a_simulated_hour_then_the_ticket_catches_up_i
     assert record["number"] == ref.number and refs(record) == incident.keys
     assert record["state"] == "7" and record["assigned_to"] == "bob" and record["priority"] == "1"
     assert "bad optic on R2" in record["close_notes"]
+
+
+async def test_the_ticket_of_an_incident_ended_by_hand_stops_waiting_for_close(
+    local_env, served, snow: httpx.AsyncClient
+) -> None:
+    _, url = served
+    async with incidents(local_env.client, real_tickets(url)) as declare:
+        incident = await declare(idle_check_every=timedelta(milliseconds=500))
+        ref = await incident.opened()
+        await incident.send("claim", actor="alice", assigned_to="alice")
+        await incident.applied(1)
+
+        async def checked_twice() -> bool:
+            history = await incident.ticket.fetch_history()
+            asked = [
+                e for e in history.events if e.activity_task_completed_event_attributes.HasField("result")
+            ]
+            return len(asked) >= 3  # the open, the claim, and at least one "still running?"
+
+        await eventually(checked_twice, what="the idle ticket to ask whether the incident runs")
+        assert (await incident.ticket.describe()).status == WorkflowExecutionStatus.RUNNING
+        await incident.handle.terminate("ended by hand")
+        done: TicketProgress = await asyncio.wait_for(incident.ticket.result(), timeout=20)
+
+    assert not done.closed and done.applied == 1
+    assert done.ended_because == f"{incident.handle.id} is no longer running and never closed the ticket"
+    [record] = await records(snow, incident.key)
+    assert record["number"] == ref.number and record["state"] != "7"  # left as it was, for a person
 
 
 async def test_a_rejected_update_reaches_the_incident_and_the_next_changes_still_apply(

@@ -19,6 +19,7 @@ from .models import Model, Severity
 # Activity names, registered by worker.py (workflow code must not import activities/).
 OPEN_TICKET = "open_ticket"
 UPDATE_TICKET = "update_ticket"
+INCIDENT_IS_RUNNING = "incident_is_running"
 
 
 class TicketOpen(Model):
@@ -181,6 +182,9 @@ class TicketInput(Model):
     max_retry_interval: timedelta = timedelta(minutes=5)
     # Continue as new past this many history events (or when Temporal suggests it).
     max_history_events: int = Field(default=10_000, ge=50)
+    # Idle this long, ask Temporal whether the incident still runs: one ended by hand
+    # (terminated) never sends `close`, and its ticket child would wait forever.
+    idle_check_every: timedelta = timedelta(days=1)
     # Set only by continue-as-new.
     ref: TicketRef | None = None
     pending: list[TicketEvent] = Field(default_factory=list)
@@ -198,3 +202,4 @@ class TicketProgress(BaseModel):
     dropped: int = 0  # changes accepted without a ticket to write them to (tickets off)
     problems: list[TicketProblem] = Field(default_factory=list)  # the latest PROBLEMS_KEPT
     closed: bool = False
+    ended_because: str = ""  # ended without `close`: why (the incident is gone)

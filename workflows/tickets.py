@@ -49,6 +49,7 @@ from temporalio.exceptions import ActivityError, FailureError
 with workflow.unsafe.imports_passed_through():
     # Pure data; passed through so each run does not rebuild the pydantic models in the sandbox.
     from .ticket_models import (
+        INCIDENT_IS_RUNNING,
         OPEN_TICKET,
         UPDATE_TICKET,
         TicketChanged,
@@ -64,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
 TICKET_OPENED = "ticket_opened"
 TICKET_PROBLEM = "ticket_problem"
 PROBLEMS_KEPT = 20
+IDLE_CHECK = "ticket-idle-check"  # runs recorded before it wait for `close` without asking
 
 
 @workflow.defn
@@ -100,7 +102,11 @@ class TicketWorkflow:
             await self._tell_incident(TICKET_OPENED, ref)
 
         while not p.closed:
-            await workflow.wait_condition(lambda: bool(p.pending))
+            if workflow.patched(IDLE_CHECK):
+                if not await self._next_change_while_incident_runs():
+                    break
+            else:
+                await workflow.wait_condition(lambda: bool(p.pending))
             event = p.pending[0]
             await self._apply(ref, event)
             p.pending.pop(0)  # only now: continue-as-new carries a change until it is done
@@ -164,6 +170,24 @@ class TicketWorkflow:
             )
 
     # ------------------------------------------------------- the incident
+
+    async def _next_change_while_incident_runs(self) -> bool:
+        """Wait for a change; False if the incident ended meanwhile without sending `close`."""
+        p, i = self._progress, self._input
+        while True:
+            try:
+                await workflow.wait_condition(lambda: bool(p.pending), timeout=i.idle_check_every)
+                return True
+            except TimeoutError:
+                pass
+            running = await workflow.execute_activity(
+                INCIDENT_IS_RUNNING, i.incident_workflow_id, result_type=bool, **self._options()
+            )
+            if running or p.pending:
+                continue
+            p.ended_because = f"{i.incident_workflow_id} is no longer running and never closed the ticket"
+            workflow.logger.warning("ticket %s: %s", p.ref.number if p.ref else "-", p.ended_because)
+            return False
 
     async def _report_problem(self, problem: TicketProblem) -> None:
         workflow.logger.warning("ticket %s: %s", problem.what, problem.reason)
