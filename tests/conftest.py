@@ -34,8 +34,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     os._exit(_exit_status)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def time_skipping_env():
+    """A time-skipping test server for each test module.
+
+    Not one for the session: a workflow terminated with a task or activity in flight can
+    leave the test server's time-skipping lock held (sdk-java #1138, #3088), after which
+    every later skip runs in real time and times out.
+    """
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(TEST_SERVER), data_converter=pydantic_data_converter
     )
