@@ -70,7 +70,8 @@ async def rollups_mentioning(sandbox, channel_id: str, run: str) -> list[dict]:
 
 async def test_a_burst_of_new_incidents_gets_one_rollup_and_each_its_own_thread(local_env, sandbox, policy):
     run = uuid.uuid4().hex[:8]
-    storm = StormPolicy(threshold=3, window=timedelta(seconds=30))
+    # A 3 s gather (1 s in production) so a slow machine's burst still lands in one roll-up.
+    storm = StormPolicy(threshold=3, window=timedelta(seconds=30), gather=timedelta(seconds=3))
     async with receiver(local_env, sandbox, policy, storm=storm) as http:
         incidents = await declare_many(http, run, 6)
         states = await own_declarations(local_env, incidents)
@@ -111,7 +112,7 @@ async def test_without_rollups_each_incident_only_announces_itself(local_env, sa
 
 async def test_a_storm_too_long_for_one_rollup_continues_in_the_next_message(local_env, sandbox, policy):
     run = uuid.uuid4().hex[:8]
-    storm = StormPolicy(threshold=3, window=timedelta(seconds=30), max_listed=4)
+    storm = StormPolicy(threshold=3, window=timedelta(seconds=30), max_listed=4, gather=timedelta(seconds=3))
     async with receiver(local_env, sandbox, policy, storm=storm) as http:
         incidents = await declare_many(http, run, 6)
         states = await own_declarations(local_env, incidents)
@@ -157,5 +158,6 @@ async def test_a_storm_into_a_rate_limited_channel_queues_posts_instead_of_a_her
     # Everyone's first try hits the limit at once; after that the worker waits its turn.
     # (Retrying on Slack's Retry-After alone: about count * count / 2 429s.)
     assert len(limited) <= count + 3, len(limited)
-    # One a second, in turn: no minutes of backlog.
-    assert declared[-1] - declared[0] < count + 5
+    # About one a second, in turn: no minutes of backlog. (Measured 10-13 s here, 15.3 s once on a
+    # fresh clone: each 429 of the first burst pushes the channel back by its Retry-After.)
+    assert declared[-1] - declared[0] < 2 * count
