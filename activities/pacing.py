@@ -74,10 +74,10 @@ class ChannelPacer:
     ) -> None:
         self.interval = interval
         self.max_wait = max_wait
-        self.absent_grace = absent_grace  # a deferred post that never came back loses its place after this
-        self.calm_after = (
-            calm_after  # a channel with nothing queued and no 429 for this long is no longer paced
-        )
+        # A deferred post that never came back loses its place after this.
+        self.absent_grace = absent_grace
+        # A channel with nothing queued and no 429 for this long is no longer paced.
+        self.calm_after = calm_after
         self._clock = clock
         self._channels: dict[str, _Channel] = {}
         self._aliases: dict[str, str] = {}

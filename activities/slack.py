@@ -99,7 +99,8 @@ class SlackActivities:
     async def post_slack_message(self, post: SlackPost) -> PostedMessage:
         """Post one incident message; a retry returns the earlier post instead of posting twice."""
         text = render(post.template, incident=post.incident, mentions=post.mentions, **post.extra)
-        key, attempt = post.idempotency_key, activity.info().attempt
+        info = activity.info()
+        key, attempt = post.idempotency_key, info.attempt
         if attempt > 1 and self._not_posted.pop(key, None) != attempt - 1:
             earlier = await self._find_posted(post)
             if earlier is not None:
@@ -108,7 +109,7 @@ class SlackActivities:
         priority = PRIORITY.get(post.template, REPLY)
         try:
             # Half the attempt's time at most: the post itself needs the rest.
-            limit = activity.info().start_to_close_timeout
+            limit = info.start_to_close_timeout
             await self._pacer.turn(post.channel, key, priority, limit.total_seconds() / 2 if limit else None)
         except Deferred as deferred:
             self._remember_not_posted(key, attempt)
