@@ -189,9 +189,18 @@ async def test_servicenow_down_never_holds_up_slack_and_the_ticket_catches_up_in
 async def test_without_servicenow_the_incident_says_tickets_are_off(local_env, sandbox, policy):
     async with incident_worker(local_env.client, sandbox.api_url, policy) as declare:
         handle = await declare("P3")
-        state = await until(handle, lambda s: s.ticket_status.startswith("tickets are off"), "tickets off")
-        thread = await sandbox.thread(state.slack_channel, state.slack_thread_ts)
-        assert "tickets are off" in thread[0]["text"]  # the header, kept current
+        # The status can read "off" before the declaration is posted: wait for both.
+        state = await until(
+            handle,
+            lambda s: s.slack_thread_ts and s.ticket_status.startswith("tickets are off"),
+            "tickets off, and the declaration posted",
+        )
+
+        async def header_says_off() -> str | None:
+            header = (await sandbox.thread(state.slack_channel, state.slack_thread_ts))[0]["text"]
+            return header if "tickets are off" in header else None
+
+        await eventually(header_says_off, what="the header saying tickets are off")  # kept current
         assert state.ticket is None
 
 
