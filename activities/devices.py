@@ -1479,9 +1479,7 @@ class DeviceActivities:
                 if progress.overdue():
                     progress.abandoned = True
                     if progress.phase == "connecting":
-                        raise DeviceUnavailable(
-                            "timeout", f"did not answer within {self.connect_timeout:g} s"
-                        )
+                        raise DeviceUnavailable("timeout", f"did not answer within {progress.limit or 0:g} s")
                     raise DeviceUnavailable(
                         "timeout", f"did not finish `{progress.command}` within {progress.limit or 0:g} s"
                     )
@@ -1494,7 +1492,7 @@ class DeviceActivities:
 
     def _in_session(self, name: str, commands: list[_Command], progress: _Progress) -> list[_CommandResult]:
         session = self._session(name)
-        wait = self.connect_timeout + self.command_timeout * 2
+        wait = self._connect_timeout(session.device) + self.command_timeout * 2
         if not session.lock.acquire(timeout=wait):
             raise DeviceUnavailable("busy", f"was busy with other checks for more than {wait:g} s")
         try:
@@ -1546,6 +1544,19 @@ class DeviceActivities:
             self._executor.submit(self._retire, s)
         return session
 
+    def _connect_timeout(self, device: Any) -> float:
+        """The device's own connect timeout where its testbed sets one, else the worker's.
+
+        The testbed's place for it is unicon's: `connections.<via>.arguments.connection_timeout`.
+        A slow device (a satellite site) gets longer without slowing every other one down.
+        """
+        try:
+            via = device.connections.get("defaults", {}).get("via") or "cli"
+            value = (device.connections.get(via, {}).get("arguments") or {}).get("connection_timeout")
+            return float(value) if value is not None and float(value) > 0 else self.connect_timeout
+        except (AttributeError, TypeError, ValueError):
+            return self.connect_timeout
+
     def _connect(self, session: _Session, progress: _Progress) -> bool:
         """Connect unless a kept session is still up; True when it was reused."""
         device = session.device
@@ -1553,21 +1564,22 @@ class DeviceActivities:
             return True
         _destroy(device)
         session.broken = False
+        timeout = self._connect_timeout(device)
         for attempt in range(1, self.connect_attempts + 1):
-            progress.enter("connecting", self.connect_timeout)
+            progress.enter("connecting", timeout)
             try:
                 device.connect(
                     log_stdout=False,
                     logfile=os.devnull,
                     learn_hostname=False,
-                    connection_timeout=self.connect_timeout,
+                    connection_timeout=timeout,
                     init_exec_commands=INIT_EXEC_COMMANDS,
                     init_config_commands=[],
                 )
                 return False
             except Exception as exc:
                 _destroy(device)
-                kind, message = classify_connect_error(exc, self.connect_timeout)
+                kind, message = classify_connect_error(exc, timeout)
                 if (
                     progress.abandoned
                     or kind not in ("refused", "closed")

@@ -50,7 +50,8 @@ from workflows.models import IncidentState, Severity
 ROOT = Path(__file__).resolve().parent.parent
 PLANS = ROOT / "config" / "plans"
 PASSWORDS = ("sandbox-only", "not-the-password")
-CONNECT_TIMEOUT = 2.0  # small: the dead device must be reported quickly
+CONNECT_TIMEOUT = 2.0  # DEAD's own, from the testbed: a device that never answers is reported quickly
+LIVE_CONNECT_TIMEOUT = 30.0  # the worker's, for the mock devices: they start slowly on a loaded machine
 
 
 def incident() -> IncidentState:
@@ -96,8 +97,9 @@ async def run_plan(
 def testbeds(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("testbeds")
     extra = {"DEAD": "silent", "LOCKED": "badauth"}
+    dead = {"DEAD": CONNECT_TIMEOUT}
     return {
-        scenario: write_testbed(scenario, folder / f"{scenario}.yaml", extra=extra)
+        scenario: write_testbed(scenario, folder / f"{scenario}.yaml", extra=extra, connect_timeouts=dead)
         for scenario in ("healthy", "outage", "recovered")
     }
 
@@ -106,7 +108,7 @@ def testbeds(tmp_path_factory) -> dict[str, Path]:
 async def lab(testbeds):
     """One DeviceActivities per scenario, as one worker per scenario would have."""
     devices = {
-        scenario: DeviceActivities(path, PLANS, connect_timeout=CONNECT_TIMEOUT, command_timeout=15)
+        scenario: DeviceActivities(path, PLANS, connect_timeout=LIVE_CONNECT_TIMEOUT, command_timeout=15)
         for scenario, path in testbeds.items()
     }
     yield devices
@@ -324,7 +326,7 @@ async def test_a_baseline_taken_during_the_outage_falls_back_on_the_testbeds_kno
 
 async def test_a_rewritten_testbed_is_picked_up_by_the_running_activities(tmp_path, env) -> None:
     path = write_testbed("outage", tmp_path / "testbed.yaml")
-    devices = DeviceActivities(path, PLANS, connect_timeout=CONNECT_TIMEOUT, command_timeout=15)
+    devices = DeviceActivities(path, PLANS, connect_timeout=LIVE_CONNECT_TIMEOUT, command_timeout=15)
     plan = await env.run(devices.plan_investigation, InvestigationRequest(incident_key="k", devices=["R1"]))
     ping = StepRequest(incident_key="k", step=plan.step(1))
     try:

@@ -50,7 +50,8 @@ from .stack import TOKEN, eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANS = ROOT / "config" / "plans"
-CONNECT_TIMEOUT = 2.0  # small: a device that never answers must be reported quickly
+CONNECT_TIMEOUT = 2.0  # DEAD's own, from the testbed: a device that never answers is reported quickly
+LIVE_CONNECT_TIMEOUT = 30.0  # the worker's, for the mock devices: they start slowly on a loaded machine
 PASSWORDS = ("sandbox-only", "not-the-password")
 TIMEOUTS = InvestigationTimeouts(
     device=timedelta(seconds=30),
@@ -150,12 +151,13 @@ def testbed(tmp_path_factory) -> Path:
         "outage",
         tmp_path_factory.mktemp("testbed") / "outage.yaml",
         extra={"DEAD": "silent", "SITEB": "refused"},
+        connect_timeouts={"DEAD": CONNECT_TIMEOUT},
     )
 
 
 @pytest.fixture(scope="module")
 async def devices(testbed):
-    devices = DeviceActivities(testbed, PLANS, connect_timeout=CONNECT_TIMEOUT, command_timeout=15)
+    devices = DeviceActivities(testbed, PLANS, connect_timeout=LIVE_CONNECT_TIMEOUT, command_timeout=15)
     yield devices
     await devices.close()
 

@@ -123,11 +123,14 @@ def lab_testbed(
     *,
     extra: dict[str, str] | None = None,
     portable: bool = False,
+    connect_timeouts: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """The lab as a pyATS testbed for `scenario`.
 
     `extra` adds devices that are not in the lab, each with a behaviour
     (`{"DEAD": "silent", "LOCKED": "badauth"}`), for the tests.
+    `connect_timeouts` gives devices their own connect timeout, in seconds, where
+    unicon reads it (`connections.cli.arguments.connection_timeout`).
     """
     source = lab()
     _behaviour("R1", scenario)  # validates the scenario name
@@ -145,6 +148,8 @@ def lab_testbed(
         else:
             command = connection_command(name, scenario, behaviour)
         device["connections"] = _connection(command)
+        if connect_timeouts and name in connect_timeouts:
+            device["connections"]["cli"]["arguments"] = {"connection_timeout": connect_timeouts[name]}
         if behaviour == "badauth":
             device["credentials"] = {"default": {"username": "admin", "password": WRONG_PASSWORD}}
         testbed["devices"][name] = device
@@ -200,12 +205,14 @@ def write_testbed(
     *,
     extra: dict[str, str] | None = None,
     portable: bool = False,
+    connect_timeouts: dict[str, float] | None = None,
 ) -> Path:
     """Write the testbed for `scenario` to `path` (atomically: a reader never sees half a file)."""
     header = HEADER.format(
         scenario=scenario, description=scenarios()[scenario], flags=" --portable" if portable else ""
     )
-    return _write(Path(path), dump_testbed(lab_testbed(scenario, extra=extra, portable=portable), header))
+    testbed = lab_testbed(scenario, extra=extra, portable=portable, connect_timeouts=connect_timeouts)
+    return _write(Path(path), dump_testbed(testbed, header))
 
 
 def write_synthetic_testbed(count: int, path: str | Path) -> Path:
