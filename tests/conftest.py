@@ -34,13 +34,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     os._exit(_exit_status)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 async def time_skipping_env():
-    """A time-skipping test server for each test module.
+    """A time-skipping test server for each test (it starts in about 0.1 s).
 
-    Not one for the session: a workflow terminated with a task or activity in flight can
-    leave the test server's time-skipping lock held (sdk-java #1138, #3088), after which
-    every later skip runs in real time and times out.
+    Not one for the module or the session: a run the server strands (a workflow task
+    that cancels a timer as it fires is refused and never retried, sdk-java #3088; a
+    workflow terminated with work in flight, #1138) keeps the server's clock locked,
+    after which every later skip runs in real time and times out. With its own server
+    such a test fails alone.
     """
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(TEST_SERVER), data_converter=pydantic_data_converter

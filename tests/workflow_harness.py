@@ -20,11 +20,12 @@ from workflows.policy import Policy
 from .fakes import RecordedSlack
 from .stack import terminate_all
 
-_registered: set[int] = set()
+# The clients themselves, not their id()s: a new test server's client can reuse a freed one's id.
+_registered: list[Client] = []
 
 
 async def register_search_attributes(client: Client) -> None:
-    if id(client) in _registered:
+    if any(c is client for c in _registered):
         return
     await client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(
@@ -34,7 +35,7 @@ async def register_search_attributes(client: Client) -> None:
             },
         )
     )
-    _registered.add(id(client))
+    _registered.append(client)
 
 
 @asynccontextmanager
