@@ -1,20 +1,65 @@
 """jinja2 rendering of every message and document, from activities/templates/.
 
 Operators change wording by editing the templates; no code changes.
+
+Escaping: text from alerts, people and devices is escaped for the target
+format *before* it reaches a template, so no template can forget it. For
+Slack (`slack/*`) every string in the context is escaped for mrkdwn (`&`,
+`<`, `>`): an alert summary `<!channel>` shows as text and notifies nobody.
+The mentions and links the project makes itself are built by the filters
+(`mention`, `link`), after escaping, so they stay live. For ServiceNow
+(`servicenow/*`) the text is plain, but journal fields read `[code]...[/code]`
+as HTML and the work notes carry our own `[ref: ...]` idempotency tags, so
+both are neutralised in what people wrote.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context
+from jinja2.runtime import Context
+from pydantic import BaseModel
+
+from workflows import limits
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 _SLACK_ID = re.compile(r"^[UW][A-Z0-9]{6,}$")
+_PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
+_SERVICENOW_TAG = re.compile(r"\[(/?code|ref:)", re.IGNORECASE)
+_SHORTENED = "_shortened"
+
+
+def mrkdwn_escape(text: str) -> str:
+    """Text made inert for Slack's mrkdwn: `&`, `<` and `>` as Slack asks them escaped."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def servicenow_neutralise(text: str) -> str:
+    """`[code]` (HTML in journal fields) and `[ref:` (our idempotency tags) made plain text."""
+    return _SERVICENOW_TAG.sub(lambda m: "(" + m.group(1), text)
+
+
+def escaped(value: Any, escape: Any = mrkdwn_escape) -> Any:
+    """`value` with every string in it escaped: models, lists and dicts are copied, enums kept."""
+    if isinstance(value, Enum):
+        return value
+    if isinstance(value, str):
+        return escape(value)
+    if isinstance(value, BaseModel):
+        return value.model_copy(
+            update={name: escaped(getattr(value, name), escape) for name in type(value).model_fields}
+        )
+    if isinstance(value, list | tuple):
+        return [escaped(item, escape) for item in value]
+    if isinstance(value, dict):
+        return {key: escaped(item, escape) for key, item in value.items()}
+    return value
 
 
 def _datetime(value: datetime | str | None) -> datetime | None:
@@ -33,11 +78,16 @@ def _when(value: datetime | str | None) -> str:
 
 
 def _mention(name: str) -> str:
-    """`U123ABC` becomes a real Slack mention; `@oncall` stays as written."""
+    """`U123ABC` becomes a real Slack mention; `@oncall` stays as written (escaped text)."""
     name = name.strip()
     if _SLACK_ID.match(name.lstrip("@")):
         return f"<@{name.lstrip('@')}>"
-    return name if name.startswith(("@", "<")) else f"@{name}"
+    return name if name.startswith("@") else f"@{name}"
+
+
+def _link(url: str | None, label: str) -> str:
+    """A Slack link `<url|label>` (both already escaped), or the label alone without a URL."""
+    return f"<{url}|{label}>" if url else label
 
 
 def _duration(value: timedelta | float | None) -> str:
@@ -51,6 +101,19 @@ def _duration(value: timedelta | float | None) -> str:
     return f"{hours}h {minutes}m" if hours else f"{minutes} min"
 
 
+@pass_context
+def _shorten(context: Context, text: Any, limit: int) -> str:
+    """At most `limit` characters, ending with an ellipsis when cut (never inside an escape)."""
+    text = "" if text is None else str(text)
+    if len(text) <= limit:
+        return text
+    cut = _PARTIAL_ENTITY.sub("", text[: max(0, limit - 1)]) + "…"
+    marks = context.get(_SHORTENED)
+    if isinstance(marks, list):
+        marks.append(limit)
+    return cut
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     env = Environment(
@@ -59,13 +122,27 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
-        autoescape=False,  # Slack mrkdwn, not HTML
+        autoescape=False,  # Slack mrkdwn, not HTML: the context is escaped instead (render)
     )
-    env.filters.update(hhmm=_hhmm, when=_when, mention=_mention, duration=_duration)
+    env.filters.update(
+        hhmm=_hhmm, when=_when, mention=_mention, duration=_duration, shorten=_shorten, link=_link
+    )
+    env.globals["limits"] = limits
     return env
 
 
 def render(template: str, **context: Any) -> str:
-    """Render `slack/<template>.md.j2` (or a path relative to templates/)."""
+    """Render `slack/<template>.md.j2` (or a path relative to templates/), its context escaped.
+
+    A template can ask `shortened()` (after the text it shortened) whether any
+    `shorten` filter cut something, to say where the full text is.
+    """
     name = template if "/" in template else f"slack/{template}.md.j2"
+    if name.startswith("slack/"):
+        context = {key: escaped(value) for key, value in context.items()}
+    elif name.startswith("servicenow/"):
+        context = {key: escaped(value, servicenow_neutralise) for key, value in context.items()}
+    marks: list[int] = []
+    context[_SHORTENED] = marks
+    context["shortened"] = lambda: bool(marks)
     return environment().get_template(name).render(**context).strip()

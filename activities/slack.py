@@ -98,7 +98,9 @@ class SlackActivities:
     @activity.defn(name="post_slack_message")
     async def post_slack_message(self, post: SlackPost) -> PostedMessage:
         """Post one incident message; a retry returns the earlier post instead of posting twice."""
-        text = render(post.template, incident=post.incident, mentions=post.mentions, **post.extra)
+        text = fit_message(
+            render(post.template, incident=post.incident, mentions=post.mentions, **post.extra)
+        )
         info = activity.info()
         key, attempt = post.idempotency_key, info.attempt
         if attempt > 1 and self._not_posted.pop(key, None) != attempt - 1:
@@ -148,7 +150,7 @@ class SlackActivities:
     @activity.defn(name="update_slack_header")
     async def update_slack_header(self, header: SlackHeaderUpdate) -> None:
         """Rewrite the declaration message with the current state (idempotent by nature)."""
-        text = render("declaration", incident=header.incident, mentions=[])
+        text = fit_message(render("declaration", incident=header.incident, mentions=[]))
         await self._call(
             self._client.chat_update,
             channel=header.channel,
@@ -288,13 +290,43 @@ CLAIM_ACTION = "incident_claim"
 UPDATE_ACTION = "incident_update"
 RESOLVE_ACTION = "incident_resolve"
 _SECTION_LIMIT = 3000  # Slack's limit for a section's text
+_MESSAGE_LIMIT = 40_000  # Slack's limit for a message's text (msg_too_long above it)
+_MESSAGE_CUT_NOTE = "\n_… the rest of this message is cut: Slack takes 40,000 characters at most._"
+
+
+def fit_message(text: str) -> str:
+    """A message's text within Slack's limit (the templates shorten long input; this is the net)."""
+    if len(text) <= _MESSAGE_LIMIT:
+        return text
+    return text[: _MESSAGE_LIMIT - len(_MESSAGE_CUT_NOTE) - 1] + "…" + _MESSAGE_CUT_NOTE
+
+
+def sections(text: str, limit: int = _SECTION_LIMIT) -> list[str]:
+    """The text in as few sections as fit, split between lines; a line too long for one is cut."""
+    parts: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        if len(line) > limit:
+            line = line[: limit - 1] + "…"
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate) > limit:
+            parts.append(current)
+            candidate = line
+        current = candidate
+    if current or not parts:
+        parts.append(current)
+    return [part for part in parts if part.strip()] or [" "]
 
 
 def declaration_blocks(text: str, incident: IncidentState) -> list[dict[str, Any]]:
-    """The declaration as a section, with Claim / Post update / Resolve buttons while it is open."""
-    if len(text) > _SECTION_LIMIT:
-        text = text[: _SECTION_LIMIT - 1] + "…"
-    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+    """The declaration as sections (3,000 characters each at most), with Claim / Post update / Resolve.
+
+    However long its symptoms, every line of the header is shown: the IC, the phase,
+    the ticket and how to claim come after them and must not be cut off.
+    """
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": part}} for part in sections(text)
+    ]
     if incident.phase.value in ("resolved", "review"):
         return blocks
     buttons = [

@@ -155,7 +155,7 @@ class ServiceNowTickets:
             "impact": impact,
             "urgency": urgency,
             "category": ticket.category,
-            "correlation_id": correlation_id_for(ticket.incident_key),
+            "correlation_id": correlation_id_for(ticket.correlation_id or ticket.incident_key),
             "correlation_display": CORRELATION_DISPLAY,
         }
         group = ticket.assignment_group or self._assignment_group
@@ -319,7 +319,9 @@ class TicketActivities:
         """
         if self._backend is None:
             return TicketRef.off()
-        existing = await self._backend.find_by_correlation(correlation_id_for(ticket.incident_key))
+        existing = await self._backend.find_by_correlation(
+            correlation_id_for(ticket.correlation_id or ticket.incident_key)
+        )
         if existing is not None:
             activity.logger.info("ticket %s is already open for %s", existing.number, ticket.incident_key)
             return existing

@@ -33,10 +33,10 @@ import sys
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -47,6 +47,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.settings import Settings, get_settings
 from starter.connect import TemporalUnreachable, connect
 from starter.declare import start_options
+from workflows import limits
 from workflows.announcer import ChannelAnnouncer
 from workflows.announcer_models import (
     AnnouncerInput,
@@ -84,70 +85,95 @@ class PayloadError(ValueError):
 # ----------------------------------------------------------------- payloads
 
 
+# Field limits (workflows/limits.py): a value over one is refused with 422 naming the field.
+LabelName = Annotated[str, StringConstraints(min_length=1, max_length=limits.MAX_LABEL_NAME)]
+LabelValue = Annotated[str, StringConstraints(max_length=limits.MAX_LABEL_VALUE)]
+AnnotationValue = Annotated[str, StringConstraints(max_length=limits.MAX_TEXT)]
+Labels = Annotated[dict[LabelName, LabelValue], Field(max_length=limits.MAX_LABELS)]
+Annotations = Annotated[dict[LabelName, AnnotationValue], Field(max_length=limits.MAX_LABELS)]
+Url = Annotated[str, StringConstraints(max_length=limits.MAX_LINK)]
+Short = Annotated[str, StringConstraints(max_length=limits.MAX_TITLE)]
+Text = Annotated[str, StringConstraints(max_length=limits.MAX_TEXT)]
+DeviceName = Annotated[str, StringConstraints(min_length=1, max_length=limits.MAX_DEVICE_NAME)]
+Service = Annotated[str, StringConstraints(max_length=limits.MAX_SERVICE)]
+
+
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
 class AlertmanagerAlert(_Payload):
     status: Literal["firing", "resolved"]
-    labels: dict[str, str] = Field(min_length=1)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: Annotated[Labels, Field(min_length=1)]
+    annotations: Annotations = Field(default_factory=dict)
     startsAt: datetime | None = None
     endsAt: datetime | None = None
-    fingerprint: str | None = None
-    generatorURL: str | None = None
+    fingerprint: Short | None = None
+    generatorURL: Url | None = None
 
 
 class AlertmanagerWebhook(_Payload):
     """Alertmanager webhook, version 4 (Grafana's webhook has the same core)."""
 
-    version: str | None = None
+    version: Short | None = None
     status: Literal["firing", "resolved"]
-    groupKey: str = Field(min_length=1)
-    receiver: str | None = None
-    groupLabels: dict[str, str] = Field(default_factory=dict)
-    commonLabels: dict[str, str] = Field(default_factory=dict)
-    commonAnnotations: dict[str, str] = Field(default_factory=dict)
-    externalURL: str | None = None
+    groupKey: Annotated[str, StringConstraints(min_length=1, max_length=limits.MAX_TEXT)]
+    receiver: Short | None = None
+    groupLabels: Labels = Field(default_factory=dict)
+    commonLabels: Labels = Field(default_factory=dict)
+    commonAnnotations: Annotations = Field(default_factory=dict)
+    externalURL: Url | None = None
     alerts: list[AlertmanagerAlert] = Field(min_length=1)
+
+    @field_validator("alerts", mode="before")
+    @classmethod
+    def _not_too_many(cls, value: Any) -> Any:
+        if isinstance(value, list) and len(value) > limits.MAX_ALERTS_PER_REQUEST:
+            raise ValueError(
+                f"{len(value):,} alerts in one group; at most {limits.MAX_ALERTS_PER_REQUEST:,} "
+                "(set max_alerts in the webhook_config)"
+            )
+        return value
 
 
 class GrafanaWebhook(AlertmanagerWebhook):
-    title: str | None = None
+    title: Text | None = None
     message: str | None = None
-    state: str | None = None
+    state: Short | None = None
     orgId: int | None = None
 
 
 class PagerDutyPayload(_Payload):
     summary: str = Field(min_length=1, max_length=1024)
-    source: str = Field(min_length=1)
+    source: DeviceName
     severity: Literal["critical", "error", "warning", "info"]
-    component: str | None = None
-    group: str | None = None
-    class_: str | None = Field(default=None, alias="class")
+    component: Service | None = None
+    group: Service | None = None
+    class_: Short | None = Field(default=None, alias="class")
     custom_details: dict[str, Any] | str | None = None
     timestamp: datetime | None = None
 
 
 class PagerDutyEvent(_Payload):
-    routing_key: str = Field(min_length=1)
+    routing_key: str = Field(min_length=1, max_length=128)
     event_action: Literal["trigger", "acknowledge", "resolve"]
     dedup_key: str | None = Field(default=None, max_length=255)
     payload: PagerDutyPayload | None = None
-    client: str | None = None
+    client: Short | None = None
 
 
 class GenericAlert(_Payload):
-    title: str = Field(min_length=1, max_length=200)
-    severity: str
+    title: str = Field(min_length=1, max_length=limits.MAX_TITLE)
+    severity: str = Field(max_length=32)
     dedup_key: str = Field(min_length=1, max_length=180)
     status: Literal["firing", "resolved"] = "firing"
-    service: str = ""
-    devices: list[str] = Field(default_factory=list)
-    upstream: dict[str, str] = Field(default_factory=dict)
-    symptoms: list[str] = Field(default_factory=list)
-    impact: list[str] = Field(default_factory=list)
+    service: Service = ""
+    devices: list[DeviceName] = Field(default_factory=list, max_length=limits.MAX_ITEMS)
+    upstream: Annotated[dict[DeviceName, DeviceName], Field(max_length=limits.MAX_ITEMS)] = Field(
+        default_factory=dict
+    )
+    symptoms: list[Text] = Field(default_factory=list, max_length=limits.MAX_ITEMS)
+    impact: list[Text] = Field(default_factory=list, max_length=limits.MAX_ITEMS)
 
 
 # ------------------------------------------------------------ normalisation
@@ -160,6 +186,8 @@ class Delivery:
     key: str
     event: AlertEvent
     declaration: IncidentDeclaration
+    # When the receiver accepted it: the incident's `declared` time, however late a worker starts it.
+    received_at: datetime | None = None
 
 
 def incident_key(prefix: str, raw: str, hint: str = "") -> str:
@@ -182,7 +210,13 @@ def _severity_from_labels(labels: dict[str, str], mapping: AlertMapping, where: 
     return mapping.default_severity
 
 
-def _devices(labels: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+def _devices(labels: dict[str, str], where: str = "labels") -> tuple[list[str], dict[str, str]]:
+    for name in ("device", "instance_device", "upstream_device"):
+        if len(labels.get(name, "")) > limits.MAX_DEVICE_NAME:
+            raise PayloadError(
+                f"{where}.{name}: {len(labels[name]):,} characters; a device name is at most "
+                f"{limits.MAX_DEVICE_NAME}"
+            )
     devices = [d for d in (labels.get("device"), labels.get("instance_device")) if d]
     upstream: dict[str, str] = {}
     if labels.get("upstream_device"):
@@ -192,39 +226,80 @@ def _devices(labels: dict[str, str]) -> tuple[list[str], dict[str, str]]:
     return list(dict.fromkeys(devices)), upstream
 
 
+def _service(value: str, where: str) -> str:
+    if len(value) > limits.MAX_SERVICE:
+        raise PayloadError(
+            f"{where}: {len(value):,} characters; a service is at most {limits.MAX_SERVICE} "
+            "(it becomes the IncidentService search attribute)"
+        )
+    return value
+
+
+def _fingerprint(raw: str) -> str:
+    """An alert's identity inside its incident, at most MAX_FINGERPRINT characters."""
+    if len(raw) <= limits.MAX_FINGERPRINT:
+        return raw
+    return "sha1:" + hashlib.sha1(raw.encode()).hexdigest()
+
+
+def _group_title(body: AlertmanagerWebhook) -> str:
+    """What the alerts say is wrong: the group's summary, else its alert names (and one's summary).
+
+    Not Grafana's notification title (`[FIRING:2]  (blue)`): that says how many fire, not what.
+    """
+    common = body.commonAnnotations.get("summary", "").strip()
+    if common:
+        return limits.shorten(common, limits.MAX_TITLE)
+    names = list(
+        dict.fromkeys(
+            a.labels.get("alertname") or body.commonLabels.get("alertname", "") for a in body.alerts
+        )
+    )
+    names = [n for n in names if n] or ["alert"]
+    if len(names) == 1:
+        first = body.alerts[0].annotations
+        summary = (first.get("summary") or first.get("description") or "").strip()
+        title = f"{names[0]}: {summary}" if summary else names[0]
+    else:
+        title = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return limits.shorten(" ".join(title.split()), limits.MAX_TITLE)
+
+
 def from_alertmanager(body: AlertmanagerWebhook, mapping: AlertMapping, source: str) -> list[Delivery]:
     name_hint = body.commonLabels.get("alertname") or body.groupLabels.get("alertname", "")
     key = incident_key("am" if source == "alertmanager" else "gf", body.groupKey, name_hint)
+    title = _group_title(body)
     deliveries = []
     for index, alert in enumerate(body.alerts):
+        where = f"alerts[{index}].labels"
         labels = {**body.commonLabels, **alert.labels}
         annotations = {**body.commonAnnotations, **alert.annotations}
-        severity = _severity_from_labels(labels, mapping, f"alerts[{index}].labels")
+        severity = _severity_from_labels(labels, mapping, where)
         name = labels.get("alertname", "alert")
         summary = annotations.get("summary") or annotations.get("description") or ""
-        fingerprint = (
+        fingerprint = _fingerprint(
             alert.fingerprint or hashlib.sha1(json.dumps(sorted(labels.items())).encode()).hexdigest()[:16]
         )
-        devices, upstream = _devices(labels)
+        devices, upstream = _devices(labels, where)
+        service = _service(labels.get("service", ""), f"{where}.service")
         event = AlertEvent(
             source=source,
             status=alert.status,
             fingerprint=fingerprint,
-            name=name,
-            summary=f"{name}: {summary}" if summary else name,
+            name=limits.shorten(name, limits.MAX_TITLE),
+            summary=limits.shorten(f"{name}: {summary}" if summary else name, limits.MAX_TEXT),
             severity=severity,
             devices=devices,
             upstream=upstream,
             labels=labels,
             starts_at=alert.startsAt,
         )
-        title = getattr(body, "title", None) or body.commonAnnotations.get("summary") or summary or name
         impact = [annotations["impact"]] if annotations.get("impact") else []
         declaration = IncidentDeclaration(
             key=key,
             severity=severity,
-            title=title[:200],
-            service=labels.get("service", ""),
+            title=title,
+            service=service,
             symptoms=[],
             impact=impact,
             links=[u for u in (alert.generatorURL, body.externalURL) if u],
@@ -235,6 +310,20 @@ def from_alertmanager(body: AlertmanagerWebhook, mapping: AlertMapping, source: 
         )
         deliveries.append(Delivery(key, event, declaration))
     return deliveries
+
+
+def _detail_labels(details: dict[str, Any]) -> dict[str, str]:
+    """PagerDuty custom_details that read as labels (short scalars); the rest stay with PagerDuty."""
+    labels = {}
+    for name, value in details.items():
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            continue
+        text = str(value)
+        if len(name) <= limits.MAX_LABEL_NAME and len(text) <= limits.MAX_LABEL_VALUE:
+            labels[name] = text
+        if len(labels) == limits.MAX_LABELS:
+            break
+    return labels
 
 
 def from_pagerduty(body: PagerDutyEvent, mapping: AlertMapping) -> list[Delivery]:
@@ -249,13 +338,15 @@ def from_pagerduty(body: PagerDutyEvent, mapping: AlertMapping) -> list[Delivery
     status = {"trigger": "firing", "resolve": "resolved", "acknowledge": "acknowledged"}[body.event_action]
     summary = payload.summary if payload else body.dedup_key or ""
     details = payload.custom_details if payload and isinstance(payload.custom_details, dict) else {}
-    labels = {k: str(v) for k, v in details.items() if isinstance(v, (str, int, float))}
-    devices, upstream = _devices({**labels, **({"device": payload.source} if payload else {})})
+    labels = _detail_labels(details)
+    devices, upstream = _devices(
+        {**labels, **({"device": payload.source} if payload else {})}, "payload.custom_details"
+    )
     event = AlertEvent(
         source="pagerduty",
         status=status,
-        fingerprint=raw_key,
-        name=summary,
+        fingerprint=_fingerprint(raw_key),
+        name=limits.shorten(summary, limits.MAX_TITLE),
         summary=summary,
         severity=severity,
         devices=devices,
@@ -266,7 +357,7 @@ def from_pagerduty(body: PagerDutyEvent, mapping: AlertMapping) -> list[Delivery
     declaration = IncidentDeclaration(
         key=key,
         severity=severity or mapping.default_severity,
-        title=summary[:200] or key,
+        title=limits.shorten(" ".join(summary.split()), limits.MAX_TITLE) or key,
         service=(payload.component or payload.group or "") if payload else "",
         reporter="pagerduty",
         detected_at=payload.timestamp if payload else None,
@@ -286,7 +377,7 @@ def from_generic(body: GenericAlert, mapping: AlertMapping) -> list[Delivery]:
     event = AlertEvent(
         source="generic",
         status=body.status,
-        fingerprint=body.dedup_key + "|" + body.title,
+        fingerprint=_fingerprint(body.dedup_key + "|" + body.title),
         name=body.title,
         summary=body.title,
         severity=severity,
@@ -310,10 +401,36 @@ def from_generic(body: GenericAlert, mapping: AlertMapping) -> list[Delivery]:
 # ------------------------------------------------------------------ batching
 
 
+# Temporal errors that a later retry can fix: the sender hears 503 and retries.
+_TRANSIENT = frozenset(
+    {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.ABORTED,
+        RPCStatusCode.CANCELLED,
+        RPCStatusCode.INTERNAL,
+        RPCStatusCode.UNKNOWN,
+    }
+)
+RETRY_AFTER_SECONDS = 5
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the same alert later can succeed (Temporal down or overloaded)."""
+    if isinstance(exc, TemporalUnreachable):
+        return True
+    if isinstance(exc, RPCError):
+        # gRPC says RESOURCE_EXHAUSTED for a message over its size limit too: that one is permanent.
+        return exc.status in _TRANSIENT and "larger than max" not in str(exc)
+    return not isinstance(exc, ValueError | TypeError)
+
+
 @dataclass
 class _Batch:
     deliveries: list[Delivery] = field(default_factory=list)
-    done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    # One per delivery: a delivery Temporal refuses fails only its own request.
+    waiting: list[asyncio.Future] = field(default_factory=list)
 
 
 @dataclass
@@ -330,6 +447,9 @@ class AlertBatcher:
     workflow in the order they arrived. A key whose incident this receiver
     delivered to recently gathers for `followup_window` instead: the first
     alert of a key declares fast, the storm behind it costs a few signals.
+
+    When Temporal refuses a batch for a reason retrying cannot fix, each of its
+    alerts is delivered alone, so one bad alert fails only its own request.
     """
 
     def __init__(
@@ -346,13 +466,16 @@ class AlertBatcher:
         self._open: OrderedDict[str, float] = OrderedDict()  # key -> loop time of its last delivery
 
     async def submit(self, delivery: Delivery) -> Outcome:
+        loop = asyncio.get_running_loop()
         batch = self._pending.get(delivery.key)
         if batch is None:
             batch = self._pending[delivery.key] = _Batch()
             window = self._followup_window if self._is_open(delivery.key) else self._window
-            asyncio.get_running_loop().call_later(window, self._start_flush, delivery.key)
+            loop.call_later(window, self._start_flush, delivery.key)
+        done = loop.create_future()
         batch.deliveries.append(delivery)
-        return await asyncio.shield(batch.done)
+        batch.waiting.append(done)
+        return await asyncio.shield(done)
 
     def _is_open(self, key: str) -> bool:
         seen = self._open.get(key)
@@ -374,14 +497,56 @@ class AlertBatcher:
             batch = self._pending.pop(key)
             try:
                 outcome = await self._deliver(key, batch.deliveries)
-            except BaseException as exc:  # handed to every waiting request
-                batch.done.set_exception(exc)
-                batch.done.exception()  # mark retrieved: a request may have gone away
+            except BaseException as exc:
+                if len(batch.deliveries) > 1 and not is_transient(exc):
+                    log.warning(
+                        "Temporal refused a batch of %d alerts for %s; delivering each alone: %s",
+                        len(batch.deliveries),
+                        key,
+                        _one_line(exc),
+                    )
+                    await self._deliver_each(key, batch)
+                else:
+                    for done in batch.waiting:
+                        _fail(done, exc)
             else:
                 self._remember(key, outcome)
-                batch.done.set_result(outcome)
+                for done in batch.waiting:
+                    if not done.done():
+                        done.set_result(outcome)
         if not lock.locked() and key not in self._pending:
             self._locks.pop(key, None)
+
+    async def _deliver_each(self, key: str, batch: _Batch) -> None:
+        for delivery, done in zip(batch.deliveries, batch.waiting, strict=True):
+            try:
+                outcome = await self._deliver(key, [delivery])
+            except BaseException as exc:  # handed to this delivery's request only
+                _fail(done, exc)
+            else:
+                self._remember(key, outcome)
+                if not done.done():
+                    done.set_result(outcome)
+
+
+def _fail(done: asyncio.Future, exc: BaseException) -> None:
+    if not done.done():
+        done.set_exception(exc)
+        done.exception()  # mark retrieved: a request may have gone away
+
+
+def _signal_chunks(deliveries: list[Delivery]) -> list[list[Delivery]]:
+    """The deliveries in order, in chunks whose alerts fit one signal (MAX_SIGNAL_BYTES of JSON)."""
+    chunks: list[list[Delivery]] = [[]]
+    size = 0
+    for delivery in deliveries:
+        cost = len(delivery.event.model_dump_json()) + 2
+        if chunks[-1] and size + cost > limits.MAX_SIGNAL_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(delivery)
+        size += cost
+    return chunks
 
 
 class TemporalDelivery:
@@ -404,13 +569,16 @@ class TemporalDelivery:
     async def __call__(self, key: str, deliveries: list[Delivery]) -> Outcome:
         client = await self.client()
         source = deliveries[0].event.source
-        batch = AlertBatch(user=source, alerts=[d.event for d in deliveries])
         firing = [d for d in deliveries if d.event.status == "firing"]
         workflow_id = workflow_id_for(key)
+        chunks = _signal_chunks(deliveries)
+        batches = [AlertBatch(user=source, alerts=[d.event for d in chunk]) for chunk in chunks]
         if not firing:
             # Nothing to declare: give the news to an open incident, or say there is none.
+            handle = client.get_workflow_handle(workflow_id)
             try:
-                await client.get_workflow_handle(workflow_id).signal(IncidentWorkflow.alerts, batch)
+                for batch in batches:
+                    await handle.signal(IncidentWorkflow.alerts, batch)
             except RPCError as exc:
                 if exc.status == RPCStatusCode.NOT_FOUND:
                     return Outcome(workflow_id, new=False, delivered=False)
@@ -421,11 +589,14 @@ class TemporalDelivery:
             IncidentWorkflow.run,
             IncidentInput(declaration=declaration),
             start_signal="alerts",
-            start_signal_args=[batch],
+            start_signal_args=[batches[0]],
             **start_options(declaration, self._settings.temporal_task_queue),
         )
         response = getattr(handle, "_start_workflow_response", None)
         new = bool(getattr(response, "started", False))
+        # A storm gathered for one key: the rest of its alerts follow, in order, as more signals.
+        for batch in batches[1:]:
+            await handle.signal(IncidentWorkflow.alerts, batch)
         if new and self.on_declared is not None:
             self.on_declared(declaration)
         return Outcome(workflow_id, new=new)
@@ -511,28 +682,83 @@ def _merge_declarations(firing: list[Delivery]) -> IncidentDeclaration:
     symptoms = list(dict.fromkeys([*first.symptoms, *(d.event.summary or d.event.name for d in firing)]))
     worst = min(declarations, key=lambda d: d.severity.rank).severity
     devices = list(dict.fromkeys(dev for d in declarations for dev in d.devices))
+    devices = devices[: limits.MAX_ITEMS]
     upstream: dict[str, str] = {}
     for d in declarations:
         for device, up in d.upstream.items():
-            upstream.setdefault(device, up)
+            if device in devices:
+                upstream.setdefault(device, up)
+    accepted = [d.received_at for d in firing if d.received_at is not None]
     return first.model_copy(
-        update={"severity": worst, "devices": devices, "upstream": upstream, "symptoms": symptoms[:50]}
+        update={
+            "severity": worst,
+            "devices": devices,
+            "upstream": upstream,
+            "symptoms": symptoms[: limits.MAX_ITEMS],
+            "declared_at": min(accepted) if accepted else None,
+        }
     )
 
 
 # ----------------------------------------------------------------------- app
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"ok": False, "error": message}, status_code=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse({"ok": False, "error": message, **extra}, status_code=status, headers=headers)
 
 
 def _validation_message(exc: ValidationError) -> str:
     parts = []
     for item in exc.errors()[:5]:
         where = ".".join(str(p) for p in item["loc"]) or "body"
-        parts.append(f"{where}: {item['msg']}")
+        parts.append(f"{where}: {str(item['msg']).removeprefix('Value error, ')}")
     return "; ".join(parts)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_bounded(request: Request, limit: int = limits.MAX_BODY_BYTES) -> bytes:
+    """The request's body, or BodyTooLarge as soon as it is over `limit` bytes (declared or sent)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(int(declared))
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge(len(body))
+    return bytes(body)
+
+
+def too_large(size: int) -> JSONResponse:
+    return _error(
+        413,
+        f"body: over {limits.MAX_BODY_BYTES // limits.MIB} MiB ({size:,} bytes or more); an Alertmanager "
+        f"or Grafana group this big: set max_alerts (at most {limits.MAX_ALERTS_PER_REQUEST:,}) in its "
+        "webhook configuration",
+    )
+
+
+def parse_json(raw: bytes) -> Any:
+    """The body as JSON; ValueError with a one-line reason for anything the parser refuses."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except ValueError as exc:  # JSONDecodeError, and integers of over 4,300 digits
+        raise ValueError(_one_line(exc)) from None
+
+
+def _refusals(deliveries: list[Delivery], outcomes: list[Any]) -> list[str]:
+    return [
+        f"{d.event.name!r}: {_one_line(o)}"
+        for d, o in zip(deliveries, outcomes, strict=True)
+        if isinstance(o, BaseException)
+    ]
 
 
 def create_app(
@@ -565,19 +791,26 @@ def create_app(
     def authorised(request: Request) -> bool:
         if not token:
             return True
-        given = request.headers.get("authorization", "")
-        return given.startswith("Bearer ") and hmac.compare_digest(given[7:], token)
+        scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
+        # The scheme is case-insensitive (RFC 9110): `bearer x` is as good as `Bearer x`.
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
     def endpoint(model: type[BaseModel], normalise: Callable[[Any], list[Delivery]]):
         async def receive(request: Request) -> JSONResponse:
+            received_at = datetime.now(UTC)
             if not authorised(request):
                 return _error(
-                    401, "missing or wrong bearer token (Authorization: Bearer <ALERT_RECEIVER_TOKEN>)"
+                    401,
+                    "missing or wrong bearer token (Authorization: Bearer <ALERT_RECEIVER_TOKEN>)",
+                    headers={"WWW-Authenticate": "Bearer"},
                 )
-            raw = await request.body()
             try:
-                data = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raw = await read_bounded(request)
+            except BodyTooLarge as exc:
+                return too_large(exc.args[0])
+            try:
+                data = parse_json(raw)
+            except ValueError as exc:
                 return _error(400, f"body is not JSON: {exc}")
             if not isinstance(data, dict):
                 return _error(400, "body must be a JSON object")
@@ -587,21 +820,42 @@ def create_app(
                 return _error(422, _validation_message(exc))
             except PayloadError as exc:
                 return _error(422, str(exc))
+            for delivery in deliveries:
+                delivery.received_at = received_at
             batcher, _ = receiver()
-            try:
-                outcomes = await asyncio.gather(*(batcher.submit(d) for d in deliveries))
-            except (TemporalUnreachable, RPCError) as exc:
-                log.warning("alert not delivered, answering 503: %s", exc)
+            outcomes = await asyncio.gather(*(batcher.submit(d) for d in deliveries), return_exceptions=True)
+            failed = [o for o in outcomes if isinstance(o, BaseException)]
+            transient = [o for o in failed if is_transient(o)]
+            if transient:
+                for exc in transient:
+                    if not isinstance(exc, TemporalUnreachable | RPCError):
+                        log.error("alert not delivered", exc_info=exc)
+                log.warning("alert not delivered, answering 503: %s", _one_line(transient[0]))
                 return _error(
-                    503, f"Temporal is unreachable, alert not accepted; retry later ({_one_line(exc)})"
+                    503,
+                    "Temporal is unreachable or overloaded, alert not accepted; retry later "
+                    f"({_one_line(transient[0])})",
+                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
                 )
             incidents: dict[str, dict[str, Any]] = {}
             for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    continue
                 entry = incidents.setdefault(
                     outcome.incident_id,
                     {"incident_id": outcome.incident_id, "new": False, "delivered": outcome.delivered},
                 )
                 entry["new"] = entry["new"] or outcome.new
+            if failed:
+                refused = _refusals(deliveries, list(outcomes))
+                log.warning("Temporal refused %d of %d alerts: %s", len(failed), len(deliveries), refused[0])
+                return _error(
+                    422,
+                    f"Temporal refused {len(failed)} of {len(deliveries)} alerts (retrying cannot help): "
+                    + "; ".join(refused[:5]),
+                    accepted=len(deliveries) - len(failed),
+                    incidents=list(incidents.values()),
+                )
             return JSONResponse(
                 {"ok": True, "accepted": len(deliveries), "incidents": list(incidents.values())},
                 status_code=202,

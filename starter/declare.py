@@ -16,9 +16,11 @@ from typing import Any
 from urllib.parse import quote
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from workflows import limits
 from workflows.incident import (
     IncidentWorkflow,
     initial_search_attributes,
@@ -52,6 +54,10 @@ class IncidentClosed(IncidentError):
     pass
 
 
+class InputTooLong(IncidentError, ValueError):
+    """A field over its limit (workflows/limits.py); str() names the field and the limit."""
+
+
 class IncidentAlreadyExists(IncidentError, WorkflowAlreadyStartedError):
     """Raised by `declare_incident` when the workflow id is already running.
 
@@ -59,15 +65,24 @@ class IncidentAlreadyExists(IncidentError, WorkflowAlreadyStartedError):
     catching Temporal's error keeps working.
     """
 
-    def __init__(self, declaration: IncidentDeclaration, cause: WorkflowAlreadyStartedError) -> None:
+    def __init__(
+        self, declaration: IncidentDeclaration, cause: WorkflowAlreadyStartedError, closed: str = ""
+    ) -> None:
         WorkflowAlreadyStartedError.__init__(
             self, cause.workflow_id, cause.workflow_type, run_id=cause.run_id, first_run_id=cause.first_run_id
         )
         self.key = declaration.key
-        self._text = (
-            f"incident {declaration.key} already exists (workflow {declaration.workflow_id} is running); "
-            "use another --key, or signal the existing one"
-        )
+        self.closed = closed
+        if closed:
+            self._text = (
+                f"incident {declaration.key} already existed and is closed ({closed}); its key stays with "
+                "its history and ticket: declare the new incident with another --key"
+            )
+        else:
+            self._text = (
+                f"incident {declaration.key} already exists (workflow {declaration.workflow_id} is running); "
+                "use another --key, or signal the existing one"
+            )
 
     def __str__(self) -> str:
         return self._text
@@ -113,32 +128,79 @@ def start_options(declaration: IncidentDeclaration, task_queue: str) -> dict[str
 async def declare_incident(
     client: Client, declaration: IncidentDeclaration, task_queue: str
 ) -> WorkflowHandle[IncidentWorkflow, Any]:
-    """Start the incident's workflow; `IncidentAlreadyExists` if it is already running."""
+    """Start the incident's workflow; `IncidentAlreadyExists` if its key was ever used.
+
+    A person declaring with the key of a closed incident is refused, not given a second
+    incident under the same name: the key keeps naming the incident they can look up
+    (its history, its ticket). Alerts are different: an alert that fires again after its
+    incident closed starts a new one with its own ticket (starter/alerts.py).
+    """
+    problems = limits.over_limits(declaration.model_dump())
+    if problems:
+        raise InputTooLong("; ".join(problems[:5]))
+    if declaration.declared_at is None:
+        declaration = declaration.model_copy(update={"declared_at": datetime.now(UTC)})
     try:
         return await client.start_workflow(
             IncidentWorkflow.run,
             IncidentInput(declaration=declaration),
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             **start_options(declaration, task_queue),
         )
     except WorkflowAlreadyStartedError as exc:
-        raise IncidentAlreadyExists(declaration, exc) from None
+        closed = ""
+        try:
+            desc = await client.get_workflow_handle(declaration.workflow_id).describe()
+            if desc.status != WorkflowExecutionStatus.RUNNING:
+                when = f" at {desc.close_time:%Y-%m-%d %H:%M} UTC" if desc.close_time else ""
+                closed = f"{_status_name(desc.status)}{when}"
+        except RPCError:
+            pass  # the plain "already exists" is still true
+        raise IncidentAlreadyExists(declaration, exc, closed) from None
 
 
-def _not_found(key_or_id: str) -> IncidentNotFound:
-    return IncidentNotFound(
-        f"no incident {incident_key(workflow_id_for(key_or_id))} (workflow {workflow_id_for(key_or_id)})"
-    )
+INCIDENT_WORKFLOW_TYPE = "IncidentWorkflow"  # what describe() says an incident is
+# What a workflow that is not an incident is, for the error that says so.
+_NOT_AN_INCIDENT = {
+    "TicketWorkflow": "the ticket",
+    "InvestigationWorkflow": "the investigation",
+    "ChannelAnnouncer": "a channel announcer",
+}
+_CHILD_SUFFIXES = ("-ticket", "-investigation")
+
+
+def _not_found(key_or_id: str, why: str = "") -> IncidentNotFound:
+    workflow_id = workflow_id_for(key_or_id)
+    return IncidentNotFound(f"no incident {incident_key(workflow_id)}: {why or f'no workflow {workflow_id}'}")
+
+
+def _not_an_incident(workflow_id: str, workflow_type: str, parent_id: str | None) -> str:
+    """`workflow incident-k-ticket is the ticket of incident k, not an incident`."""
+    what = _NOT_AN_INCIDENT.get(workflow_type, f"a {workflow_type}")
+    parent = parent_id
+    if parent is None and workflow_type in ("TicketWorkflow", "InvestigationWorkflow"):
+        parent = next((workflow_id.removesuffix(s) for s in _CHILD_SUFFIXES if workflow_id.endswith(s)), None)
+    of = f" of incident {incident_key(parent)}" if parent and parent.startswith(WORKFLOW_ID_PREFIX) else ""
+    return f"workflow {workflow_id} is {what}{of}, not an incident"
 
 
 async def describe_incident(client: Client, key_or_id: str):
-    """The workflow's description; `IncidentNotFound` when there is no such workflow."""
+    """The incident workflow's description.
+
+    `IncidentNotFound` when there is no such workflow, or when the workflow is not an
+    incident (the ticket or investigation child `incident-<key>-ticket`, an announcer):
+    nothing may be signalled or queried as an incident that is not one.
+    """
     handle = client.get_workflow_handle(workflow_id_for(key_or_id))
     try:
-        return handle, await handle.describe()
+        desc = await handle.describe()
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise _not_found(key_or_id) from None
         raise
+    if desc.workflow_type != INCIDENT_WORKFLOW_TYPE:
+        raise _not_found(key_or_id, _not_an_incident(handle.id, desc.workflow_type, desc.parent_id))
+    return handle, desc
 
 
 async def query_state(handle: WorkflowHandle[Any, Any], wait: float = 5.0) -> IncidentState:

@@ -61,7 +61,8 @@ def ticketed_worker(local_env, sandbox, policy, url: str):
 
 async def tickets_for(snow: httpx.AsyncClient, key: str) -> list[dict[str, Any]]:
     rows = (await snow.get("/_sandbox/records/incident")).json()
-    return [r for r in rows if r["correlation_id"] == key]
+    # One ticket per occurrence of a key: its correlation id is `<key>#<run>`.
+    return [r for r in rows if r["correlation_id"].partition("#")[0] == key]
 
 
 def work_notes(record: dict[str, Any]) -> list[str]:

@@ -10,6 +10,7 @@ every decision in one place, where the timers are too.
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     # Pure data and the children's definitions, imported once by the worker instead of
     # again in every run's sandbox (pydantic builds each model class on import: that
     # was most of a run's CPU, and a 200-incident burst's throughput, measured).
+    from . import limits
     from .device_models import (
         VERIFY_AGAINST_BASELINE,
         Analysis,
@@ -114,7 +116,7 @@ class IncidentWorkflow:
                 reporter=d.reporter,
                 devices=list(d.devices),
                 upstream=dict(d.upstream),
-                declared_at=workflow.now(),
+                declared_at=_declared_at(d, workflow.now()),
                 detected_at=d.detected_at,
             )
 
@@ -228,7 +230,7 @@ class IncidentWorkflow:
     async def _declare(self) -> None:
         s = self._state
         sev = self._severity_policy()
-        self._record("declared", s.reporter, f"{s.severity.value} declared: {s.title}")
+        self._record("declared", s.reporter, f"{s.severity.value} declared: {s.title}", at=s.declared_at)
         # Posted as it reads once declared (triage: awaiting a claim), so it needs no
         # chat.update straight after: one call fewer per incident against Slack's
         # per-channel rate limit in a storm.
@@ -422,30 +424,49 @@ class IncidentWorkflow:
         s.alerts_received += len(batch.alerts)
         firing, cleared = [], []
         raised_to: Severity | None = None
+        listed = sum(1 for e in s.timeline if e.kind in ("alert", "alert_cleared", "alert_acknowledged"))
         for alert in batch.alerts:
-            label = alert.summary or alert.name
-            if alert.status == "acknowledged":
+            # What the incident keeps of an alert is bounded, so however long a storm lasts its
+            # state (carried over continue-as-new, answered to queries) stays far under 2 MiB.
+            label = limits.shorten(alert.summary or alert.name, limits.KEPT_ALERT_LABEL)
+            listing = listed < limits.TIMELINE_ALERTS - 1
+            if listed == limits.TIMELINE_ALERTS - 1:
                 self._record(
-                    "alert_acknowledged", alert.source, f"alert acknowledged in {alert.source}: {label}"
+                    "alert",
+                    alert.source,
+                    f"{limits.TIMELINE_ALERTS} alerts listed: later alerts are counted, not listed",
                 )
+            if not listing:
+                s.alerts_unlisted += 1
+            listed += 1
+            if alert.status == "acknowledged":
+                if listing:
+                    self._record(
+                        "alert_acknowledged", alert.source, f"alert acknowledged in {alert.source}: {label}"
+                    )
                 continue
             if alert.status == "resolved":
-                s.alerts_firing.pop(alert.fingerprint, None)
-                cleared.append(label)
-                self._record("alert_cleared", alert.source, f"alert cleared: {label}")
+                if s.alerts_firing.pop(alert.fingerprint, None) is not None or listing:
+                    cleared.append(label)
+                if listing:
+                    self._record("alert_cleared", alert.source, f"alert cleared: {label}")
                 continue
             new = alert.fingerprint not in s.alerts_firing
+            if new and len(s.alerts_firing) >= limits.TRACKED_ALERTS:
+                continue  # counted in alerts_received; too many to track for clearing
             s.alerts_firing[alert.fingerprint] = label
             if new:
                 firing.append(label)
-                self._record("alert", alert.source, f"alert firing: {label}")
+                if listing:
+                    self._record("alert", alert.source, f"alert firing: {label}")
             if label not in s.symptoms and len(s.symptoms) < MAX_SYMPTOMS:
                 s.symptoms.append(label)
             for device in alert.devices:
-                if device not in s.devices:
+                if device not in s.devices and len(s.devices) < limits.MAX_ITEMS:
                     s.devices.append(device)
             for device, upstream in alert.upstream.items():
-                s.upstream.setdefault(device, upstream)
+                if device in s.devices:
+                    s.upstream.setdefault(device, upstream)
             if alert.severity is not None and alert.severity.rank < (raised_to or s.severity).rank:
                 raised_to = alert.severity
         open_ = s.phase in OPEN_PHASES
@@ -637,6 +658,7 @@ class IncidentWorkflow:
                 TicketInput(
                     open=TicketOpen(
                         incident_key=s.key,
+                        correlation_id=self._correlation_id(),
                         workflow_id=s.workflow_id,
                         severity=s.severity,
                         title=s.title,
@@ -662,6 +684,13 @@ class IncidentWorkflow:
             self._record("ticket_problem", "", s.ticket_status)
             return
         s.ticket_workflow_id = child_id
+
+    def _correlation_id(self) -> str:
+        """One ticket per occurrence of a key: an alert that fires again after its incident
+        closed starts a new run of `incident-<key>`, and that is a new incident with its own ticket."""
+        if not workflow.patched("ticket-per-occurrence"):
+            return ""  # declared before the patch: the ticket is keyed by the incident key alone
+        return f"{self._state.key}#{workflow.info().run_id[:8]}"
 
     async def _ticket(self, kind: TicketChangeKind, actor: str, **fields: Any) -> None:
         """Queue a change for the ticket; the TicketWorkflow applies it when ServiceNow lets it."""
@@ -828,9 +857,11 @@ class IncidentWorkflow:
 
     # ----------------------------------------------------------- bookkeeping
 
-    def _record(self, kind: str, actor: str, text: str, request_id: str | None = None) -> None:
+    def _record(
+        self, kind: str, actor: str, text: str, request_id: str | None = None, at: datetime | None = None
+    ) -> None:
         self._state.timeline.append(
-            TimelineEntry(at=workflow.now(), kind=kind, actor=actor, text=text, request_id=request_id)
+            TimelineEntry(at=at or workflow.now(), kind=kind, actor=actor, text=text, request_id=request_id)
         )
 
     def _set_phase(self, phase: Phase) -> None:
@@ -867,13 +898,15 @@ class IncidentWorkflow:
         def when(value: datetime | None) -> str:
             return f"{value:%Y-%m-%d %H:%M} UTC" if value else "—"
 
+        md = markdown_escape
         lines = [
-            f"**{s.summary_line}**",
+            f"**{s.severity.value} · {md(s.title)}**",
             "",
             f"- **Phase:** {s.phase.value}",
-            f"- **Incident Commander:** {s.commander or 'awaiting claim'}",
-            f"- **Status:** {s.status or '—'}",
-            f"- **Last update:** {when(s.last_update_at)}" + (f" — {s.last_update}" if s.last_update else ""),
+            f"- **Incident Commander:** {md(s.commander or 'awaiting claim')}",
+            f"- **Status:** {md(s.status or '—')}",
+            f"- **Last update:** {when(s.last_update_at)}"
+            + (f" — {md(limits.shorten(s.last_update, 500))}" if s.last_update else ""),
             f"- **Next update due:** {when(s.next_reminder_at)}",
             f"- **Next escalation:** {when(s.next_escalation_at)}",
             f"- **Updates / reminders / escalations:** {s.updates} / {s.reminders} / {s.escalations}",
@@ -881,14 +914,17 @@ class IncidentWorkflow:
         if s.review_due_at:
             lines.append(f"- **Review due:** {when(s.review_due_at)}")
         if s.slack_channel:
-            lines.append(f"- **Slack:** channel {s.slack_channel}, thread {s.slack_thread_ts}")
-        ticket = f"[{s.ticket}]({s.ticket_url})" if s.ticket and s.ticket_url else s.ticket
-        lines.append(f"- **Ticket:** {ticket or s.ticket_status or '—'}")
+            lines.append(f"- **Slack:** channel {md(s.slack_channel)}, thread {md(s.slack_thread_ts or '')}")
+        ticket = md(s.ticket or "")
+        if ticket and s.ticket_url.startswith(("https://", "http://")):
+            ticket = f"[{ticket}]({s.ticket_url.replace(')', '%29').replace(' ', '%20')})"
+        lines.append(f"- **Ticket:** {ticket or md(limits.shorten(s.ticket_status, 300)) or '—'}")
         if s.investigation:
-            lines.append(f"- **Investigation:** {s.investigation}")
+            lines.append(f"- **Investigation:** {md(limits.shorten(s.investigation, 500))}")
         if s.verification:
             lines.append(
-                f"- **Verification:** {'passed' if s.verification.passed else 'FAILED'} — {s.verification.summary}"
+                f"- **Verification:** {'passed' if s.verification.passed else 'FAILED'} — "
+                f"{md(limits.shorten(s.verification.summary, 500))}"
             )
         return "\n".join(lines)
 
@@ -936,20 +972,39 @@ def initial_search_attributes(declaration: IncidentDeclaration) -> TypedSearchAt
 
 
 def static_details(declaration: IncidentDeclaration) -> str:
-    """Markdown for the UI's detail page: symptoms, impact, links."""
-    parts = [f"**{declaration.severity.value} · {declaration.title}**"]
+    """Markdown for the UI's detail page: symptoms, impact, links (everything from input escaped)."""
+    md = markdown_escape
+    parts = [f"**{declaration.severity.value} · {md(declaration.title)}**"]
     if declaration.service:
-        parts.append(f"Service: `{declaration.service}`")
+        parts.append(f"Service: {md(declaration.service)}")
     for heading, items in (
         ("Symptoms", declaration.symptoms),
         ("Impact", declaration.impact),
         ("Links", declaration.links),
     ):
         if items:
-            parts.append(f"**{heading}**\n" + "\n".join(f"- {item}" for item in items))
-    parts.append(f"Reported by {declaration.reporter}")
+            shown = [f"- {md(limits.shorten(item, 500))}" for item in items[:10]]
+            if len(items) > 10:
+                shown.append(f"- … and {len(items) - 10} more")
+            parts.append(f"**{heading}**\n" + "\n".join(shown))
+    parts.append(f"Reported by {md(declaration.reporter)}")
     return "\n\n".join(parts)
 
 
+def _declared_at(declaration: IncidentDeclaration, now: datetime) -> datetime:
+    """When the declaration was accepted (never later than now: a starter's clock may run ahead)."""
+    if declaration.declared_at is None:
+        return now
+    return min(declaration.declared_at, now)
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#!|~])")
+
+
+def markdown_escape(text: str) -> str:
+    """Text from alerts and people made literal in the Temporal UI's markdown (no links, images, HTML)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+
+
 def static_summary(declaration: IncidentDeclaration) -> str:
-    return f"{declaration.severity.value} · {declaration.title}"
+    return f"{declaration.severity.value} · {markdown_escape(declaration.title)}"

@@ -41,7 +41,7 @@ MAX_ITEMS = 25  # symptoms, impacts, links or devices in one declaration
 # The affected service: a Keyword search attribute (2,048 bytes), so at most
 # 200 characters (800 bytes even in 4-byte UTF-8).
 MAX_SERVICE = 200
-MAX_DEVICE_NAME = 100  # a device name, as in a pyATS testbed
+MAX_DEVICE_NAME = 255  # a device name, as in a pyATS testbed (a host name: 253 at most)
 MAX_LINK = 2000  # a URL
 MAX_LABELS = 64  # labels (or annotations) on one alert
 MAX_LABEL_NAME = 128
@@ -67,3 +67,48 @@ def shorten(text: str, limit: int, marker: str = "…") -> str:
     if len(text) <= limit:
         return text
     return text[: max(0, limit - len(marker))] + marker
+
+
+# Per field of a declaration or a command, by its name: what `over_limits` checks.
+FIELD_LIMITS = {
+    "key": MAX_KEY,
+    "title": MAX_TITLE,
+    "service": MAX_SERVICE,
+    "reporter": MAX_USER,
+    "user": MAX_USER,
+    "message": MAX_TEXT,
+    "resolution": MAX_TEXT,
+    "root_cause": MAX_TEXT,
+    "notes": MAX_TEXT,
+    "reason": MAX_TEXT,
+    "text": MAX_TEXT,
+    "eta": MAX_TITLE,
+    "status": MAX_TITLE,
+    "severity": MAX_TITLE,
+}
+LIST_LIMITS = {"symptoms": MAX_TEXT, "impact": MAX_TEXT, "links": MAX_LINK, "devices": MAX_DEVICE_NAME}
+
+
+def over_limits(fields: dict[str, object]) -> list[str]:
+    """What in `fields` (a declaration's or a command's, as a dict) is over its limit, one line each."""
+    problems = []
+    for name, value in fields.items():
+        if isinstance(value, str) and name in FIELD_LIMITS and len(value) > FIELD_LIMITS[name]:
+            problems.append(f"{name}: {len(value):,} characters; at most {FIELD_LIMITS[name]:,}")
+        elif isinstance(value, list) and name in LIST_LIMITS:
+            if len(value) > MAX_ITEMS:
+                problems.append(f"{name}: {len(value):,} items; at most {MAX_ITEMS}")
+            for index, item in enumerate(value):
+                if isinstance(item, str) and len(item) > LIST_LIMITS[name]:
+                    problems.append(
+                        f"{name}[{index}]: {len(item):,} characters; at most {LIST_LIMITS[name]:,}"
+                    )
+        elif isinstance(value, dict) and name == "upstream":
+            if len(value) > MAX_ITEMS:
+                problems.append(f"upstream: {len(value):,} devices; at most {MAX_ITEMS}")
+            for device, neighbour in value.items():
+                if max(len(str(device)), len(str(neighbour))) > MAX_DEVICE_NAME:
+                    problems.append(
+                        f"upstream[{str(device)[:40]!r}]: a device name is at most {MAX_DEVICE_NAME}"
+                    )
+    return problems

@@ -8,7 +8,7 @@ breaking running incidents. Every field added later must have a default.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -96,8 +96,18 @@ class IncidentDeclaration(Model):
     # (device -> upstream), for the automated investigation.
     devices: list[str] = Field(default_factory=list)
     upstream: dict[str, str] = Field(default_factory=dict)
+    # When the declaration (or its first alert) was accepted by the CLI, the Slack handler or a
+    # receiver: the incident's `declared` time and the start of its MTTA, however late a worker
+    # picks it up. None (older starters): when the workflow first ran.
+    declared_at: datetime | None = None
 
     _severity = field_validator("severity", mode="before")(_severity)
+
+    @field_validator("declared_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        """A time without a zone is UTC (it is compared with the workflow's own clock)."""
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
     @field_validator("key")
     @classmethod
@@ -214,6 +224,9 @@ class IncidentState(Model):
     upstream: dict[str, str] = Field(default_factory=dict)
     alerts_firing: dict[str, str] = Field(default_factory=dict)  # fingerprint -> alert name
     alerts_received: int = 0
+    # Alerts counted but not listed in the timeline or tracked for clearing (past limits.TIMELINE_ALERTS
+    # and limits.TRACKED_ALERTS), so that a storm of any length keeps the state small.
+    alerts_unlisted: int = 0
     phase: Phase = Phase.declared
     status: str | None = None  # the last update's status
     commander: str | None = None

@@ -25,7 +25,11 @@ INCIDENT_IS_RUNNING = "incident_is_running"
 class TicketOpen(Model):
     """What a new ticket is opened with, at declaration."""
 
-    incident_key: str = Field(min_length=1)  # becomes the ticket's correlation id
+    incident_key: str = Field(min_length=1)
+    # The ticket's correlation id: `<key>#<run>`, one ticket per occurrence of a key (an alert that
+    # fires again after its incident closed is a new incident with a new ticket). Empty (tickets
+    # opened by older workflows): the incident key.
+    correlation_id: str = ""
     workflow_id: str = ""
     severity: Severity
     title: str = Field(min_length=1)
