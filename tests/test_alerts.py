@@ -179,7 +179,7 @@ async def test_generic_and_grafana_payloads(local_env, sandbox, policy):
         gid = response.json()["incidents"][0]["incident_id"]
         s = await eventually(lambda: state(local_env, gid), what="grafana incident")
         # The title says what the alerts say, not Grafana's notification title ("[FIRING:1] Latency").
-    assert s.severity.value == "P3" and s.title == "R1 unreachable, WAN outage Site A"
+        assert s.severity.value == "P3" and s.title == "R1 unreachable, WAN outage Site A"
 
 
 @pytest.mark.parametrize(
