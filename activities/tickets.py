@@ -10,11 +10,14 @@ Without `SERVICENOW_URL` there is no backend and tickets are off:
 
 Exactly once:
 
-- A ticket carries the incident key as its `correlation_id`. `open_ticket`
-  looks that up before it creates anything, on every attempt, so a create
-  retried after a timeout (the ticket was made, the answer was lost) finds
-  the first ticket instead of opening a second. Only open tickets count: a
-  new incident with the key of one long resolved gets a new ticket.
+- A ticket carries a `correlation_id` of its incident: `<key>#<run>` (the
+  incident key and its workflow run; older incidents: the bare key), one per
+  occurrence of a key. `open_ticket` looks that up before it creates anything,
+  on every attempt, so a create retried after a timeout (the ticket was made,
+  the answer was lost) finds the first ticket instead of opening a second.
+- Text from alerts and people is plain text here, but journal fields read
+  `[code]...[/code]` as HTML and our work notes end with `[ref: ...]` tags:
+  both are neutralised in what they wrote (activities/rendering.py).
 - Every change writes one work note, in the same PATCH as its fields, and the
   note ends with `[ref: <idempotency key>]`. A retried change (attempt > 1)
   first reads the ticket's work notes and, if its tag is there, the PATCH
