@@ -269,14 +269,30 @@ async def test_signals_report_the_workflows_outcome(local_env, server, policy):
         ):
             assert needle in result.output, (needle, result.output)
 
-        listed = ""
-        for _ in range(25):  # visibility is eventually consistent
+        # Visibility is eventually consistent: wait (with a deadline) for this incident's row to show
+        # its commander and phase; other rows (other incidents of the session) do not count.
+        listed, row = "", ""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
             listed = (await cli("list", "--open", "--severity", "P2")).output
-            if key in listed and "alice" in listed:
+            row = next((line for line in listed.splitlines() if key in line), "")
+            if "alice" in row and "monitoring" in row:
                 break
             await asyncio.sleep(0.2)
-        assert key in listed and "monitoring" in listed, listed
+        assert "alice" in row.split() and "monitoring" in row.split(), listed
         assert key not in (await cli("list", "--severity", "P4")).output
+
+        # The IncidentCommander search attribute itself, as `temporal workflow list --query` reads it.
+        commander_query = f"IncidentCommander='alice' AND WorkflowId='incident-{key}'"
+        by_commander: list[str] = []
+        deadline = time.monotonic() + 20
+        while not by_commander and time.monotonic() < deadline:
+            by_commander = [w.id async for w in client.list_workflows(commander_query)]
+            await asyncio.sleep(0 if by_commander else 0.2)
+        assert by_commander == [f"incident-{key}"], commander_query
+        described = await client.get_workflow_handle(f"incident-{key}").describe()
+        attributes = {pair.key.name: pair.value for pair in described.typed_search_attributes}
+        assert attributes["IncidentCommander"] == "alice", attributes
 
         result = await cli("resolve", key, "-r", "PSU replaced", "--root-cause", "fan failure", "-u", "alice")
         assert result.exit_code == 0 and "accepted: resolved" in result.output, result.output

@@ -122,6 +122,9 @@ async def test_slack_429_then_500_for_a_while_delivers_each_post_once_in_order(l
     async with incident_worker(local_env.client, sandbox.api_url, fast_retry_policy(policy)) as declare:
         handle = await declare("P1")
         state = await posted_state(handle)
+        # The sandbox's call log is the whole session's: start it afresh, so that only this test's
+        # faults can answer the check below.
+        (await sandbox.control.delete("/_sandbox/calls")).raise_for_status()
         await sandbox.fault(method="chat.postMessage", status=429, count=3, retry_after=1)
         await sandbox.fault(method="chat.postMessage", status=500, count=3)
         await sandbox.fault(method="chat.update", status=503, count=2)
@@ -154,8 +157,17 @@ async def test_slack_429_then_500_for_a_while_delivers_each_post_once_in_order(l
     assert final.phase == Phase.monitoring
     assert [e.kind for e in final.timeline if e.kind == "slack_error"] == []
     calls = (await sandbox.control.get("/_sandbox/calls")).json()
-    statuses = {c.get("status") for c in calls}
-    assert {429, 500} <= statuses, "the faults really happened"
+    failed: dict[tuple[str, int], int] = {}
+    for call in calls:
+        if call["status"] >= 400:
+            failed[call["method"], call["status"]] = failed.get((call["method"], call["status"]), 0) + 1
+    # The faults really happened, each as many times as it was set, and nothing else failed.
+    assert failed == {
+        ("chat.postMessage", 429): 3,
+        ("chat.postMessage", 500): 3,
+        ("chat.update", 503): 2,
+        ("reactions.add", 503): 2,
+    }, failed
 
 
 async def test_a_post_whose_answer_was_lost_is_not_posted_twice(local_env, sandbox, policy):
