@@ -1013,7 +1013,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--state", default=None, help="state file (JSON); no persistence if omitted")
     parser.add_argument(
-        "--user", action="append", metavar="NAME:PASSWORD", help="basic-auth user (default admin:admin)"
+        "--user",
+        action="append",
+        metavar="NAME:PASSWORD",
+        help="basic-auth user (repeatable; default: env SERVICENOW_SANDBOX_USER, else admin:admin); "
+        "prefer the environment variable, a command line is visible to everyone in `ps`",
     )
     parser.add_argument(
         "--token",
@@ -1024,7 +1028,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ssl-certfile", default=None, help="serve HTTPS with this certificate (PEM)")
     parser.add_argument("--ssl-keyfile", default=None, help="the certificate's private key (PEM)")
     opts = parser.parse_args(argv)
-    users = _pairs(opts.user, "--user", lambda v: (v.partition(":")[0], v.partition(":")[2])) or None
+    given = opts.user or (
+        [os.environ["SERVICENOW_SANDBOX_USER"]] if os.environ.get("SERVICENOW_SANDBOX_USER") else []
+    )
+    users = _pairs(given, "--user", lambda v: (v.partition(":")[0], v.partition(":")[2])) or None
     tokens = (
         _pairs(opts.token, "--token", lambda v: (v.partition(":")[0], v.partition(":")[2] or "admin")) or None
     )

@@ -698,10 +698,18 @@ def dev(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Don't echo the worker's and sandbox's output.")
     ] = False,
+    scenario: Annotated[
+        str,
+        typer.Option(
+            "--scenario",
+            help="The mock lab's scenario to start in: outage, recovered or healthy "
+            "(switch later with `incident devices`; ignored when PYATS_TESTBED is set).",
+        ),
+    ] = "outage",
 ) -> None:
     """Run everything locally: Temporal + UI, Slack and ServiceNow sandboxes, worker, receivers, Slack handler.
 
-    Ctrl-C stops it all.
+    A part that dies is restarted (same port, environment and state); Ctrl-C stops it all.
     """
     from starter.devstack import DevConfig, run_dev
 
@@ -715,10 +723,87 @@ def dev(
         slack_app_port=slack_app_port,
         data_dir=data_dir,
         echo_logs=not quiet,
+        scenario=_scenario(scenario),
     )
     code = run_dev(config, out)
     if code:
         raise typer.Exit(code)
+
+
+def _scenario(value: str) -> str:
+    """A scenario of the mock lab, from its name or the start of it (`recover`: recovered)."""
+    from sandbox.devices import scenarios
+
+    known = list(scenarios())
+    wanted = value.strip().lower()
+    matches = [n for n in known if n == wanted] or [n for n in known if wanted and n.startswith(wanted)]
+    if len(matches) != 1:
+        fail(f"unknown scenario {value!r}: use one of {', '.join(known)}", USAGE)
+    return matches[0]
+
+
+@app.command()
+@_command
+def devices(
+    scenario: Annotated[
+        str | None,
+        typer.Argument(help="outage, recovered or healthy; none: show the current one and the others."),
+    ] = None,
+    data_dir: Annotated[
+        Path,
+        typer.Option("--data-dir", envvar="INCIDENT_DATA_DIR", help="The data dir `incident dev` runs with."),
+    ] = Path(".data"),
+) -> None:
+    """Switch the mock lab of `incident dev` to another scenario; the worker sees it at its next device check.
+
+    outage: R1 down (what `incident dev` starts with). recovered: R1 back, so the post-resolution
+    verification passes. healthy: before the incident.
+    """
+    from sandbox.devices import scenario_changes, scenario_of, scenarios
+    from starter.devstack import DevStackError, lab_testbed_path, switch_lab
+
+    lab = lab_testbed_path(data_dir.expanduser().resolve())
+    settings = _settings()
+    own = settings.pyats_testbed if "pyats_testbed" in settings.model_fields_set else None
+    if own and Path(own).expanduser().resolve() != lab:
+        message = (
+            f"PYATS_TESTBED={own} is set: the worker uses that testbed, not the mock lab's scenarios; "
+            "unset it and restart `incident dev` to switch scenarios"
+        )
+        if scenario is None:
+            out.print(escape(message))
+            return
+        fail(message)
+    if scenario is None:
+        current = scenario_of(lab)
+        if current is None:
+            fail(f"no mock lab testbed at {lab}: `incident dev` writes it when it starts (same --data-dir)")
+        out.print(f"mock lab: scenario [bold]{current}[/bold] ({escape(str(lab))})", soft_wrap=True)
+        for line in scenario_changes(None, current):
+            out.print(f"  {escape(line)}")
+        out.print("scenarios:")
+        for name, description in scenarios().items():
+            mark = "*" if name == current else " "
+            out.print(f"{mark} {name:<10} {escape(description)}", soft_wrap=True)
+        others = "|".join(name for name in scenarios() if name != current)
+        out.print(f"switch: incident devices {others}")
+        return
+    try:
+        switched = switch_lab(lab.parent, _scenario(scenario))
+    except DevStackError as exc:
+        fail(str(exc))
+    if switched.before == switched.after:
+        out.print(f"mock lab: already in scenario [bold]{switched.after}[/bold]; nothing changed")
+        return
+    description = scenarios()[switched.after]
+    out.print(
+        f"mock lab: {switched.before} → [bold]{switched.after}[/bold] ({escape(description)})", soft_wrap=True
+    )
+    for line in switched.changes:
+        out.print(f"  {escape(line)}")
+    out.print(
+        f"wrote {escape(str(switched.path))}; the worker reloads it at its next device check", soft_wrap=True
+    )
 
 
 # ------------------------------------------------------------------ main

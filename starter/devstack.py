@@ -10,16 +10,25 @@ Starts, in order, and waits for each to answer before the next:
 3. the ServiceNow sandbox (`python -m sandbox.servicenow`), unless SERVICENOW_URL
    is set;
 4. the worker (`python -m worker`) pointed at all of them, with the pyATS testbed
-   PYATS_TESTBED (default config/testbed.yaml: the mock lab in its outage scenario;
-   pyATS starts the mock devices itself, one process per connection);
+   PYATS_TESTBED, or else the mock lab's, written to `<data dir>/testbed.yaml` for
+   its scenario (default outage; `incident devices recovered` switches it while
+   this runs, and the device activities reload it; pyATS starts the mock devices
+   itself, one process per connection);
 5. the alert receivers (`python -m starter.alerts`) and the Slack handler
    (`python -m starter.slack_app`).
 
 Every child runs in its own session (so a Ctrl-C in the terminal reaches only
 this supervisor, which then stops the children in order) and its output goes
-to `<data dir>/logs/<name>.log`. On SIGINT, SIGTERM or SIGHUP - or when a child
-dies - the rest are stopped: a polite signal, up to ~10 s, then SIGKILL to the
-whole process group, so nothing is left running.
+to `<data dir>/logs/<name>.log`. Secrets go to children by environment, never
+on their command lines (which `ps` shows to everyone).
+
+Once all are up, a child that dies is restarted with the same command, port,
+environment and state file after a short backoff (0.5 s, doubling up to 15 s;
+back to 0.5 s once it has run 30 s), and one line says so. The Temporal dev
+server too: its history is in its db file, so incidents go on. Only when it
+dies at start 5 times in a row does the stack give up and stop. On SIGINT,
+SIGTERM or SIGHUP everything stops: a polite signal, up to ~10 s, then SIGKILL
+to the whole process group, so nothing is left running.
 """
 
 from __future__ import annotations
@@ -35,12 +44,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from temporalio.client import Client
@@ -53,6 +64,17 @@ STOP_TIMEOUT = 10.0  # seconds from the first polite signal to SIGKILL
 TEMPORAL_READY_TIMEOUT = 30.0
 SANDBOX_READY_TIMEOUT = 20.0
 WORKER_READY_TIMEOUT = 60.0  # a worker importing pyATS can take a while; not fatal when exceeded
+# Restarting a child that died: after 0.5 s, then 1, 2, 4, ... up to RESTART_BACKOFF_MAX; a child that
+# ran HEALTHY_AFTER seconds before dying starts the sequence again.
+RESTART_BACKOFF_FIRST = 0.5
+RESTART_BACKOFF_MAX = 15.0
+HEALTHY_AFTER = 30.0
+TEMPORAL_MAX_FAILED_STARTS = 5  # the dev server died this many times in a row before answering: give up
+SUPERVISE_INTERVAL = 0.2  # seconds between looks at whether a child still runs
+# The ServiceNow sandbox's basic-auth user, and what the worker uses (env SERVICENOW_SANDBOX_USER=user:pw).
+SERVICENOW_SANDBOX_USER = "admin:admin"
+LAB_TESTBED = "testbed.yaml"  # the mock lab's testbed, in the data dir, for its current scenario
+DEFAULT_SCENARIO = "outage"
 
 
 class DevStackError(RuntimeError):
@@ -77,7 +99,8 @@ class DevConfig:
     slack_api_url: str | None = None
     servicenow_url: str | None = None
     signing_secret: str = "sandbox-signing-secret"
-    testbed: str = "config/testbed.yaml"
+    testbed: str | None = None  # PYATS_TESTBED when the user set it; else the mock lab's, for `scenario`
+    scenario: str = DEFAULT_SCENARIO
     namespace: str = "default"
     task_queue: str = "incidents"
     host: str = "127.0.0.1"
@@ -86,12 +109,13 @@ class DevConfig:
     @classmethod
     def from_env(cls, settings: Settings | None = None, **overrides) -> DevConfig:
         settings = settings or Settings()
+        given = settings.model_fields_set  # set in the environment or the .env file, not defaulted
         config = cls(
-            temporal_address=os.environ.get("TEMPORAL_ADDRESS") or None,
+            temporal_address=(settings.temporal_address if "temporal_address" in given else None) or None,
             slack_api_url=os.environ.get("SLACK_API_URL") or None,
             servicenow_url=os.environ.get("SERVICENOW_URL") or None,
             signing_secret=settings.slack_signing_secret,
-            testbed=settings.pyats_testbed,
+            testbed=(settings.pyats_testbed if "pyats_testbed" in given else None) or None,
             namespace=settings.temporal_namespace,
             task_queue=settings.temporal_task_queue,
         )
@@ -104,11 +128,24 @@ class DevConfig:
 
 @dataclass
 class Child:
+    """One component: its current process, and what it takes to start it again the same way."""
+
     name: str
     proc: subprocess.Popen[bytes]
     log_path: Path
+    command: list[str] = field(default_factory=list)
+    env: dict[str, str] | None = None
+    echo: bool = False
+    # Once started: waits until a fresh process answers (True), or gives up (False); raises
+    # DevStackError if it dies meanwhile.
+    ready: Callable[[Child], Awaitable[bool]] | None = None
     tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=30))
     reader: threading.Thread | None = None
+    started_at: float = field(default_factory=time.monotonic)
+    answered: bool = True  # the current process answered once (a death before that is a failed start)
+    restarts: int = 0
+    quick_deaths: int = 0  # deaths in a row, each within HEALTHY_AFTER of its start: the backoff's exponent
+    failed_starts: int = 0  # deaths in a row before answering
 
     @property
     def pid(self) -> int:
@@ -196,7 +233,7 @@ def _exit_text(code: int) -> str:
 
 def _group_members(pgid: int) -> list[int]:
     """Processes still in process group `pgid` (Linux /proc; empty elsewhere)."""
-    members = []
+    members: list[int] = []
     proc = Path("/proc")
     if not proc.is_dir():
         return members
@@ -214,6 +251,69 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
+def _host_port(address: str) -> tuple[str, int | None]:
+    host, _, port = address.strip().rpartition(":")
+    try:
+        return host.strip("[]").lower(), int(port)
+    except ValueError:
+        return address.strip().lower(), None
+
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0", ""}
+
+
+def same_address(address: str, host: str, port: int) -> bool:
+    """Whether `address` (host:port) names `host`:`port`; every loopback spelling names the same host."""
+    their_host, their_port = _host_port(address)
+    if their_port != port:
+        return False
+    ours = host.lower()
+    return their_host == ours or (their_host in LOOPBACK and ours in LOOPBACK)
+
+
+def restart_delay(quick_deaths: int) -> float:
+    """Seconds before restarting a child that died `quick_deaths` times in a row soon after starting."""
+    return float(min(RESTART_BACKOFF_MAX, RESTART_BACKOFF_FIRST * 2 ** min(quick_deaths, 16)))
+
+
+def lab_testbed_path(data_dir: Path) -> Path:
+    """Where `incident dev` writes the mock lab's testbed, for `incident devices` to switch."""
+    return Path(data_dir) / LAB_TESTBED
+
+
+@dataclass
+class LabSwitch:
+    path: Path
+    before: str | None
+    after: str
+    changes: list[str]
+
+
+def switch_lab(data_dir: Path, scenario: str) -> LabSwitch:
+    """Rewrite the mock lab's testbed in `data_dir` for `scenario` (atomically: temp file, then rename).
+
+    Raises DevStackError (one line) for an unknown scenario or when no lab testbed is there.
+    """
+    from sandbox.devices import UnknownScenario, scenario_changes, scenario_of, scenarios, write_testbed
+
+    path = lab_testbed_path(data_dir)
+    if scenario not in scenarios():
+        raise DevStackError(f"unknown scenario {scenario!r}: choose one of {', '.join(scenarios())}")
+    before = scenario_of(path) if path.exists() else None
+    if before is None:
+        raise DevStackError(
+            f"no mock lab testbed at {path}: `incident dev` writes it when it starts "
+            "(with the same --data-dir, and PYATS_TESTBED unset)"
+        )
+    changes = scenario_changes(before, scenario)
+    if before != scenario:
+        try:
+            write_testbed(scenario, path)
+        except UnknownScenario as exc:
+            raise DevStackError(str(exc)) from None
+    return LabSwitch(path=path, before=before, after=scenario, changes=changes)
+
+
 # --------------------------------------------------------------- the stack
 
 
@@ -221,14 +321,19 @@ class DevStack:
     def __init__(self, config: DevConfig, console: Console | None = None) -> None:
         self.config = config
         self.console = console or Console()
-        self.children: list[Child] = []
+        self.children: list[Child] = []  # one per component, each holding its current process
         self.rows: list[tuple[str, str, str]] = []
         self.stop_requested = asyncio.Event()
+        self.stopping = False  # set once stop_all begins: nothing is (re)started after that
         self.force = False
+        self.client: Client | None = None
         self.temporal_address = ""
         self.slack_api_url = ""
         self.servicenow_env: dict[str, str] = {}
+        self.testbed = ""  # what the worker's PYATS_TESTBED is
+        self.lab_scenario: str | None = None  # the mock lab's scenario when the worker uses it
         self.log_dir = config.data_dir / "logs"
+        self.supervisors: list[asyncio.Task[None]] = []
 
     # ........................................................ processes
 
@@ -239,8 +344,24 @@ class DevStack:
         self, name: str, command: list[str], env: dict[str, str] | None = None, echo: bool = False
     ) -> Child:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / f"{name}.log"
-        proc = subprocess.Popen(
+        child = Child(
+            name=name,
+            proc=self._popen(command, env),
+            log_path=self.log_dir / f"{name}.log",
+            command=command,
+            env=env,
+            echo=echo,
+        )
+        self._read_output(child)
+        self.children.append(child)
+        self.console.print(
+            f"started {name} (pid {child.pid}), log {child.log_path}", highlight=False, soft_wrap=True
+        )
+        return child
+
+    @staticmethod
+    def _popen(command: list[str], env: dict[str, str] | None) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -248,21 +369,29 @@ class DevStack:
             env=env,
             start_new_session=True,  # own session and process group: Ctrl-C reaches only us
         )
-        child = Child(name=name, proc=proc, log_path=log_path)
+
+    def _read_output(self, child: Child) -> None:
         child.reader = threading.Thread(
-            target=self._pump, args=(child, echo), name=f"log-{name}", daemon=True
+            target=self._pump, args=(child, child.proc, child.echo), name=f"log-{child.name}", daemon=True
         )
         child.reader.start()
-        self.children.append(child)
-        self.console.print(
-            f"started {name} (pid {proc.pid}), log {log_path}", highlight=False, soft_wrap=True
-        )
-        return child
 
-    def _pump(self, child: Child, echo: bool) -> None:
-        assert child.proc.stdout is not None
+    def _respawn(self, child: Child, why: str) -> None:
+        """Start `child` again the same way: same command, environment, log file (appended to)."""
+        old = child.pid
+        self._kill_leftovers(old)
         with open(child.log_path, "ab") as log:
-            for raw in child.proc.stdout:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            log.write(f"--- {stamp} incident dev: pid {old} {why}; restarting ---\n".encode())
+        child.proc = self._popen(child.command, child.env)
+        child.started_at = time.monotonic()
+        child.answered = False
+        self._read_output(child)
+
+    def _pump(self, child: Child, proc: subprocess.Popen[bytes], echo: bool) -> None:
+        assert proc.stdout is not None
+        with open(child.log_path, "ab") as log:
+            for raw in proc.stdout:
                 log.write(raw)
                 log.flush()
                 line = raw.decode("utf-8", "replace").rstrip()
@@ -289,6 +418,96 @@ class DevStack:
             return
         raise Interrupted
 
+    # ........................................................ supervision
+
+    async def _supervise(self, child: Child) -> None:
+        """Restart `child` each time it dies, until the stack stops.
+
+        Raises DevStackError when the Temporal dev server dies at start TEMPORAL_MAX_FAILED_STARTS
+        times in a row: without it nothing can go on.
+        """
+        while True:
+            while child.proc.poll() is None:
+                await self._sleep(SUPERVISE_INTERVAL)
+            died_at = time.monotonic()
+            code = child.proc.poll()
+            assert code is not None
+            if child.reader is not None:
+                child.reader.join(timeout=0.5)  # its last words, for the line below
+            what = _exit_text(code) + ("" if child.answered else " while starting")
+            if died_at - child.started_at >= HEALTHY_AFTER:
+                child.quick_deaths = 0
+            child.failed_starts = 0 if child.answered else child.failed_starts + 1
+            if child.name == "temporal" and child.failed_starts >= TEMPORAL_MAX_FAILED_STARTS:
+                raise DevStackError(
+                    f"the Temporal dev server cannot be restarted: it died {child.failed_starts} times in a row "
+                    f"before answering (last: pid {child.pid} {_exit_text(code)}); stopping the rest. "
+                    f"Last output (full log {child.log_path}):\n{child.tail_text()}"
+                )
+            delay = restart_delay(child.quick_deaths)
+            child.quick_deaths += 1
+            child.restarts += 1
+            last = next((line for line in reversed(child.tail) if line.strip()), "")
+            said = f"; it said: {last.strip()[:200]}" if code > 0 and last else ""
+            self.console.print(
+                f"[yellow]{child.name} (pid {child.pid}) {what}; restarting it in {delay:g} s "
+                f"(restart {child.restarts}){escape(said)}[/yellow]",
+                soft_wrap=True,
+                highlight=False,
+            )
+            await self._sleep(delay)  # Interrupted when a stop begins: nothing is restarted then
+            if self.stopping:
+                return
+            self._respawn(child, what)
+            try:
+                answers = child.ready is None or await child.ready(child)
+            except DevStackError:
+                continue  # died before answering: the loop above says so and tries again
+            if child.proc.poll() is not None:
+                continue
+            back = time.monotonic() - died_at
+            if answers:
+                child.answered = True
+                child.failed_starts = 0
+                self.console.print(
+                    f"[green]{child.name} restarted (pid {child.pid})[/green], answering {back:.1f} s "
+                    "after it died",
+                    highlight=False,
+                )
+            elif child.name == "temporal":
+                self.console.print(
+                    f"[yellow]temporal (pid {child.pid}) did not answer within "
+                    f"{TEMPORAL_READY_TIMEOUT:.0f} s; killing it[/yellow]",
+                    highlight=False,
+                )
+                self._signal_group(child, signal.SIGKILL)
+            else:
+                child.answered = True  # it runs; whether it works, its log tells
+                self.console.print(
+                    f"[yellow]{child.name} restarted (pid {child.pid}) but does not answer yet; "
+                    f"see {child.log_path}[/yellow]",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+
+    async def _supervised(self, child: Child) -> None:
+        try:
+            await self._supervise(child)
+        except Interrupted:
+            return
+        except DevStackError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug here must still stop the stack cleanly
+            raise DevStackError(f"supervising {child.name} failed: {type(exc).__name__}: {exc}") from exc
+
+    def _kill_leftovers(self, pgid: int) -> None:
+        """SIGKILL whatever is left in a dead child's process group (its own children)."""
+        if _group_members(pgid):
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
     # ........................................................ Temporal
 
     async def _answers(self, address: str) -> Client | None:
@@ -300,10 +519,12 @@ class DevStack:
 
     async def start_temporal(self) -> Client:
         cfg = self.config
+        address = f"{cfg.host}:{cfg.temporal_port}"
         if cfg.temporal_address:
             client = await self._answers(cfg.temporal_address)
             if client is not None:
                 self.temporal_address = cfg.temporal_address
+                self.client = client
                 await self._ensure_search_attributes(client)
                 self.rows.append(
                     (
@@ -316,12 +537,19 @@ class DevStack:
                     ("Temporal UI", f"http://localhost:{cfg.ui_port}", "if that server runs one")
                 )
                 return client
-            self.console.print(
-                f"[yellow]TEMPORAL_ADDRESS={cfg.temporal_address} does not answer; starting a dev server "
-                f"on {cfg.host}:{cfg.temporal_port} instead[/yellow]",
-                soft_wrap=True,
-            )
-        address = f"{cfg.host}:{cfg.temporal_port}"
+            if same_address(cfg.temporal_address, cfg.host, cfg.temporal_port):
+                # The expected case: TEMPORAL_ADDRESS names the server we are about to start.
+                self.console.print(
+                    f"no Temporal server at {cfg.temporal_address} yet: starting the dev server there",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            else:
+                self.console.print(
+                    f"[yellow]TEMPORAL_ADDRESS={cfg.temporal_address} does not answer; starting a dev server "
+                    f"on {address} instead[/yellow]",
+                    soft_wrap=True,
+                )
         for port, what in ((cfg.temporal_port, "--temporal-port"), (cfg.ui_port, "--ui-port")):
             if port_in_use(cfg.host, port):
                 hint = (
@@ -338,19 +566,15 @@ class DevStack:
             find_temporal_binary(), cfg.host, cfg.temporal_port, cfg.ui_port, db_file
         )
         child = self._spawn("temporal", command)
-        deadline = time.monotonic() + TEMPORAL_READY_TIMEOUT
-        client = None
-        while client is None:
-            self._check_alive(child, "starting")
-            if time.monotonic() > deadline:
-                raise DevStackError(
-                    f"the Temporal dev server did not answer on {address} within {TEMPORAL_READY_TIMEOUT:.0f} s; "
-                    f"last output:\n{child.tail_text()}"
-                )
-            client = await self._answers(address)
-            if client is None:
-                await self._sleep(0.25)
+        client = await self._wait_temporal(child, address)
+        if client is None:
+            raise DevStackError(
+                f"the Temporal dev server did not answer on {address} within {TEMPORAL_READY_TIMEOUT:.0f} s; "
+                f"last output:\n{child.tail_text()}"
+            )
+        child.ready = self._temporal_ready
         self.temporal_address = address
+        self.client = client
         ui = f"http://{cfg.host}:{cfg.ui_port}/"
         ui_ok = await self._wait_http(ui, child, 10.0, fatal=False)
         self.rows.append(("Temporal gRPC", address, f"dev server, pid {child.pid}"))
@@ -362,6 +586,24 @@ class DevStack:
             )
         )
         return client
+
+    async def _wait_temporal(self, child: Child, address: str) -> Client | None:
+        """A client once the dev server answers on `address`; None after TEMPORAL_READY_TIMEOUT."""
+        deadline = time.monotonic() + TEMPORAL_READY_TIMEOUT
+        while True:
+            self._check_alive(child, "starting")
+            if time.monotonic() > deadline:
+                return None
+            client = await self._answers(address)
+            if client is not None:
+                return client
+            await self._sleep(0.25)
+
+    async def _temporal_ready(self, child: Child) -> bool:
+        client = await self._wait_temporal(child, self.temporal_address)
+        if client is not None:
+            self.client = client  # the worker's readiness check asks this one
+        return client is not None
 
     async def _ensure_search_attributes(self, client: Client) -> None:
         """An existing server may lack our search attributes: add the missing ones (best effort)."""
@@ -409,6 +651,12 @@ class DevStack:
                     raise DevStackError(f"{url} did not answer within {limit:.0f} s{tail}")
                 await self._sleep(0.2)
 
+    def _http_ready(self, url: str, limit: float) -> Callable[[Child], Awaitable[bool]]:
+        async def ready(child: Child) -> bool:
+            return await self._wait_http(url, child, limit, fatal=False)
+
+        return ready
+
     # ........................................................ Slack sandbox
 
     async def start_slack(self) -> None:
@@ -438,12 +686,12 @@ class DevStack:
             str(state),
             "--request-url",
             f"http://{cfg.host}:{cfg.slack_app_port}/slack/events",
-            "--signing-secret",
-            cfg.signing_secret,
         ]
+        # The signing secret by environment (SLACK_SIGNING_SECRET, see _child_env): `ps` shows command lines.
         child = self._spawn("slack-sandbox", command, env=self._child_env(), echo=cfg.echo_logs)
         page = f"http://{cfg.host}:{cfg.slack_port}/"
         await self._wait_http(page, child, SANDBOX_READY_TIMEOUT)
+        child.ready = self._http_ready(page, SANDBOX_READY_TIMEOUT)
         self.slack_api_url = f"http://{cfg.host}:{cfg.slack_port}/api/"
         self.rows.append(("Slack sandbox", f"http://localhost:{cfg.slack_port}/", f"pid {child.pid}"))
         self.rows.append(("Slack API URL", self.slack_api_url, "what the worker talks to"))
@@ -461,7 +709,8 @@ class DevStack:
                 "choose another with --servicenow-port"
             )
         state = cfg.data_dir / "servicenow-sandbox.json"
-        user, password = "admin", "admin"
+        given = os.environ.get("SERVICENOW_SANDBOX_USER", "")
+        user, _, password = (given if ":" in given else SERVICENOW_SANDBOX_USER).partition(":")
         command = [
             sys.executable,
             "-m",
@@ -472,12 +721,13 @@ class DevStack:
             str(cfg.servicenow_port),
             "--state",
             str(state),
-            "--user",
-            f"{user}:{password}",
         ]
-        child = self._spawn("servicenow-sandbox", command, env=self._child_env(), echo=cfg.echo_logs)
+        env = self._child_env()
+        env["SERVICENOW_SANDBOX_USER"] = f"{user}:{password}"  # not --user: `ps` shows command lines
+        child = self._spawn("servicenow-sandbox", command, env=env, echo=cfg.echo_logs)
         url = f"http://{cfg.host}:{cfg.servicenow_port}"
         await self._wait_http(url + "/", child, SANDBOX_READY_TIMEOUT)
+        child.ready = self._http_ready(url + "/", SANDBOX_READY_TIMEOUT)
         self.servicenow_env = {
             "SERVICENOW_URL": url,
             "SERVICENOW_USER": user,
@@ -502,7 +752,9 @@ class DevStack:
                 )
             command = [sys.executable, "-m", module, "--host", cfg.host, "--port", str(port)]
             child = self._spawn(name, command, env=self._child_env(), echo=cfg.echo_logs)
-            await self._wait_http(f"http://{cfg.host}:{port}{path}", child, WORKER_READY_TIMEOUT)
+            url = f"http://{cfg.host}:{port}{path}"
+            await self._wait_http(url, child, WORKER_READY_TIMEOUT)
+            child.ready = self._http_ready(url, WORKER_READY_TIMEOUT)
             if name == "alerts":
                 self.rows.append(
                     ("Alert receivers", f"http://localhost:{port}/alerts", "alertmanager, grafana, pagerduty")
@@ -528,14 +780,45 @@ class DevStack:
             TEMPORAL_UI_PORT=str(cfg.ui_port),
             INCIDENT_DATA_DIR=str(cfg.data_dir),
             SLACK_SANDBOX_PORT=str(cfg.slack_port),
+            SLACK_SIGNING_SECRET=cfg.signing_secret,  # the Slack sandbox signs with it, the handler checks it
         )
         if self.temporal_address:
             env["TEMPORAL_ADDRESS"] = self.temporal_address
         if self.slack_api_url:
             env["SLACK_API_URL"] = self.slack_api_url
         env.update(self.servicenow_env)
-        env["PYATS_TESTBED"] = cfg.testbed
+        if self.testbed:
+            env["PYATS_TESTBED"] = self.testbed
         return env
+
+    def prepare_testbed(self) -> None:
+        """PYATS_TESTBED if the user set one; else the mock lab's, written to the data dir for its scenario."""
+        cfg = self.config
+        lab = lab_testbed_path(cfg.data_dir)
+        if cfg.testbed and Path(cfg.testbed).expanduser().resolve() != lab:
+            self.testbed = cfg.testbed
+            self._forget_lab(lab)
+            return
+        from sandbox.devices import UnknownScenario, write_testbed
+
+        try:
+            write_testbed(cfg.scenario, lab)
+        except (UnknownScenario, KeyError):
+            from sandbox.devices import scenarios
+
+            raise DevStackError(
+                f"unknown scenario {cfg.scenario!r}: choose one of {', '.join(scenarios())}"
+            ) from None
+        self.testbed = str(lab)
+        self.lab_scenario = cfg.scenario
+
+    @staticmethod
+    def _forget_lab(lab: Path) -> None:
+        """A lab testbed left from an earlier run would let `incident devices` switch a file nobody reads."""
+        from sandbox.devices import scenario_of
+
+        if lab.exists() and scenario_of(lab) is not None:
+            lab.unlink(missing_ok=True)
 
     async def start_worker(self, client: Client) -> None:
         cfg = self.config
@@ -545,18 +828,29 @@ class DevStack:
         child = self._spawn(
             "worker", [sys.executable, "-m", "worker"], env=self._child_env(), echo=cfg.echo_logs
         )
-        polling = await self._wait_worker(client, child, started)
+        polling = await self._wait_worker(child, started)
+        child.ready = self._worker_ready
         note = f"pid {child.pid}" + ("" if polling else ", [yellow]not polling yet[/yellow]")
         self.rows.append(("Worker", f"task queue {cfg.task_queue!r}", note))
-        self.rows.append(
-            (
-                "Devices",
-                f"pyATS testbed {cfg.testbed}",
-                "mock lab, outage scenario" if cfg.testbed == "config/testbed.yaml" else "PYATS_TESTBED",
-            )
-        )
+        if self.lab_scenario is not None:
+            from sandbox.devices import scenarios
 
-    async def _wait_worker(self, client: Client, child: Child, started: float) -> bool:
+            others = "|".join(s for s in scenarios() if s != self.lab_scenario)
+            self.rows.append(
+                (
+                    "Devices",
+                    f"mock lab, scenario [bold]{self.lab_scenario}[/bold]",
+                    f"{scenarios()[self.lab_scenario]}; switch: incident devices {others}",
+                )
+            )
+        else:
+            self.rows.append(("Devices", f"pyATS testbed {self.testbed}", "PYATS_TESTBED"))
+
+    async def _worker_ready(self, child: Child) -> bool:
+        # Only a poller with this process's identity counts: the dead one's polls are still listed.
+        return await self._wait_worker(child, time.time(), by_identity=True)
+
+    async def _wait_worker(self, child: Child, started: float, by_identity: bool = False) -> bool:
         """True once a poller from this worker shows on the task queue."""
         from temporalio.api.enums.v1 import TaskQueueType
         from temporalio.api.taskqueue.v1 import TaskQueue
@@ -571,14 +865,17 @@ class DevStack:
         while time.monotonic() < deadline:
             self._check_alive(child, "starting")
             try:
-                response = await client.workflow_service.describe_task_queue(request)
+                assert self.client is not None
+                response = await self.client.workflow_service.describe_task_queue(request)
                 for poller in response.pollers:
                     seen = (
                         poller.last_access_time.ToDatetime(tzinfo=UTC).timestamp()
                         if poller.HasField("last_access_time")
                         else 0
                     )
-                    if poller.identity.startswith(f"{child.pid}@") or seen >= started - 1:
+                    if poller.identity.startswith(f"{child.pid}@") or (
+                        not by_identity and seen >= started - 1
+                    ):
                         return True
             except Exception:  # noqa: BLE001 - keep waiting; the deadline decides
                 pass
@@ -588,7 +885,16 @@ class DevStack:
     # ........................................................ stopping
 
     async def stop_all(self) -> None:
-        """Stop the children, newest first: worker (SIGINT, graceful), then the servers (SIGTERM)."""
+        """Stop the children, newest first: worker (SIGINT, graceful), then the servers (SIGTERM).
+
+        No restart begins once this has: the supervisors are cancelled first, and a process one of
+        them started is the child's current one, so it is stopped like the rest.
+        """
+        self.stopping = True
+        self.stop_requested.set()
+        for task in self.supervisors:
+            task.cancel()
+        await asyncio.gather(*self.supervisors, return_exceptions=True)
         deadline = time.monotonic() + STOP_TIMEOUT
         order = list(reversed(self.children))
         for child in order:
@@ -611,12 +917,7 @@ class DevStack:
             except subprocess.TimeoutExpired:
                 pass
             # Leftover grandchildren in the child's process group go too.
-            leftovers = _group_members(child.pid)
-            if leftovers:
-                try:
-                    os.killpg(child.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+            self._kill_leftovers(child.pid)
             if child.reader is not None:
                 child.reader.join(timeout=2)
 
@@ -655,6 +956,7 @@ class DevStack:
                 ("temporal.db", self.started("temporal")),
                 ("slack-sandbox.json", self.started("slack-sandbox")),
                 ("servicenow-sandbox.json", self.started("servicenow-sandbox")),
+                (LAB_TESTBED, self.lab_scenario is not None),
             )
             if used
         ]
@@ -672,7 +974,9 @@ class DevStack:
             soft_wrap=True,
             highlight=False,
         )
-        self.console.print("[green]Ready.[/green] Ctrl-C stops everything.", highlight=False)
+        self.console.print(
+            "[green]Ready.[/green] A part that dies is restarted; Ctrl-C stops everything.", highlight=False
+        )
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -685,16 +989,11 @@ class DevStack:
             client = await self.start_temporal()
             await self.start_slack()
             await self.start_servicenow()
+            self.prepare_testbed()
             await self.start_worker(client)
             await self.start_receivers()
             self.print_table()
-            while not self.stop_requested.is_set():
-                for child in self.children:
-                    self._check_alive(child, "running; stopping the rest")
-                try:
-                    await asyncio.wait_for(self.stop_requested.wait(), 0.5)
-                except TimeoutError:
-                    pass
+            await self.supervise()
             self.console.print("stopping ...")
         except Interrupted:
             self.console.print("interrupted while starting; stopping ...")
@@ -721,7 +1020,23 @@ class DevStack:
             )
         return code
 
+    async def supervise(self) -> None:
+        """Keep every child running until a stop is asked for; DevStackError if Temporal cannot come back."""
+        self.supervisors = [
+            asyncio.create_task(self._supervised(child), name=f"supervise-{child.name}")
+            for child in self.children
+        ]
+        stop = asyncio.create_task(self.stop_requested.wait())
+        try:
+            done, _ = await asyncio.wait([stop, *self.supervisors], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        for task in done:
+            failure = None if task is stop or task.cancelled() else task.exception()
+            if failure is not None:
+                raise failure
+
 
 def run_dev(config: DevConfig, console: Console | None = None) -> int:
-    """Run the stack until SIGINT/SIGTERM or a child dies; the process exit code."""
+    """Run the stack until SIGINT/SIGTERM/SIGHUP, restarting what dies; the process exit code."""
     return asyncio.run(DevStack(config, console).run())

@@ -11,7 +11,8 @@ data, so switching scenarios is writing the testbed again for another one:
 
 The device activities reload a testbed whose file changed and drop the
 sessions they had open, so the next check sees the new scenario (as they
-would after a real device reloaded).
+would after a real device reloaded). `incident dev` writes the lab's testbed
+to `<data dir>/testbed.yaml` and `incident devices recovered` switches it.
 
 `config/testbed.yaml` is the outage scenario written with `--portable`: its
 connection commands are pyATS `%CALLABLE{}` markups that resolve to absolute
@@ -60,6 +61,51 @@ def lab() -> dict[str, Any]:
 def scenarios() -> dict[str, str]:
     """Scenario name -> one-line description."""
     return {name: spec.get("description", "") for name, spec in lab()["scenarios"].items()}
+
+
+BEHAVIOUR_TEXT = {
+    "mock": "up",
+    "refused": "down (connection refused)",
+    "silent": "silent (never answers)",
+    "badauth": "up, rejects the login",
+}
+
+
+def scenario_devices(scenario: str) -> dict[str, str]:
+    """Device -> what it does in `scenario`, in words: `{"R1": "down (connection refused)", "R2": "up"}`."""
+    _behaviour("R1", scenario)  # validates the scenario name
+    return {name: BEHAVIOUR_TEXT[_behaviour(name, scenario)] for name in lab()["devices"]}
+
+
+def scenario_changes(old: str | None, new: str) -> list[str]:
+    """One line per device between two scenarios: `R1: down (connection refused) → up`."""
+    after = scenario_devices(new)
+    before = scenario_devices(old) if old in scenarios() else {}
+    lines = []
+    for name, now in after.items():
+        was = before.get(name)
+        if was is None:
+            lines.append(f"{name}: {now}")
+        elif was != now:
+            lines.append(f"{name}: {was} → {now}")
+        elif now.startswith("up"):
+            lines.append(f"{name}: {now}, as before (now answering with the {new} scenario's data)")
+        else:
+            lines.append(f"{name}: {now}, as before")
+    return lines
+
+
+def scenario_of(path: str | Path) -> str | None:
+    """The lab scenario a testbed written here is for (from its name); None if it is not the lab's."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    name = ((data or {}).get("testbed") or {}).get("name") if isinstance(data, dict) else None
+    prefix = f"{lab()['testbed']['name']}-"
+    if isinstance(name, str) and name.startswith(prefix) and name[len(prefix) :] in scenarios():
+        return name[len(prefix) :]
+    return None
 
 
 def mock_device_cli() -> str:
