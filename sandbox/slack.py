@@ -4,12 +4,30 @@ A Starlette app that answers the Slack Web API methods this project uses, in
 Slack's own shapes, so that the real ``slack_sdk`` ``AsyncWebClient`` works
 against it unchanged::
 
-    client = AsyncWebClient(token="xoxb-anything", base_url="http://127.0.0.1:8901/api/")
+    client = AsyncWebClient(token="xoxb-sandbox-token", base_url="http://127.0.0.1:8901/api/")
 
 Run it with ``python -m sandbox.slack --port 8901 --state .data/slack-sandbox.json``.
 ``GET /`` shows the conversation as a person would read it in Slack; the
 ``/_sandbox/...`` endpoints (plain JSON, not Slack-shaped) inject faults,
 change the rate limit, set Do Not Disturb, dump and reset the state.
+
+Who may call, as in Slack: the sandbox knows the bot tokens it accepts
+(DEFAULT_TOKENS, or ``SLACK_SANDBOX_TOKENS``; ``SLACK_BOT_TOKEN`` too): no token
+is ``not_authed``, another ``invalid_auth``, a revoked one ``token_revoked``.
+The app is installed with bot scopes (DEFAULT_SCOPES, the README's list, or
+``SLACK_SANDBOX_SCOPES``; a token may have its own): a method called without
+its scope answers ``missing_scope`` with ``needed`` and ``provided``, and every
+answer carries ``x-oauth-scopes`` / ``x-accepted-oauth-scopes``. The bot is in
+the default channels (as if invited) and in those it creates; a channel made
+without it (``POST /_sandbox/channels {"name", "member": false}``) gives
+``not_in_channel`` to history, replies, reactions, ephemeral messages and file
+shares, and to posts unless the app has ``chat:write.public``; a private
+channel the bot is not in is ``channel_not_found``. Events reach the app only
+with their scope (``reaction_added``: reactions:read, ``pin_added``:
+pins:read) from channels the bot is in, and slash commands only with
+``commands``. ``/_sandbox/calls`` lists, for each call, the scopes it was
+checked for; ``/_sandbox/tokens`` and ``/_sandbox/channels`` change the grants
+and the membership.
 
 Channel arguments: ``chat.postMessage`` (and ``chat.postEphemeral``) accept a
 channel ID, a name with or without ``#``, or a user ID (a DM); every other
@@ -82,6 +100,110 @@ CALL_LOG_SIZE = 10_000
 MAX_TEXT = 40_000
 MAX_UPLOAD = 5 * 1024 * 1024
 RATE_LIMITED_METHODS = frozenset({"chat.postMessage", "chat.update"})
+
+# -- who may call: tokens and the app's scopes ------------------------------------------
+#
+# The bot tokens the sandbox accepts (an unknown `xox...` token gets `invalid_auth`): the
+# project's default (activities/settings.py), the tests' and the benchmarks'. Override with
+# create_app(tokens=...) or SLACK_SANDBOX_TOKENS; SLACK_BOT_TOKEN, when set, is accepted too.
+DEFAULT_TOKENS: tuple[str, ...] = ("xoxb-sandbox-token", "xoxb-test-token", "xoxb-quickstart", "xoxb-bench")
+# The bot scopes the app is installed with: exactly what the project calls needs (the
+# README's list, "Running against real Slack"; tests/test_slack_scopes.py proves each one is
+# needed and none is missing). Override with create_app(scopes=...) or SLACK_SANDBOX_SCOPES.
+DEFAULT_SCOPES: tuple[str, ...] = (
+    "chat:write",  # chat.postMessage, chat.update, chat.postEphemeral
+    "reactions:write",  # reactions.add
+    "reactions:read",  # the reaction_added event (claim by :raised_hand:, :stopwatch:)
+    "pins:read",  # the pin_added event
+    "channels:read",  # conversations.list (public channels): a channel's ID from its name
+    "groups:read",  # conversations.list asks for private_channel too: without it Slack refuses the call
+    "channels:history",  # conversations.history/replies in public channels
+    "groups:history",  # ... in private channels
+    "files:write",  # files.getUploadURLExternal, files.completeUploadExternal (long device output)
+    "commands",  # the /incident slash command
+)
+# A token with every scope the sandbox knows, for tests and people looking around (creating a
+# channel, users.info): what the project itself may do is decided by DEFAULT_SCOPES, never by this.
+ADMIN_TOKEN = "xoxb-sandbox-admin"
+# Slack's bot-token scopes for each method (docs.slack.dev, "Scopes"), sent back in the
+# `x-accepted-oauth-scopes` header. A method with one scope needs it; where there are several,
+# the conversation's type picks the one needed (`_CONVERSATION_SCOPES`).
+ACCEPTED_SCOPES: dict[str, tuple[str, ...]] = {
+    "api.test": (),
+    "auth.test": (),
+    "chat.getPermalink": (),
+    "views.open": (),
+    "chat.postMessage": ("chat:write",),  # + chat:write.public in a public channel the bot is not in
+    "chat.postEphemeral": ("chat:write",),
+    "chat.update": ("chat:write",),
+    "reactions.add": ("reactions:write",),
+    "reactions.remove": ("reactions:write",),
+    "reactions.get": ("reactions:read",),
+    "conversations.create": ("channels:manage", "groups:write", "im:write", "mpim:write"),
+    "conversations.join": ("channels:join",),
+    "conversations.invite": (
+        "channels:manage",
+        "channels:write.invites",
+        "groups:write",
+        "groups:write.invites",
+        "im:write",
+        "mpim:write",
+    ),
+    "conversations.open": ("channels:manage", "groups:write", "im:write", "mpim:write"),
+    "conversations.info": ("channels:read", "groups:read", "im:read", "mpim:read"),
+    "conversations.list": ("channels:read", "groups:read", "im:read", "mpim:read"),
+    "conversations.setTopic": (
+        "channels:manage",
+        "channels:write.topic",
+        "groups:write",
+        "groups:write.topic",
+        "im:write",
+        "im:write.topic",
+        "mpim:write",
+        "mpim:write.topic",
+    ),
+    "conversations.history": ("channels:history", "groups:history", "im:history", "mpim:history"),
+    "conversations.replies": ("channels:history", "groups:history", "im:history", "mpim:history"),
+    "users.info": ("users:read",),
+    "dnd.info": ("dnd:read",),
+    "bookmarks.add": ("bookmarks:write",),
+    "bookmarks.list": ("bookmarks:read",),
+    "files.getUploadURLExternal": ("files:write",),
+    "files.completeUploadExternal": ("files:write",),
+}
+ACCEPTED_SCOPES["conversations.setPurpose"] = ACCEPTED_SCOPES["conversations.setTopic"]
+# What a method needs for one kind of conversation (public `channels`, private `groups`, `im`,
+# `mpim`): any one of the scopes listed; Slack's `needed` names the first.
+_CONVERSATION_SCOPES: dict[str, dict[str, tuple[str, ...]]] = {
+    "read": {k: (f"{k}:read",) for k in ("channels", "groups", "im", "mpim")},
+    "history": {k: (f"{k}:history",) for k in ("channels", "groups", "im", "mpim")},
+    "create": {"channels": ("channels:manage",), "groups": ("groups:write",)},
+    "open": {
+        "channels": ("channels:manage",),
+        "groups": ("groups:write",),
+        "im": ("im:write",),
+        "mpim": ("mpim:write",),
+    },
+    "invite": {
+        "channels": ("channels:manage", "channels:write.invites"),
+        "groups": ("groups:write", "groups:write.invites"),
+        "im": ("im:write",),
+        "mpim": ("mpim:write",),
+    },
+    "topic": {
+        "channels": ("channels:manage", "channels:write.topic"),
+        "groups": ("groups:write", "groups:write.topic"),
+        "im": ("im:write", "im:write.topic"),
+        "mpim": ("mpim:write", "mpim:write.topic"),
+    },
+}
+EVERY_SCOPE: tuple[str, ...] = tuple(
+    sorted({s for scopes in ACCEPTED_SCOPES.values() for s in scopes} | {"chat:write.public", "commands"})
+)
+_LIST_TYPES = {"public_channel": "channels", "private_channel": "groups", "mpim": "mpim", "im": "im"}
+# What the app must be granted for Slack to send it an event or a slash command at all.
+EVENT_SCOPES: dict[str, str] = {"reaction_added": "reactions:read", "pin_added": "pins:read"}
+COMMAND_SCOPE = "commands"
 
 # Acting as Slack toward the app (the /_sandbox/act/... endpoints).
 DELIVERY_TIMEOUT = 3.0  # seconds: Slack gives up on an app after 3 s
@@ -388,6 +510,76 @@ def view_state_values(view: dict[str, Any], values: dict[str, Any]) -> dict[str,
 
 
 # ---------------------------------------------------------------------------
+# tokens and scopes
+
+
+def parse_scopes(value: Any) -> tuple[str, ...]:
+    """'chat:write,reactions:write' (commas or spaces) or a list -> ('chat:write', 'reactions:write')."""
+    if value is None:
+        return ()
+    items = re.split(r"[\s,]+", value) if isinstance(value, str) else [str(v) for v in value]
+    out: list[str] = []
+    for item in (i.strip() for i in items):
+        if item and item not in out:
+            out.append(item)
+    return tuple(out)
+
+
+def tokens_from_env() -> dict[str, tuple[str, ...] | None]:
+    """The accepted tokens: SLACK_SANDBOX_TOKENS (comma-separated) or DEFAULT_TOKENS, and SLACK_BOT_TOKEN.
+
+    Each gets the app's scopes (None). SLACK_BOT_TOKEN is accepted so that `incident dev`
+    with a token of your own, but no SLACK_API_URL, still has a worker the sandbox lets in.
+    ADMIN_TOKEN is accepted too, with EVERY_SCOPE.
+    """
+    listed = parse_scopes(os.environ.get("SLACK_SANDBOX_TOKENS") or "") or DEFAULT_TOKENS
+    tokens: dict[str, tuple[str, ...] | None] = dict.fromkeys(listed)
+    tokens.setdefault(ADMIN_TOKEN, EVERY_SCOPE)
+    bot_token = (os.environ.get("SLACK_BOT_TOKEN") or "").strip()
+    if bot_token:
+        tokens.setdefault(bot_token, None)
+    return tokens
+
+
+def scopes_from_env() -> tuple[str, ...]:
+    """The app's scopes: SLACK_SANDBOX_SCOPES (comma-separated) or DEFAULT_SCOPES."""
+    return parse_scopes(os.environ.get("SLACK_SANDBOX_SCOPES") or "") or DEFAULT_SCOPES
+
+
+def _mask(token: str) -> str:
+    """A token as the control API shows it: enough to tell which, never the whole of a real one."""
+    return token if len(token) <= 18 else token[:10] + "…" + token[-4:]
+
+
+class Grant:
+    """Who is calling: the token's scopes, and each scope requirement checked for this call."""
+
+    def __init__(self, token: str, scopes: Iterable[str]) -> None:
+        self.token = token
+        self.scopes = tuple(scopes)
+        self.checked: list[list[str]] = []  # each: the scopes any one of which satisfied a requirement
+
+    def require(self, *alternatives: str) -> None:
+        """Slack's `missing_scope` unless the token has one of `alternatives` (the first is `needed`)."""
+        if not any(scope in self.scopes for scope in alternatives):
+            raise SlackError("missing_scope", needed=alternatives[0], provided=",".join(self.scopes))
+        self.checked.append(list(alternatives))
+
+
+def conversation_kind(channel: dict[str, Any]) -> str:
+    """`channels` (public), `groups` (private), `im` or `mpim`: the prefix of the scopes it needs."""
+    if channel.get("is_im"):
+        return "im"
+    if channel.get("is_mpim"):
+        return "mpim"
+    return "groups" if channel.get("is_private") else "channels"
+
+
+def bot_is_member(channel: dict[str, Any]) -> bool:
+    return BOT_USER_ID in channel.get("members", [])
+
+
+# ---------------------------------------------------------------------------
 # the sandbox: state, persistence, faults, rate limits and the methods
 
 
@@ -401,8 +593,21 @@ class SlackSandbox:
         channels: Iterable[str] = DEFAULT_CHANNELS,
         request_url: str | None = None,
         signing_secret: str | None = None,
+        tokens: Iterable[str] | dict[str, Iterable[str] | str | None] | None = None,
+        scopes: Iterable[str] | str | None = None,
     ) -> None:
         self.state_file = Path(state_file) if state_file else None
+        # The app's bot scopes, and the tokens accepted: token -> its own scopes, or None for the app's.
+        self.scopes: tuple[str, ...] = parse_scopes(scopes) if scopes is not None else scopes_from_env()
+        self.tokens: dict[str, tuple[str, ...] | None] = {}
+        if tokens is None:
+            self.tokens = tokens_from_env()
+        elif isinstance(tokens, dict):
+            self.tokens = {t: (None if v is None else parse_scopes(v)) for t, v in tokens.items()}
+        else:
+            self.tokens = dict.fromkeys(tokens)
+        self.revoked: set[str] = set()
+        self._configured = (self.scopes, dict(self.tokens))  # what reset() goes back to
         self.default_channels = tuple(c.lstrip("#") for c in channels)
         self.rate_limit_per_minute = rate_limit_per_minute
         # Where the app listens (its Request URL) and the secret Slack signs requests with.
@@ -444,7 +649,11 @@ class SlackSandbox:
                 self._add_channel(name, is_private=False, created=int(time.time()))
 
     def reset(self) -> None:
+        """Everything back to how the sandbox started: no messages, the configured tokens and scopes."""
         self._clear()
+        self.scopes, tokens = self._configured
+        self.tokens = dict(tokens)
+        self.revoked.clear()
         self.faults.clear()
         self.calls.clear()
         self.call_counts.clear()
@@ -462,7 +671,10 @@ class SlackSandbox:
         self._seq += 1
         return _stable_id(prefix, f"{time.time_ns()}:{self._seq}")
 
-    def _add_channel(self, name: str, *, is_private: bool, created: int) -> dict[str, Any]:
+    def _add_channel(
+        self, name: str, *, is_private: bool, created: int, creator: str = BOT_USER_ID
+    ) -> dict[str, Any]:
+        """A channel; its creator is in it (the bot, unless a person created it without the bot)."""
         cid = channel_id_for(name)
         channel = {
             "id": cid,
@@ -473,15 +685,15 @@ class SlackSandbox:
             "is_mpim": False,
             "is_private": is_private,
             "created": created,
-            "creator": BOT_USER_ID,
+            "creator": creator,
             "is_archived": False,
             "is_general": False,
             "unlinked": 0,
             "name_normalized": name,
             "is_shared": False,
             "is_org_shared": False,
-            "is_member": True,
-            "members": [BOT_USER_ID],
+            "is_member": creator == BOT_USER_ID,
+            "members": [creator],
             "topic": {"value": "", "creator": "", "last_set": 0},
             "purpose": {"value": "", "creator": "", "last_set": 0},
             "previous_names": [],
@@ -514,6 +726,7 @@ class SlackSandbox:
 
     def channel_view(self, channel: dict[str, Any]) -> dict[str, Any]:
         view = {k: v for k, v in channel.items() if k != "members"}
+        view["is_member"] = bot_is_member(channel)
         if not channel.get("is_im"):
             view["num_members"] = len(channel.get("members", []))
         return view
@@ -718,9 +931,84 @@ class SlackSandbox:
         self.rate_limit_per_minute = per_minute or None
         self._buckets.clear()
 
-    def log_call(self, method: str, status: int, error: str | None) -> None:
-        self.calls.append({"method": method, "status": status, "error": error, "at": time.time()})
+    def log_call(
+        self,
+        method: str,
+        status: int,
+        error: str | None,
+        *,
+        scopes: list[list[str]] | None = None,
+        **extra: Any,
+    ) -> None:
+        """One Web API call: its method, status and error, and the scopes it was checked for.
+
+        `scopes` lists each requirement the call passed (the scopes any one of which would
+        do); a `missing_scope` answer adds `needed`.
+        """
+        entry = {
+            "method": method,
+            "status": status,
+            "error": error,
+            "at": time.time(),
+            "scopes": scopes or [],
+        }
+        entry.update(extra)
+        self.calls.append(entry)
         self.call_counts[method] += 1
+
+    # -- tokens, scopes and membership -----------------------------------------------------
+
+    def authenticate(self, token: str) -> Grant:
+        """The grant of a token: `not_authed` without one, `invalid_auth` for one Slack never issued."""
+        token = token.strip()
+        if not token:
+            raise SlackError("not_authed")
+        if token in self.revoked:
+            raise SlackError("token_revoked")
+        if token.startswith("xapp-") and token not in self.tokens:
+            raise SlackError("not_allowed_token_type")  # an app-level token calls no Web API method
+        if token not in self.tokens:
+            raise SlackError("invalid_auth")
+        own = self.tokens[token]
+        return Grant(token, self.scopes if own is None else own)
+
+    def set_token(
+        self,
+        token: str,
+        *,
+        scopes: Any = ...,
+        revoked: bool | None = None,
+        remove: bool = False,
+    ) -> None:
+        """Accept a token (with its own scopes, or None: the app's), revoke it or forget it."""
+        token = token.strip()
+        if not token:
+            raise ValueError("token must not be empty")
+        if remove:
+            self.tokens.pop(token, None)
+            self.revoked.discard(token)
+            return
+        if scopes is not ... or token not in self.tokens:
+            self.tokens[token] = None if scopes is ... or scopes is None else parse_scopes(scopes)
+        if revoked is not None:
+            (self.revoked.add if revoked else self.revoked.discard)(token)
+
+    def visible_channel(self, ref: Any, *, by_name: bool = False) -> dict[str, Any]:
+        """A channel as the bot sees it: a private channel it is not in does not exist for it."""
+        channel = self.find_channel(ref, by_name=by_name)
+        if channel.get("is_private") and not bot_is_member(channel):
+            raise SlackError("channel_not_found")
+        return channel
+
+    def set_membership(self, channel: dict[str, Any], member: bool) -> None:
+        """Invite the bot to a channel, or remove it (as a person would in Slack)."""
+        members = channel.setdefault("members", [])
+        if member and BOT_USER_ID not in members:
+            members.append(BOT_USER_ID)
+        elif not member and BOT_USER_ID in members:
+            members.remove(BOT_USER_ID)
+        channel["is_member"] = member
+        self.changed()
 
     # -- messages -----------------------------------------------------------------
 
@@ -930,13 +1218,22 @@ class SlackSandbox:
         *,
         timestamp: int | str | None = None,
         signing_secret: str | None = None,
+        scopes: list[list[str]] | None = None,
     ) -> dict[str, Any]:
         """POST one request to the app as Slack does; what the app answered.
 
         `timestamp` and `signing_secret` override the real ones, for testing
-        how the app treats stale or forged requests.
+        how the app treats stale or forged requests. `scopes`: the app scopes that
+        let Slack send it (kept in the delivery log, like the Web API call log's).
         """
-        result: dict[str, Any] = {"kind": kind, "at": time.time(), "status": None, "body": "", "error": None}
+        result: dict[str, Any] = {
+            "kind": kind,
+            "at": time.time(),
+            "status": None,
+            "body": "",
+            "error": None,
+            "scopes": scopes or [],
+        }
         if not self.request_url:
             result["error"] = "no_request_url"
             self.deliveries.append(result)
@@ -990,6 +1287,27 @@ def _base_url(request: Request) -> str:
     return str(request.base_url)
 
 
+def _grant(request: Request) -> Grant:
+    """The caller's grant (api_endpoint authenticated it); every scope a method checks goes through it."""
+    return request.state.grant
+
+
+def _conversation_scope(request: Request, channel: dict[str, Any], action: str) -> None:
+    """The scope `action` needs on this kind of conversation (e.g. history: channels:history / groups:history)."""
+    alternatives = _CONVERSATION_SCOPES[action].get(conversation_kind(channel))
+    if alternatives is None:
+        raise SlackError("method_not_supported_for_channel_type")
+    _grant(request).require(*alternatives)
+
+
+def _member_channel(sb: SlackSandbox, request: Request, ref: Any, *, by_name: bool = False) -> dict[str, Any]:
+    """A channel the bot must be in: private and not in it is `channel_not_found`, public `not_in_channel`."""
+    channel = sb.visible_channel(ref, by_name=by_name)
+    if not bot_is_member(channel):
+        raise SlackError("not_in_channel")
+    return channel
+
+
 @method("api.test")
 def api_test(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
     return {"ok": True, "args": {k: v for k, v in args.items() if k != "token"}}
@@ -1012,14 +1330,21 @@ def auth_test(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[
 
 @method("chat.postMessage")
 def chat_post_message(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
-    return sb.post(args)
+    channel = sb.visible_channel(args.get("channel"), by_name=True)
+    if not bot_is_member(channel):
+        # A bot posts only where it was invited; with chat:write.public also in public channels.
+        if "chat:write.public" not in _grant(request).scopes:
+            raise SlackError("not_in_channel")
+        _grant(request).require("chat:write.public")
+    return sb.post({**args, "channel": channel["id"]})
 
 
 @method("chat.postEphemeral")
 def chat_post_ephemeral(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
     # Ephemeral messages are seen by one user only and are not part of history:
     # the sandbox keeps them per user (/_sandbox/state "ephemeral", and the page).
-    channel = sb.find_channel(args.get("channel"), by_name=True)
+    # The bot must be in the channel, chat:write.public or not.
+    channel = _member_channel(sb, request, args.get("channel"), by_name=True)
     user = _str(args.get("user")).strip()
     if not _USER_ID_RE.match(user):
         raise SlackError("user_not_found")
@@ -1057,7 +1382,7 @@ def public_view(view: dict[str, Any]) -> dict[str, Any]:
 
 @method("chat.update")
 def chat_update(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
-    channel = sb.find_channel(args.get("channel"))
+    channel = sb.visible_channel(args.get("channel"))
     msg = sb.find_message(channel["id"], args.get("ts"))
     text = args.get("text")
     blocks = _json_arg(args.get("blocks"), "invalid_blocks")
@@ -1091,7 +1416,7 @@ def chat_update(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dic
 
 @method("chat.getPermalink")
 def chat_get_permalink(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
-    channel = sb.find_channel(args.get("channel"))
+    channel = sb.visible_channel(args.get("channel"))
     msg = sb.find_message(channel["id"], args.get("message_ts"))
     link = f"{_base_url(request)}archives/{channel['id']}/p{msg['ts'].replace('.', '')}"
     if msg.get("thread_ts") not in (None, msg["ts"]):
@@ -1099,8 +1424,10 @@ def chat_get_permalink(sb: SlackSandbox, args: dict[str, Any], request: Request)
     return {"ok": True, "channel": channel["id"], "permalink": link}
 
 
-def _reaction_target(sb: SlackSandbox, args: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str]:
-    channel = sb.find_channel(args.get("channel"))
+def _reaction_target(
+    sb: SlackSandbox, args: dict[str, Any], request: Request
+) -> tuple[dict[str, Any], dict[str, Any], str]:
+    channel = _member_channel(sb, request, args.get("channel"))  # a bot reacts where it is a member
     msg = sb.find_message(channel["id"], args.get("timestamp"))
     name = _str(args.get("name")).strip()
     if not name or not _EMOJI_NAME_RE.match(name):
@@ -1110,7 +1437,7 @@ def _reaction_target(sb: SlackSandbox, args: dict[str, Any]) -> tuple[dict[str, 
 
 @method("reactions.add")
 def reactions_add(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
-    _, msg, name = _reaction_target(sb, args)
+    _, msg, name = _reaction_target(sb, args, request)
     reactions = msg.setdefault("reactions", [])
     for reaction in reactions:
         if reaction["name"] == name:
@@ -1127,7 +1454,7 @@ def reactions_add(sb: SlackSandbox, args: dict[str, Any], request: Request) -> d
 
 @method("reactions.remove")
 def reactions_remove(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
-    _, msg, name = _reaction_target(sb, args)
+    _, msg, name = _reaction_target(sb, args, request)
     reactions = msg.get("reactions", [])
     for reaction in reactions:
         if reaction["name"] == name and BOT_USER_ID in reaction["users"]:
@@ -1144,7 +1471,7 @@ def reactions_remove(sb: SlackSandbox, args: dict[str, Any], request: Request) -
 
 @method("reactions.get")
 def reactions_get(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
-    channel = sb.find_channel(args.get("channel"))
+    channel = sb.visible_channel(args.get("channel"))
     msg = sb.find_message(channel["id"], args.get("timestamp"))
     return {
         "ok": True,
@@ -1156,6 +1483,8 @@ def reactions_get(sb: SlackSandbox, args: dict[str, Any], request: Request) -> d
 
 @method("conversations.create")
 def conversations_create(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    is_private = _bool(args.get("is_private"))
+    _grant(request).require(*_CONVERSATION_SCOPES["create"]["groups" if is_private else "channels"])
     name = _str(args.get("name")).strip()
     if not name:
         raise SlackError("invalid_name_required")
@@ -1165,14 +1494,16 @@ def conversations_create(sb: SlackSandbox, args: dict[str, Any], request: Reques
         raise SlackError("invalid_name_specials")
     if name in sb.by_name:
         raise SlackError("name_taken")
-    channel = sb._add_channel(name, is_private=_bool(args.get("is_private")), created=int(time.time()))
+    channel = sb._add_channel(name, is_private=is_private, created=int(time.time()))  # the bot is in it
     sb.changed()
     return {"ok": True, "channel": sb.channel_view(channel)}
 
 
 @method("conversations.join")
 def conversations_join(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
-    channel = sb.find_channel(args.get("channel"))
+    channel = sb.visible_channel(args.get("channel"))
+    if conversation_kind(channel) != "channels":
+        raise SlackError("method_not_supported_for_channel_type")  # only public channels can be joined
     out: dict[str, Any] = {"ok": True}
     if BOT_USER_ID in channel.setdefault("members", []):
         out["warning"] = "already_in_channel"
@@ -1187,7 +1518,10 @@ def conversations_join(sb: SlackSandbox, args: dict[str, Any], request: Request)
 
 @method("conversations.invite")
 def conversations_invite(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
-    channel = sb.find_channel(args.get("channel"))
+    channel = sb.visible_channel(args.get("channel"))
+    _conversation_scope(request, channel, "invite")
+    if not bot_is_member(channel):
+        raise SlackError("not_in_channel")
     users = [u.strip() for u in _str(args.get("users")).split(",") if u.strip()]
     if not users:
         raise SlackError("no_user")
@@ -1208,8 +1542,10 @@ def conversations_invite(sb: SlackSandbox, args: dict[str, Any], request: Reques
 @method("conversations.open")
 def conversations_open(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
     if args.get("channel"):
-        channel = sb.find_channel(args.get("channel"))
+        channel = sb.visible_channel(args.get("channel"))
+        _conversation_scope(request, channel, "open")
     else:
+        _grant(request).require(*_CONVERSATION_SCOPES["open"]["im"])
         users = [u.strip() for u in _str(args.get("users")).split(",") if u.strip()]
         if not users:
             raise SlackError("users_list_not_supplied")
@@ -1224,13 +1560,17 @@ def conversations_open(sb: SlackSandbox, args: dict[str, Any], request: Request)
 
 @method("conversations.info")
 def conversations_info(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
-    channel = sb.find_channel(args.get("channel"))
+    channel = sb.visible_channel(args.get("channel"))
+    _conversation_scope(request, channel, "read")
     return {"ok": True, "channel": sb.channel_view(channel)}
 
 
 def _set_channel_text(field: str) -> Handler:
     def handler(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
-        channel = sb.find_channel(args.get("channel"))
+        channel = sb.visible_channel(args.get("channel"))
+        _conversation_scope(request, channel, "topic")
+        if not bot_is_member(channel):
+            raise SlackError("not_in_channel")
         value = _str(args.get(field))
         if len(value) > 250:
             raise SlackError("too_long")
@@ -1247,16 +1587,23 @@ METHODS["conversations.setPurpose"] = _set_channel_text("purpose")
 
 @method("conversations.list")
 def conversations_list(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
-    types = {t.strip() for t in _str(args.get("types") or "public_channel").split(",") if t.strip()}
+    types = [t.strip() for t in _str(args.get("types") or "public_channel").split(",") if t.strip()]
+    if not types or any(t not in _LIST_TYPES for t in types):
+        raise SlackError("invalid_types")
+    # Each type asked for needs its scope: without groups:read, asking for private_channel
+    # fails the whole call, public channels included (as Slack does).
+    for kind in _LIST_TYPES:
+        if kind in types:
+            _grant(request).require(*_CONVERSATION_SCOPES["read"][_LIST_TYPES[kind]])
+    wanted = {_LIST_TYPES[t] for t in types}
     exclude_archived = _bool(args.get("exclude_archived"))
     selected = []
     for channel in sb.channels.values():
-        if channel.get("is_im"):
-            kind = "im"
-        else:
-            kind = "private_channel" if channel.get("is_private") else "public_channel"
-        if kind not in types or (exclude_archived and channel.get("is_archived")):
+        kind = conversation_kind(channel)
+        if kind not in wanted or (exclude_archived and channel.get("is_archived")):
             continue
+        if kind != "channels" and not bot_is_member(channel):
+            continue  # private channels (and DMs) the bot is not in are not listed to it
         selected.append(channel)
     limit = _int(args.get("limit"), 100, 1, 1000)
     start = int(_decode_cursor(args["cursor"], "offset")) if args.get("cursor") else 0
@@ -1290,7 +1637,10 @@ def _in_window(key: int, oldest: int, latest: int, inclusive: bool) -> bool:
 
 @method("conversations.history")
 def conversations_history(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
-    channel = sb.find_channel(args.get("channel"))
+    channel = sb.visible_channel(args.get("channel"))
+    _conversation_scope(request, channel, "history")
+    if not bot_is_member(channel):
+        raise SlackError("not_in_channel")  # a bot token reads only where the bot was invited
     oldest, latest, inclusive = _window(args)
     limit = _int(args.get("limit"), 100, 1, 999)
     include_metadata = _bool(args.get("include_all_metadata"))
@@ -1324,7 +1674,10 @@ def conversations_history(sb: SlackSandbox, args: dict[str, Any], request: Reque
 
 @method("conversations.replies")
 def conversations_replies(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
-    channel = sb.find_channel(args.get("channel"))
+    channel = sb.visible_channel(args.get("channel"))
+    _conversation_scope(request, channel, "history")
+    if not bot_is_member(channel):
+        raise SlackError("not_in_channel")
     cid = channel["id"]
     msg = sb.messages[cid].get(_str(args.get("ts")).strip())
     if msg is None:
@@ -1426,7 +1779,7 @@ def dnd_info(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[s
 
 @method("bookmarks.add")
 def bookmarks_add(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
-    channel = sb.find_channel(args.get("channel_id"))
+    channel = sb.visible_channel(args.get("channel_id"))
     title = _str(args.get("title")).strip()
     kind = _str(args.get("type") or "link")
     if not title:
@@ -1457,7 +1810,7 @@ def bookmarks_add(sb: SlackSandbox, args: dict[str, Any], request: Request) -> d
 
 @method("bookmarks.list")
 def bookmarks_list(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
-    channel = sb.find_channel(args.get("channel_id"))
+    channel = sb.visible_channel(args.get("channel_id"))
     return {"ok": True, "bookmarks": copy.deepcopy(sb.bookmarks.get(channel["id"], []))}
 
 
@@ -1490,19 +1843,21 @@ def files_complete_upload(sb: SlackSandbox, args: dict[str, Any], request: Reque
     items = _json_arg(args.get("files"), "invalid_arguments")
     if not isinstance(items, list) or not items:
         raise SlackError("invalid_arguments")
+    channel_ref = args.get("channel_id") or _str(args.get("channels")).split(",")[0].strip()
+    # Sharing a file needs the bot in the channel (checked before anything changes).
+    channel = _member_channel(sb, request, channel_ref) if channel_ref else None
     done = []
     for item in items:
         f = sb.files.get(_str(item.get("id")) if isinstance(item, dict) else "")
         if f is None or not f.get("uploaded"):
             raise SlackError("file_not_found")
+        done.append((f, item))
+    for f, item in done:
         if item.get("title"):
             f["title"] = _str(item["title"])
         f["completed"] = True
-        done.append(f)
-    channel_ref = args.get("channel_id") or _str(args.get("channels")).split(",")[0].strip()
-    views = [_file_view(request, f) for f in done]
-    if channel_ref:
-        channel = sb.find_channel(channel_ref)
+    views = [_file_view(request, f) for f, _ in done]
+    if channel is not None:
         post = {
             "channel": channel["id"],
             "text": _str(args.get("initial_comment")),
@@ -1510,7 +1865,7 @@ def files_complete_upload(sb: SlackSandbox, args: dict[str, Any], request: Reque
             "_files": views,
         }
         result = sb.post(post)
-        for f in done:
+        for f, _ in done:
             f.setdefault("shares", []).append({"channel": channel["id"], "ts": result["ts"]})
     sb.changed()
     return {"ok": True, "files": views}
@@ -1561,21 +1916,15 @@ async def _read_args(request: Request) -> dict[str, Any]:
     return args
 
 
-def _auth_error(request: Request, args: dict[str, Any]) -> str | None:
+def _token_of(request: Request, args: dict[str, Any]) -> str:
+    """The bearer token, or the `token` argument Slack still accepts in a form body ('' if none)."""
     header = request.headers.get("authorization", "")
-    token = ""
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer":
-            return "invalid_auth"
-        token = token.strip()
-    elif args.get("token"):  # Slack still accepts a token in the form body
-        token = _str(args.get("token"))
-    if not token:
-        return "not_authed"
-    if not token.startswith("xox"):
-        return "invalid_auth"
-    return None
+            raise SlackError("invalid_auth")
+        return token.strip()
+    return _str(args.get("token")).strip()
 
 
 def _slack_json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -1591,13 +1940,15 @@ async def api_endpoint(request: Request) -> Response:
         return _slack_json({"ok": False, "error": "unknown_method"}, 404)
 
     fault: dict[str, Any] | None = None
+    grant: Grant | None = None
     status, headers = 200, {}
     try:
         args = await _read_args(request)
-        auth_error = _auth_error(request, args)
-        if auth_error:
-            raise SlackError(auth_error)
+        grant = request.state.grant = sb.authenticate(_token_of(request, args))
         args.pop("token", None)
+        accepted = ACCEPTED_SCOPES.get(name, ())
+        if len(accepted) == 1:  # one scope for every conversation; the others are checked per conversation
+            grant.require(accepted[0])
         fault = sb.take_fault(name)
         if fault is None or fault["perform"]:
             if name in RATE_LIMITED_METHODS and args.get("channel"):
@@ -1626,7 +1977,17 @@ async def api_endpoint(request: Request) -> Response:
         headers = {}
         if status == 429:
             headers["Retry-After"] = str(fault["retry_after"])
-    sb.log_call(name, status, None if body.get("ok") else body.get("error"))
+    if grant is not None:  # as Slack does for a token it knows: what it has, what the method takes
+        headers["x-oauth-scopes"] = ",".join(grant.scopes)
+        headers["x-accepted-oauth-scopes"] = ",".join(ACCEPTED_SCOPES.get(name, ()))
+    extra_log = {"needed": body["needed"]} if body.get("error") == "missing_scope" else {}
+    sb.log_call(
+        name,
+        status,
+        None if body.get("ok") else body.get("error"),
+        scopes=grant.checked if grant is not None else None,
+        **extra_log,
+    )
     if fault is not None and fault["delay"] > 0:
         await asyncio.sleep(fault["delay"])
     return _slack_json(body, status, headers)
@@ -1737,6 +2098,7 @@ async def control_state(request: Request) -> Response:
     state["calls"] = dict(sb.call_counts)
     state["faults"] = sb.faults
     state["rate_limit_per_minute"] = sb.rate_limit_per_minute
+    state["scopes"] = list(sb.scopes)
     state["request_url"] = sb.request_url
     state["deliveries"] = list(sb.deliveries)
     return JSONResponse(state)
@@ -1779,6 +2141,99 @@ async def control_messages(request: Request) -> Response:
 
 async def control_health(request: Request) -> Response:
     return JSONResponse({"ok": True})
+
+
+def _tokens_view(sb: SlackSandbox) -> dict[str, Any]:
+    return {
+        "ok": True,
+        "scopes": list(sb.scopes),
+        "tokens": [
+            {
+                "token": _mask(token),
+                "scopes": None if own is None else list(own),
+                "revoked": token in sb.revoked,
+            }
+            for token, own in sb.tokens.items()
+        ],
+    }
+
+
+async def control_tokens(request: Request) -> Response:
+    """The app's bot scopes and the tokens the Web API accepts (shown masked).
+
+    POST {"scopes": [...] | "a,b"}: the app's scopes (every token without scopes of its own).
+    POST {"token", "scopes"?: [...] | null, "revoked"?: bool, "remove"?: bool}: accept a token
+    (with its own scopes, or null: the app's), revoke it (`token_revoked`) or forget it
+    (`invalid_auth`). A list of such objects does several at once.
+    """
+    sb: SlackSandbox = request.app.state.sandbox
+    if request.method == "POST":
+        try:
+            spec = await _json_body(request)
+            for item in spec if isinstance(spec, list) else [spec]:
+                if not isinstance(item, dict):
+                    raise ValueError("expected a JSON object")
+                if "token" not in item:
+                    if "scopes" not in item:
+                        raise ValueError("expected 'token' and/or 'scopes'")
+                    sb.scopes = parse_scopes(item["scopes"])
+                    continue
+                sb.set_token(
+                    str(item["token"]),
+                    scopes=item["scopes"] if "scopes" in item else ...,
+                    revoked=_bool(item["revoked"]) if item.get("revoked") is not None else None,
+                    remove=_bool(item.get("remove")),
+                )
+        except (ValueError, TypeError) as exc:
+            return _bad_request(str(exc))
+    return JSONResponse(_tokens_view(sb))
+
+
+def _channel_control_view(sb: SlackSandbox, channel: dict[str, Any]) -> dict[str, Any]:
+    return {**sb.channel_view(channel), "members": list(channel.get("members", []))}
+
+
+async def control_channels(request: Request) -> Response:
+    """Channels as an admin sees them, and the bot's membership in each.
+
+    GET: every channel (DMs too) with `is_member` (the bot) and `members`.
+    POST {"name", "private"?: bool, "member"?: bool (default true)}: create the channel (by a
+    person, with or without the bot) or, if it exists, invite the bot to it or remove it
+    (`member`) and make it private or public (`private`). A channel can also be named by `id`.
+    """
+    sb: SlackSandbox = request.app.state.sandbox
+    if request.method == "GET":
+        return JSONResponse(
+            {"ok": True, "channels": [_channel_control_view(sb, c) for c in sb.channels.values()]}
+        )
+    try:
+        spec = await _json_body(request)
+        if not isinstance(spec, dict):
+            raise ValueError("expected a JSON object")
+        ref = _str(spec.get("id") or spec.get("name")).strip().lstrip("#")
+        if not ref:
+            raise ValueError("expected 'name' (or 'id')")
+        member = _bool(spec.get("member"), default=True)
+        existing = sb.channels.get(ref) or sb.channels.get(sb.by_name.get(ref, ""))
+        if existing is not None and existing.get("is_im"):
+            raise ValueError("a DM's members cannot change")
+        if existing is None:
+            if spec.get("id") and not spec.get("name"):
+                raise ValueError(f"no channel {ref}")
+            if not _CHANNEL_NAME_RE.match(ref) or len(ref) > 80:
+                raise ValueError("a channel name is lowercase letters, digits, - and _ (80 at most)")
+            creator = BOT_USER_ID if member else _acting_user({"user": spec.get("creator")})
+            existing = sb._add_channel(
+                ref, is_private=_bool(spec.get("private")), created=int(time.time()), creator=creator
+            )
+        elif "private" in spec:
+            existing["is_private"] = _bool(spec.get("private"))
+        sb.set_membership(existing, member)
+    except (ValueError, TypeError) as exc:
+        return _bad_request(str(exc))
+    except _ActError as exc:
+        return _bad_request(str(exc))
+    return JSONResponse({"ok": True, "channel": _channel_control_view(sb, existing)})
 
 
 async def control_config(request: Request) -> Response:
@@ -1870,7 +2325,22 @@ def _act_endpoint(fn: Callable[[SlackSandbox, dict[str, Any], Request], Any]) ->
     return endpoint
 
 
-async def _deliver_event(sb: SlackSandbox, event: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+def _not_delivered(sb: SlackSandbox, kind: str, error: str, **extra: Any) -> dict[str, Any]:
+    """What Slack does when the app may not hear of something: nothing reaches the app."""
+    result = {"kind": kind, "at": time.time(), "status": None, "body": "", "error": error, **extra}
+    sb.deliveries.append(result)
+    return dict(result)
+
+
+async def _deliver_event(
+    sb: SlackSandbox, event: dict[str, Any], spec: dict[str, Any], channel: dict[str, Any]
+) -> dict[str, Any]:
+    """An Events API callback, if Slack would send it: the app has the event's scope, the bot is in the channel."""
+    needed = EVENT_SCOPES.get(event["type"])
+    if needed and needed not in sb.scopes:
+        return _not_delivered(sb, event["type"], "missing_scope", needed=needed)
+    if not bot_is_member(channel):
+        return _not_delivered(sb, event["type"], "not_in_channel")  # bots hear only their channels
     now = time.time()
     envelope = {
         "token": VERIFICATION_TOKEN,
@@ -1893,7 +2363,13 @@ async def _deliver_event(sb: SlackSandbox, event: dict[str, Any], spec: dict[str
         "event_context": secrets.token_urlsafe(16),
     }
     body = json.dumps(envelope).encode()
-    result = await sb.deliver(event["type"], body, "application/json", **_delivery_overrides(spec))
+    result = await sb.deliver(
+        event["type"],
+        body,
+        "application/json",
+        scopes=[[needed]] if needed else [],
+        **_delivery_overrides(spec),
+    )
     result["event_id"] = envelope["event_id"]
     return result
 
@@ -1926,7 +2402,7 @@ async def act_reaction(sb: SlackSandbox, spec: dict[str, Any], request: Request)
         "item": {"type": "message", "channel": channel["id"], "ts": msg["ts"]},
         "event_ts": sb._next_ts(),
     }
-    return await _deliver_event(sb, event, spec)
+    return await _deliver_event(sb, event, spec, channel)
 
 
 async def act_pin(sb: SlackSandbox, spec: dict[str, Any], request: Request) -> dict[str, Any]:
@@ -1952,7 +2428,7 @@ async def act_pin(sb: SlackSandbox, spec: dict[str, Any], request: Request) -> d
         "pinned_info": {"channel": channel["id"], "pinned_by": user, "pinned_ts": now},
         "event_ts": sb._next_ts(),
     }
-    return await _deliver_event(sb, event, spec)
+    return await _deliver_event(sb, event, spec, channel)
 
 
 def _find_button(msg: dict[str, Any], action_id: str) -> tuple[dict[str, Any], str]:
@@ -2077,6 +2553,8 @@ async def act_command(sb: SlackSandbox, spec: dict[str, Any], request: Request) 
     command = _str(spec.get("command") or DEFAULT_COMMAND)
     if not command.startswith("/"):
         raise _ActError("command must start with /")
+    if COMMAND_SCOPE not in sb.scopes:  # an app without `commands` has no slash command to run
+        return _not_delivered(sb, "slash_command", "missing_scope", needed=COMMAND_SCOPE)
     response_url = sb.new_response_url(_base_url(request), user=user, channel=channel["id"], message_ts=None)
     trigger_id = sb.new_trigger(user)
     form = {
@@ -2098,6 +2576,7 @@ async def act_command(sb: SlackSandbox, spec: dict[str, Any], request: Request) 
         "slash_command",
         urlencode(form).encode(),
         "application/x-www-form-urlencoded",
+        scopes=[[COMMAND_SCOPE]],
         **_delivery_overrides(spec),
     )
     if result.get("status") == 200 and result.get("body", "").strip():
@@ -2424,7 +2903,7 @@ def _ephemeral_view(sb: SlackSandbox, msg: dict[str, Any]) -> dict[str, Any]:
 def _channel_view_for_page(sb: SlackSandbox, channel: dict[str, Any]) -> dict[str, Any]:
     cid = channel["id"]
     msgs = [m for m in sb.messages.get(cid, {}).values() if m.get("thread_ts") in (None, m["ts"])]
-    title = f"@{channel['user']}" if channel.get("is_im") else f"#{channel['name']}"
+    title = f"@{channel['user']}" if channel.get("is_im") else _channel_title(channel)
     views = [_message_view(sb, cid, m) for m in msgs]
     # Ephemeral messages and response_url answers, where the person saw them ("only visible to you").
     by_ts = {v["ts"]: v for v in views}
@@ -2447,6 +2926,14 @@ def _channel_view_for_page(sb: SlackSandbox, channel: dict[str, Any]) -> dict[st
         "messages": views,
         "count": len(msgs),
     }
+
+
+def _channel_title(channel: dict[str, Any]) -> str:
+    """#name, and what the bot's access to it is when that is not the usual (public, invited)."""
+    notes = (["private"] if channel.get("is_private") else []) + (
+        [] if bot_is_member(channel) else ["bot not in channel"]
+    )
+    return f"#{channel['name']}" + (f" ({', '.join(notes)})" if notes else "")
 
 
 def _modal_for_page(view: dict[str, Any], channels: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -2511,7 +2998,7 @@ async def index_page(request: Request) -> Response:
         shown = all_channels
     page = _templates.get_template("slack.html").render(
         nav=[
-            {"name": c["name"], "title": f"#{c['name']}" if not c.get("is_im") else c["name"]}
+            {"name": c["name"], "title": _channel_title(c) if not c.get("is_im") else c["name"]}
             for c in all_channels
         ],
         channels=[_channel_view_for_page(sb, c) for c in shown],
@@ -2542,12 +3029,19 @@ def create_app(
     channels: Iterable[str] = DEFAULT_CHANNELS,
     request_url: str | None = None,
     signing_secret: str | None = None,
+    tokens: Iterable[str] | dict[str, Iterable[str] | str | None] | None = None,
+    scopes: Iterable[str] | str | None = None,
 ) -> Starlette:
     """The sandbox as an ASGI app; ``app.state.sandbox`` is its SlackSandbox.
 
     With ``request_url`` (the app's Events API / interactivity / slash command
     URL) and ``signing_secret``, the ``/_sandbox/act/...`` endpoints deliver
     signed requests to the app as Slack does.
+
+    ``tokens``: the bot tokens the Web API accepts (a list, or token -> its own
+    scopes, None for the app's); default SLACK_SANDBOX_TOKENS or DEFAULT_TOKENS,
+    plus SLACK_BOT_TOKEN. ``scopes``: the app's bot scopes; default
+    SLACK_SANDBOX_SCOPES or DEFAULT_SCOPES.
     """
     sandbox = SlackSandbox(
         state_file=state_file,
@@ -2555,6 +3049,8 @@ def create_app(
         channels=channels,
         request_url=request_url,
         signing_secret=signing_secret,
+        tokens=tokens,
+        scopes=scopes,
     )
 
     @contextlib.asynccontextmanager
@@ -2579,6 +3075,8 @@ def create_app(
         Route("/_sandbox/messages", control_messages, methods=["POST"]),
         Route("/_sandbox/files/{file_id:str}", file_download, methods=["GET"]),
         Route("/_sandbox/config", control_config, methods=["GET", "POST"]),
+        Route("/_sandbox/tokens", control_tokens, methods=["GET", "POST"]),
+        Route("/_sandbox/channels", control_channels, methods=["GET", "POST"]),
         Route("/_sandbox/act/reaction", _act_endpoint(act_reaction), methods=["POST"]),
         Route("/_sandbox/act/pin", _act_endpoint(act_pin), methods=["POST"]),
         Route("/_sandbox/act/button", _act_endpoint(act_button), methods=["POST"]),
@@ -2641,12 +3139,20 @@ async def run_sandbox(
     channels: Iterable[str] = DEFAULT_CHANNELS,
     host: str = "127.0.0.1",
     port: int = 0,
+    tokens: Iterable[str] | dict[str, Iterable[str] | str | None] | None = None,
+    scopes: Iterable[str] | str | None = None,
 ) -> AsyncIterator[str]:
     """A Slack sandbox on a free port for the length of the block; yields its base URL.
 
-    Point slack_sdk at ``url + "/api/"``.
+    Point slack_sdk at ``url + "/api/"`` with one of its tokens (DEFAULT_TOKENS unless given).
     """
-    app = create_app(state_file=state_file, rate_limit_per_minute=rate_limit_per_minute, channels=channels)
+    app = create_app(
+        state_file=state_file,
+        rate_limit_per_minute=rate_limit_per_minute,
+        channels=channels,
+        tokens=tokens,
+        scopes=scopes,
+    )
     async with serve_in_background(app, host=host, port=port) as url:
         yield url
 

@@ -16,6 +16,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from activities.settings import Settings
 from activities.slack import METADATA_EVENT
+from sandbox.slack import ADMIN_TOKEN
 from starter.declare import declare_incident
 from worker import build_worker
 from workflows.announcer_models import announcer_id
@@ -58,7 +59,9 @@ class SlackSandbox:
     def __init__(self, url: str) -> None:
         self.url = url
         self.api_url = url + "/api/"
-        self.web = AsyncWebClient(token=TOKEN, base_url=self.api_url)
+        # The test's own hands (e.g. a person's war-room channel): every scope. The worker and the
+        # Slack handler use TOKEN, with only the app's scopes (sandbox.slack.DEFAULT_SCOPES).
+        self.web = AsyncWebClient(token=ADMIN_TOKEN, base_url=self.api_url)
         self.control = httpx.AsyncClient(base_url=url, timeout=10)
 
     async def fault(self, **fault: Any) -> None:

@@ -16,9 +16,15 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.web.async_client import AsyncWebClient
 
 from sandbox.slack import (
+    ACCEPTED_SCOPES,
+    ADMIN_TOKEN,
     BOT_ID,
     BOT_USER_ID,
     DEFAULT_CHANNELS,
+    DEFAULT_SCOPES,
+    DEFAULT_TOKENS,
+    EVERY_SCOPE,
+    METHODS,
     channel_id_for,
     create_app,
     render_mrkdwn,
@@ -27,11 +33,16 @@ from sandbox.slack import (
 )
 
 METADATA = {"event_type": "incident_declared", "event_payload": {"incident_id": "INC-7", "severity": "P1"}}
+TOKEN = "xoxb-test-token"  # one of DEFAULT_TOKENS: the app's scopes (DEFAULT_SCOPES)
+FULL = (
+    ADMIN_TOKEN  # every scope: for the methods the project does not call (channels:manage, users:read, ...)
+)
+TOKENS: dict[str, object] = {**dict.fromkeys(DEFAULT_TOKENS), FULL: EVERY_SCOPE}
 
 
 @pytest.fixture(scope="module")
 async def server_url() -> AsyncIterator[str]:
-    async with run_sandbox() as url:
+    async with run_sandbox(tokens=TOKENS) as url:
         yield url
 
 
@@ -50,7 +61,12 @@ async def http(url: str) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 def slack(url: str) -> AsyncWebClient:
-    return AsyncWebClient(token="xoxb-test", base_url=url + "/api/")
+    return AsyncWebClient(token=TOKEN, base_url=url + "/api/")
+
+
+@pytest.fixture
+def full(url: str) -> AsyncWebClient:
+    return AsyncWebClient(token=FULL, base_url=url + "/api/")
 
 
 INCIDENTS = channel_id_for("incidents")
@@ -208,7 +224,7 @@ async def test_errors_channel_not_found_auth_and_unknown_method(url: str, slack:
 
 
 async def test_args_from_query_form_and_json_are_merged(http: httpx.AsyncClient) -> None:
-    auth = {"Authorization": "Bearer xoxb-test"}
+    auth = {"Authorization": f"Bearer {TOKEN}"}
     res = await http.post(
         "/api/chat.postMessage",
         params={"channel": INCIDENTS},
@@ -223,8 +239,10 @@ async def test_args_from_query_form_and_json_are_merged(http: httpx.AsyncClient)
         headers=auth,
     )
     assert res.json()["messages"][0]["text"] == "from a form"
-    res = await http.post("/api/auth.test", data={"token": "xoxb-form-token"})  # token in the form body
+    res = await http.post("/api/auth.test", data={"token": TOKEN})  # token in the form body
     assert res.json()["ok"] is True
+    res = await http.post("/api/auth.test", data={"token": "xoxb-form-token"})  # one Slack never issued
+    assert res.json() == {"ok": False, "error": "invalid_auth"}
 
 
 async def test_429_fault_carries_retry_after(http: httpx.AsyncClient, slack: AsyncWebClient) -> None:
@@ -282,7 +300,7 @@ async def test_delay_fault_performs_the_call_then_answers_late(
     http: httpx.AsyncClient, slack: AsyncWebClient
 ) -> None:
     await http.post("/_sandbox/faults", json={"method": "chat.postMessage", "delay": 0.3})
-    timed_out = AsyncWebClient(token="xoxb-test", base_url=slack.base_url, timeout=0.1)  # type: ignore[arg-type]
+    timed_out = AsyncWebClient(token=TOKEN, base_url=slack.base_url, timeout=0.1)  # type: ignore[arg-type]
     timed_out.retry_handlers.clear()
     with pytest.raises(asyncio.TimeoutError):
         await timed_out.chat_postMessage(channel=INCIDENTS, text="answer lost")
@@ -317,7 +335,8 @@ async def test_slack_sdk_rate_limit_retry_handler_waits_retry_after(
     assert [m["text"] for m in history["messages"]] == ["after a retry"]
 
 
-async def test_conversations_create_join_and_names(slack: AsyncWebClient) -> None:
+async def test_conversations_create_join_and_names(full: AsyncWebClient) -> None:
+    slack = full  # conversations.create needs channels:manage, join channels:join
     created = await slack.conversations_create(name="inc-2024-0042-core-down")
     channel = created["channel"]
     assert channel["id"] == channel_id_for("inc-2024-0042-core-down") and channel["created"] > 0
@@ -336,7 +355,8 @@ async def test_conversations_create_join_and_names(slack: AsyncWebClient) -> Non
     ] == channel["id"]
 
 
-async def test_users_info_and_dnd(http: httpx.AsyncClient, slack: AsyncWebClient) -> None:
+async def test_users_info_and_dnd(http: httpx.AsyncClient, full: AsyncWebClient) -> None:
+    slack = full  # users:read, dnd:read
     user = (await slack.users_info(user="U123ONCALL"))["user"]
     assert user["id"] == "U123ONCALL" and user["profile"]["display_name"] and user["tz"]
     with pytest.raises(SlackApiError) as err:
@@ -385,16 +405,16 @@ async def test_state_endpoint_and_reset(http: httpx.AsyncClient, slack: AsyncWeb
 
 async def test_state_survives_a_restart(tmp_path: Path) -> None:
     state_file = tmp_path / "slack-sandbox.json"
-    async with run_sandbox(state_file=state_file) as url:
-        slack = AsyncWebClient(token="xoxb-test", base_url=url + "/api/")
+    async with run_sandbox(state_file=state_file, tokens=TOKENS) as url:
+        slack = AsyncWebClient(token=FULL, base_url=url + "/api/")
         created = await slack.conversations_create(name="inc-restart")
         parent = await slack.chat_postMessage(channel="#incidents", text="before restart", metadata=METADATA)
         await slack.chat_postMessage(channel=INCIDENTS, text="a reply", thread_ts=parent["ts"])
         await slack.reactions_add(channel=INCIDENTS, timestamp=parent["ts"], name="wrench")
     assert state_file.exists()
 
-    async with run_sandbox(state_file=state_file) as url:
-        slack = AsyncWebClient(token="xoxb-test", base_url=url + "/api/")
+    async with run_sandbox(state_file=state_file, tokens=TOKENS) as url:
+        slack = AsyncWebClient(token=FULL, base_url=url + "/api/")
         history = await slack.conversations_history(channel=INCIDENTS, include_all_metadata=True)
         (msg,) = history["messages"]
         assert msg["text"] == "before restart" and msg["metadata"] == METADATA and msg["reply_count"] == 1
@@ -441,7 +461,7 @@ async def test_serve_in_background_with_a_custom_app() -> None:
     app = create_app(channels=["only-one"])
     async with serve_in_background(app) as url:
         assert url.startswith("http://127.0.0.1:")
-        slack = AsyncWebClient(token="xoxb-test", base_url=url + "/api/")
+        slack = AsyncWebClient(token=TOKEN, base_url=url + "/api/")
         names = [c["name"] for c in (await slack.conversations_list())["channels"]]
         assert names == ["only-one"]
 
@@ -496,7 +516,7 @@ async def acting() -> AsyncIterator[tuple[httpx.AsyncClient, AsyncWebClient, Rec
     async with serve_in_background(recorder) as app_url:
         sandbox_app = create_app(request_url=app_url + "/slack/events", signing_secret=SECRET)
         async with serve_in_background(sandbox_app) as url, httpx.AsyncClient(base_url=url) as http:
-            yield http, AsyncWebClient(token="xoxb-test", base_url=url + "/api/"), recorder
+            yield http, AsyncWebClient(token=TOKEN, base_url=url + "/api/"), recorder
 
 
 async def _declaration(slack: AsyncWebClient) -> dict[str, object]:
@@ -789,3 +809,263 @@ async def test_config_and_acting_without_an_app(http: httpx.AsyncClient, slack: 
         "/_sandbox/act/reaction", json={"user": "alice", "channel": INCIDENTS, "ts": parent["ts"]}
     )
     assert bad_user.status_code == 400
+
+
+# -- who may call: tokens, scopes, channel membership (as Slack decides) ------------------------
+
+
+async def _slack_error(call) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """The Slack-shaped answer of a call that must fail, with its headers."""
+    with pytest.raises(SlackApiError) as err:
+        await call
+    response = err.value.response
+    return {**response.data, "_status": response.status_code, "_headers": response.headers}
+
+
+async def test_only_tokens_slack_issued_get_in(url: str, http: httpx.AsyncClient) -> None:
+    unknown = AsyncWebClient(token="xoxb-never-issued", base_url=url + "/api/")
+    assert (await _slack_error(unknown.auth_test()))["error"] == "invalid_auth"
+    assert (await _slack_error(unknown.chat_postMessage(channel=INCIDENTS, text="x")))[
+        "error"
+    ] == "invalid_auth"
+    anonymous = AsyncWebClient(base_url=url + "/api/")
+    assert (await _slack_error(anonymous.chat_postMessage(channel=INCIDENTS, text="x")))[
+        "error"
+    ] == "not_authed"
+    app_level = AsyncWebClient(token="xapp-1-A0-socket-mode", base_url=url + "/api/")
+    assert (await _slack_error(app_level.auth_test()))["error"] == "not_allowed_token_type"
+    for token in DEFAULT_TOKENS:  # the project's, the tests' and the benchmarks' all work
+        assert (await AsyncWebClient(token=token, base_url=url + "/api/").auth_test())["ok"]
+
+    # Revoked (the app uninstalled, the token rotated): token_revoked; a new token: accepted.
+    (await http.post("/_sandbox/tokens", json={"token": TOKEN, "revoked": True})).raise_for_status()
+    revoked = AsyncWebClient(token=TOKEN, base_url=url + "/api/")
+    assert (await _slack_error(revoked.auth_test()))["error"] == "token_revoked"
+    (await http.post("/_sandbox/tokens", json={"token": "xoxb-rotated"})).raise_for_status()
+    assert (await AsyncWebClient(token="xoxb-rotated", base_url=url + "/api/").auth_test())["ok"]
+    listed = (await http.get("/_sandbox/tokens")).json()
+    assert listed["scopes"] == list(DEFAULT_SCOPES)
+    assert {"token": TOKEN, "scopes": None, "revoked": True} in listed["tokens"]
+    assert {"token": FULL, "scopes": list(EVERY_SCOPE), "revoked": False} in listed["tokens"]
+    calls = (await http.get("/_sandbox/calls", params={"method": "auth.test"})).json()
+    assert [c["error"] for c in calls[:3]] == ["invalid_auth", "not_allowed_token_type", None]
+
+    (await http.post("/_sandbox/reset")).raise_for_status()  # back to the tokens it started with
+    assert (await revoked.auth_test())["ok"]
+    assert (await _slack_error(AsyncWebClient(token="xoxb-rotated", base_url=url + "/api/").auth_test()))[
+        "error"
+    ] == "invalid_auth"
+
+
+async def test_tokens_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_SANDBOX_TOKENS", "xoxb-ops-one, xoxb-ops-two")
+    monkeypatch.setenv("SLACK_SANDBOX_SCOPES", "chat:write,channels:read")
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-from-the-worker-env")
+    async with serve_in_background(create_app()) as url:
+        for token in ("xoxb-ops-one", "xoxb-ops-two", "xoxb-from-the-worker-env"):
+            slack = AsyncWebClient(token=token, base_url=url + "/api/")
+            assert (await slack.chat_postMessage(channel="#incidents", text="hi"))["ok"]
+        denied = await _slack_error(slack.reactions_add(channel=INCIDENTS, timestamp="1.0", name="eyes"))
+        assert denied["needed"] == "reactions:write" and denied["provided"] == "chat:write,channels:read"
+        default = AsyncWebClient(token="xoxb-sandbox-token", base_url=url + "/api/")
+        assert (await _slack_error(default.auth_test()))["error"] == "invalid_auth"  # the list replaced it
+
+
+async def test_a_method_without_its_scope_is_missing_scope(url: str, http: httpx.AsyncClient) -> None:
+    await http.post("/_sandbox/tokens", json={"token": "xoxb-post-only", "scopes": ["chat:write"]})
+    narrow = AsyncWebClient(token="xoxb-post-only", base_url=url + "/api/")
+    posted = await narrow.chat_postMessage(channel="#incidents", text="the bot may post")
+    assert posted.headers["x-oauth-scopes"] == "chat:write"
+    assert posted.headers["x-accepted-oauth-scopes"] == "chat:write"
+
+    denied = await _slack_error(narrow.reactions_add(channel=INCIDENTS, timestamp=posted["ts"], name="eyes"))
+    assert {k: v for k, v in denied.items() if not k.startswith("_")} == {
+        "ok": False,
+        "error": "missing_scope",
+        "needed": "reactions:write",
+        "provided": "chat:write",
+    }
+    assert denied["_status"] == 200 and denied["_headers"]["x-accepted-oauth-scopes"] == "reactions:write"
+    denied = await _slack_error(narrow.conversations_history(channel=INCIDENTS))
+    assert denied["needed"] == "channels:history"
+    headers = denied["_headers"]
+    assert headers["x-accepted-oauth-scopes"] == "channels:history,groups:history,im:history,mpim:history"  # type: ignore[index]
+
+    # Listing private channels needs groups:read: without it the whole call fails, public ones too.
+    await http.post(
+        "/_sandbox/tokens", json={"token": "xoxb-post-only", "scopes": "chat:write channels:read"}
+    )
+    assert (await narrow.conversations_list(types="public_channel"))["ok"]
+    denied = await _slack_error(narrow.conversations_list(types="public_channel,private_channel"))
+    assert (denied["needed"], denied["provided"]) == ("groups:read", "chat:write,channels:read")
+
+    # A private channel the bot is in: reading it needs groups:history, not channels:history.
+    await http.post("/_sandbox/channels", json={"name": "sec-incidents", "private": True})
+    private = channel_id_for("sec-incidents")
+    await http.post(
+        "/_sandbox/tokens", json={"token": "xoxb-post-only", "scopes": "chat:write,channels:history"}
+    )
+    assert (await narrow.conversations_history(channel=INCIDENTS))["ok"]
+    denied = await _slack_error(narrow.conversations_history(channel=private))
+    assert denied["needed"] == "groups:history"
+
+    calls = (await http.get("/_sandbox/calls")).json()
+    assert [(c["method"], c["needed"]) for c in calls if c["error"] == "missing_scope"] == [
+        ("reactions.add", "reactions:write"),
+        ("conversations.history", "channels:history"),
+        ("conversations.list", "groups:read"),
+        ("conversations.history", "groups:history"),
+    ]
+    ok = [c for c in calls if c["error"] is None]
+    assert ok[0]["method"] == "chat.postMessage" and ok[0]["scopes"] == [["chat:write"]]
+    assert ["channels:read"] in next(c for c in ok if c["method"] == "conversations.list")["scopes"]
+
+
+async def test_the_app_scopes_can_change_at_run_time(url: str, http: httpx.AsyncClient) -> None:
+    slack = AsyncWebClient(token=TOKEN, base_url=url + "/api/")  # no scopes of its own: the app's
+    (await http.post("/_sandbox/tokens", json={"scopes": "chat:write"})).raise_for_status()
+    assert (await _slack_error(slack.conversations_list()))["provided"] == "chat:write"
+    assert (await http.get("/_sandbox/state")).json()["scopes"] == ["chat:write"]
+    assert (await http.post("/_sandbox/tokens", json={"nothing": 1})).status_code == 400
+    (await http.post("/_sandbox/reset")).raise_for_status()
+    assert (await slack.conversations_list())["ok"]
+
+
+async def test_a_public_channel_the_bot_was_not_invited_to(url: str, http: httpx.AsyncClient) -> None:
+    made = (await http.post("/_sandbox/channels", json={"name": "noc-floor", "member": False})).json()
+    channel = made["channel"]
+    assert channel["is_member"] is False and BOT_USER_ID not in channel["members"]
+    slack = AsyncWebClient(token=TOKEN, base_url=url + "/api/")  # DEFAULT_SCOPES: no chat:write.public
+    listed = {c["name"]: c for c in (await slack.conversations_list())["channels"]}
+    assert listed["noc-floor"]["is_member"] is False and listed["incidents"]["is_member"] is True
+
+    assert (await _slack_error(slack.chat_postMessage(channel="#noc-floor", text="x")))[
+        "error"
+    ] == "not_in_channel"
+    person = await http.post(
+        "/_sandbox/messages", json={"channel": "noc-floor", "user": "U0ALICE", "text": "hi"}
+    )
+    ts = person.json()["ts"]
+    for call in (
+        slack.conversations_history(channel=channel["id"]),
+        slack.conversations_replies(channel=channel["id"], ts=ts),
+        slack.reactions_add(channel=channel["id"], timestamp=ts, name="eyes"),
+        slack.chat_postEphemeral(channel=channel["id"], user="U0ALICE", text="psst"),
+        slack.files_upload_v2(channel=channel["id"], content="x", filename="x.txt"),
+    ):
+        assert (await _slack_error(call))["error"] == "not_in_channel"
+
+    # chat:write.public lets the bot post there, and only post.
+    public = AsyncWebClient(token=FULL, base_url=url + "/api/")
+    posted = await public.chat_postMessage(channel="#noc-floor", text="posted without an invitation")
+    assert posted["channel"] == channel["id"]
+    assert (await _slack_error(public.conversations_history(channel=channel["id"])))[
+        "error"
+    ] == "not_in_channel"
+    assert (await _slack_error(public.chat_postEphemeral(channel=channel["id"], user="U0ALICE", text="x")))[
+        "error"
+    ] == "not_in_channel"
+    used = (await http.get("/_sandbox/calls", params={"method": "chat.postMessage"})).json()[-1]
+    assert used["error"] is None and ["chat:write.public"] in used["scopes"]
+
+    # Invited (or joined with channels:join), the bot reads and reacts as anywhere else.
+    await public.conversations_join(channel=channel["id"])
+    assert len((await slack.conversations_history(channel=channel["id"]))["messages"]) == 2
+    await slack.reactions_add(channel=channel["id"], timestamp=ts, name="eyes")
+    removed = (await http.post("/_sandbox/channels", json={"id": channel["id"], "member": False})).json()
+    assert removed["channel"]["is_member"] is False
+    assert (await _slack_error(slack.conversations_history(channel=channel["id"])))[
+        "error"
+    ] == "not_in_channel"
+    invited = (await http.post("/_sandbox/channels", json={"name": "noc-floor"})).json()  # member: true
+    assert invited["channel"]["is_member"] is True
+    assert (await slack.conversations_history(channel=channel["id"]))["ok"]
+
+
+async def test_a_private_channel_the_bot_is_not_in_does_not_exist_for_it(
+    url: str, http: httpx.AsyncClient
+) -> None:
+    await http.post("/_sandbox/channels", json={"name": "exec-bridge", "private": True, "member": False})
+    cid = channel_id_for("exec-bridge")
+    slack = AsyncWebClient(token=FULL, base_url=url + "/api/")  # every scope, chat:write.public too
+    for call in (
+        slack.chat_postMessage(channel="#exec-bridge", text="x"),
+        slack.chat_postMessage(channel=cid, text="x"),
+        slack.conversations_history(channel=cid),
+        slack.conversations_info(channel=cid),
+        slack.conversations_join(channel=cid),
+        slack.reactions_add(channel=cid, timestamp="1.0", name="eyes"),
+    ):
+        assert (await _slack_error(call))["error"] == "channel_not_found"
+    names = [
+        c["name"]
+        for c in (await slack.conversations_list(types="public_channel,private_channel"))["channels"]
+    ]
+    assert "exec-bridge" not in names
+
+    await http.post("/_sandbox/channels", json={"name": "exec-bridge", "member": True})  # /invite @bot
+    posted = await slack.chat_postMessage(channel="#exec-bridge", text="now it can")
+    assert (await slack.conversations_history(channel=cid))["messages"][0]["ts"] == posted["ts"]
+    listed = (await slack.conversations_list(types="public_channel,private_channel"))["channels"]
+    assert {"name": "exec-bridge", "is_private": True, "is_member": True}.items() <= next(
+        c for c in listed if c["name"] == "exec-bridge"
+    ).items()
+    assert (await slack.conversations_list(types="public_channel"))["ok"]
+    assert (await _slack_error(slack.conversations_list(types="shared_channel")))["error"] == "invalid_types"
+
+    channels = (await http.get("/_sandbox/channels")).json()["channels"]
+    assert next(c for c in channels if c["name"] == "exec-bridge")["members"][-1] == BOT_USER_ID
+    assert (await http.post("/_sandbox/channels", json={"name": "Bad Name"})).status_code == 400
+    assert (await http.post("/_sandbox/channels", json={"id": "C0NOSUCHONE1"})).status_code == 400
+    page = (await http.get("/")).text
+    assert "#exec-bridge (private)" in page
+
+
+async def test_a_channel_the_bot_creates_has_it_as_a_member(full: AsyncWebClient) -> None:
+    created = (await full.conversations_create(name="inc-war-room", is_private=True))["channel"]
+    assert created["is_member"] is True and created["is_private"] is True
+    assert (await full.chat_postMessage(channel=created["id"], text="war room open"))["ok"]
+    narrow = AsyncWebClient(token=TOKEN, base_url=full.base_url)  # no channels:manage / groups:write
+    denied = await _slack_error(narrow.conversations_create(name="inc-other", is_private=True))
+    assert denied["needed"] == "groups:write"
+    assert (await _slack_error(narrow.conversations_create(name="inc-other")))["needed"] == "channels:manage"
+
+
+def test_every_method_has_its_slack_scopes() -> None:
+    assert set(METHODS) == set(ACCEPTED_SCOPES)
+    assert ACCEPTED_SCOPES["chat.postMessage"] == ("chat:write",)
+    assert ACCEPTED_SCOPES["views.open"] == () and ACCEPTED_SCOPES["auth.test"] == ()
+
+
+async def test_events_and_commands_reach_the_app_only_with_their_scope_and_membership(acting) -> None:
+    http, slack, recorder = acting
+    parent = await _declaration(slack)
+    spec = {"user": "U0ALICE", "channel": INCIDENTS, "ts": parent["ts"]}
+
+    await http.post("/_sandbox/tokens", json={"scopes": [s for s in DEFAULT_SCOPES if s != "reactions:read"]})
+    answer = (await http.post("/_sandbox/act/reaction", json={**spec, "name": "eyes"})).json()
+    assert answer["ok"] and answer["status"] is None
+    assert (answer["error"], answer["needed"]) == ("missing_scope", "reactions:read")
+    await http.post("/_sandbox/tokens", json={"scopes": [s for s in DEFAULT_SCOPES if s != "pins:read"]})
+    answer = (await http.post("/_sandbox/act/pin", json=spec)).json()
+    assert (answer["error"], answer["needed"]) == ("missing_scope", "pins:read")
+    await http.post("/_sandbox/tokens", json={"scopes": [s for s in DEFAULT_SCOPES if s != "commands"]})
+    answer = (await http.post("/_sandbox/act/command", json={"user": "U0ALICE", "text": "help"})).json()
+    assert (answer["error"], answer["needed"]) == ("missing_scope", "commands")
+    assert recorder.requests == []  # the app heard of none of it
+
+    await http.post("/_sandbox/tokens", json={"scopes": list(DEFAULT_SCOPES)})
+    delivered = (await http.post("/_sandbox/act/reaction", json={**spec, "name": "wrench"})).json()
+    assert delivered["status"] == 200 and delivered["scopes"] == [["reactions:read"]]
+    await http.post("/_sandbox/channels", json={"id": INCIDENTS, "member": False})  # the bot removed
+    answer = (await http.post("/_sandbox/act/reaction", json={**spec, "name": "mag"})).json()
+    assert answer["status"] is None and answer["error"] == "not_in_channel"
+    assert len(recorder.requests) == 1
+    kinds = [(d["kind"], d["error"]) for d in (await http.get("/_sandbox/state")).json()["deliveries"]]
+    assert kinds == [
+        ("reaction_added", "missing_scope"),
+        ("pin_added", "missing_scope"),
+        ("slash_command", "missing_scope"),
+        ("reaction_added", None),
+        ("reaction_added", "not_in_channel"),
+    ]
