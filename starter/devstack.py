@@ -594,7 +594,16 @@ class DevStack:
             self._check_alive(child, "starting")
             if time.monotonic() > deadline:
                 return None
-            client = await self._answers(address)
+            attempt = asyncio.ensure_future(self._answers(address))
+            try:
+                while not attempt.done():  # a server that dies meanwhile is seen at once, not after 5 s
+                    await asyncio.wait([attempt], timeout=0.1)
+                    self._check_alive(child, "starting")
+                    if self.stop_requested.is_set():
+                        raise Interrupted
+            finally:
+                attempt.cancel()
+            client = attempt.result()
             if client is not None:
                 return client
             await self._sleep(0.25)
