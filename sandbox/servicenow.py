@@ -1028,9 +1028,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ssl-certfile", default=None, help="serve HTTPS with this certificate (PEM)")
     parser.add_argument("--ssl-keyfile", default=None, help="the certificate's private key (PEM)")
     opts = parser.parse_args(argv)
-    given = opts.user or (
-        [os.environ["SERVICENOW_SANDBOX_USER"]] if os.environ.get("SERVICENOW_SANDBOX_USER") else []
-    )
+    from_env = os.environ.get("SERVICENOW_SANDBOX_USER", "")
+    if from_env and not opts.user and not from_env.partition(":")[0]:
+        raise SystemExit("bad SERVICENOW_SANDBOX_USER: expected NAME:PASSWORD")  # the value is a secret
+    given = opts.user or ([from_env] if from_env else [])
     users = _pairs(given, "--user", lambda v: (v.partition(":")[0], v.partition(":")[2])) or None
     tokens = (
         _pairs(opts.token, "--token", lambda v: (v.partition(":")[0], v.partition(":")[2] or "admin")) or None
