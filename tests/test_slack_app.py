@@ -9,21 +9,29 @@ the thread, and the messages only the acting person sees.
 
 from __future__ import annotations
 
+import json
 import re
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+from slack_sdk.signature import SignatureVerifier
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from activities.settings import Settings
+from activities.slack import METADATA_EVENT
+from sandbox.slack import APP_ID, TEAM_ID, serve_in_background
 from sandbox.slack import create_app as create_sandbox
-from sandbox.slack import serve_in_background
-from starter.slack_app import HELP, create_app, parse_command
+from starter.declare import IncidentNotFound, send_signal
+from starter.slack_app import HELP, MAX_ETA, create_app, parse_command
 from workflows.incident import IncidentWorkflow
-from workflows.models import IncidentState, Phase, workflow_id_for
+from workflows.limits import MAX_TEXT, MAX_TITLE
+from workflows.models import ClaimSignal, IncidentState, Phase, workflow_id_for
+from workflows.ticket_models import TicketInput, TicketOpen, ticket_workflow_id
 
 from .stack import TOKEN, SlackSandbox, eventually, incident_worker, posted_state, templates_of, terminate_all
 
@@ -92,6 +100,53 @@ async def declared(stack: Stack, severity: str = "P1", **fields: Any) -> Inciden
     return await posted_state(handle)
 
 
+async def reply(stack: Stack, incident: IncidentState, user: str, text: str) -> dict[str, Any]:
+    """A person's message in the incident's thread."""
+    response = await stack.sandbox.control.post(
+        "/_sandbox/messages",
+        json={
+            "channel": incident.slack_channel,
+            "user": user,
+            "text": text,
+            "thread_ts": incident.slack_thread_ts,
+        },
+    )
+    return response.json()
+
+
+def signed_headers(body: bytes, content_type: str = "application/json", **more: str) -> dict[str, str]:
+    """Headers as Slack signs a request now, with SECRET."""
+    stamp = str(int(time.time()))
+    signature = SignatureVerifier(SECRET).generate_signature(timestamp=stamp, body=body)
+    assert signature
+    return {
+        "Content-Type": content_type,
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": signature,
+        **more,
+    }
+
+
+def reaction_added(user: str, channel: str, ts: str, name: str, event_id: str) -> bytes:
+    """A reaction_added event as the Events API delivers it."""
+    envelope = {
+        "token": "verification-token",
+        "team_id": TEAM_ID,
+        "api_app_id": APP_ID,
+        "type": "event_callback",
+        "event_id": event_id,
+        "event_time": int(time.time()),
+        "event": {
+            "type": "reaction_added",
+            "user": user,
+            "reaction": name,
+            "item": {"type": "message", "channel": channel, "ts": ts},
+            "event_ts": f"{time.time():.6f}",
+        },
+    }
+    return json.dumps(envelope).encode()
+
+
 # ------------------------------------------------------------------ reactions
 
 
@@ -154,11 +209,51 @@ async def test_stopwatch_on_a_reply_and_a_pin_add_those_messages_to_the_timeline
         (BOB, f"{CAROL}: Optic on R1 Gi1 shows -40 dBm"),
     ]
     assert "added to the timeline" in await stack.heard(ALICE, incident.key)
-    # A raised hand on a reply is only a reaction: nobody claims by it.
+    # A raised hand on a reply is only a reaction: nobody claims by it. The handler says nothing
+    # about it, so Carol then adds the same reply to the timeline: once she is told that is done,
+    # the handler had long read the raised hand's message and sent a claim, had it meant to (it
+    # was delivered first, and the incident applies signals in order).
     await stack.act(
         "reaction", user=CAROL, channel=incident.slack_channel, ts=reply["ts"], name="raised_hand"
     )
-    assert (await stack.incident(incident.workflow_id)).commander is None
+    await stack.act("reaction", user=CAROL, channel=incident.slack_channel, ts=reply["ts"], name="stopwatch")
+    await stack.heard(CAROL, incident.key, "added to the timeline")
+    state = await stack.incident(incident.workflow_id)
+    assert [e.actor for e in state.timeline if e.kind == "note"].count(CAROL) == 1
+    assert state.commander is None
+    assert not any(e.kind in ("claimed", "handover", "rejected") for e in state.timeline)
+    told_carol = [
+        m["text"] for m in (await stack.state())["ephemeral"].get(CAROL, []) if incident.key in m["text"]
+    ]
+    assert not any("claimed" in text for text in told_carol)
+
+
+async def test_slack_resending_an_event_after_a_timeout_does_not_act_twice(stack: Stack) -> None:
+    incident = await declared(stack, "P3")
+    note = await reply(stack, incident, BOB, "Ping loss 40% on R1 Gi0/1")
+    body = reaction_added(
+        ALICE, incident.slack_channel, note["ts"], "stopwatch", f"Ev{uuid.uuid4().hex[:10]}"
+    )
+    async with httpx.AsyncClient(base_url=stack.handler_url) as http:
+        first = await http.post("/slack/events", content=body, headers=signed_headers(body))
+        # Slack heard nothing within 3 s (so it thinks) and delivers the very same event again.
+        retry = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+        again = await http.post("/slack/events", content=body, headers=signed_headers(body, **retry))
+    assert first.status_code == 200 and again.status_code == 200
+    # Another note, delivered after both: once it is in the timeline, a second handling of the
+    # retried event (begun before it, signals applied in order) would be there too.
+    later = await reply(stack, incident, CAROL, "CRC errors rising on R1 Gi0/1")
+    await stack.act("reaction", user=BOB, channel=incident.slack_channel, ts=later["ts"], name="stopwatch")
+    assert "added to the timeline" in await stack.heard(BOB, incident.key)
+    assert "added to the timeline" in await stack.heard(ALICE, incident.key)
+    state = await stack.incident(incident.workflow_id)
+    notes = [(e.actor, e.text) for e in state.timeline if e.kind == "note"]
+    assert notes == [
+        (ALICE, f"{BOB}: Ping loss 40% on R1 Gi0/1"),
+        (BOB, f"{CAROL}: CRC errors rising on R1 Gi0/1"),
+    ]
+    told_alice = [m for m in (await stack.state())["ephemeral"][ALICE] if incident.key in m["text"]]
+    assert len(told_alice) == 1
 
 
 # -------------------------------------------------------------------- buttons
@@ -283,6 +378,146 @@ async def test_in_the_war_room_the_incident_is_implied_elsewhere_it_must_be_name
     assert "name the incident" in await stack.heard(ALICE, "/incident status")
     await stack.act("command", user=ALICE, channel="incidents", text="claim nope-123")
     assert "no incident nope-123" in await stack.heard(ALICE, "nope-123")
+
+
+async def test_a_command_that_says_payload_is_still_a_command(stack: Stack) -> None:
+    # bolt reads a form with "payload" anywhere in it as an interaction with no payload.
+    await stack.act("command", user=CAROL, channel="incidents", text="declare P4 payload too large on R1")
+    told = await stack.heard(CAROL, "Declared P4 incident", "payload too large on R1")
+    key = re.search(r"`([^`]+)`", told).group(1)
+    await terminate_all([stack.client.get_workflow_handle(workflow_id_for(key))])
+
+
+async def test_a_workflow_that_is_not_an_incident_is_refused_and_never_signalled(stack: Stack) -> None:
+    incident = await declared(stack, "P2")
+    ticket_id = ticket_workflow_id(incident.workflow_id)
+    # Tickets are off in this stack: a ticket child that no worker runs stands in for the real one.
+    ticket = await stack.client.start_workflow(
+        "TicketWorkflow",
+        TicketInput(
+            open=TicketOpen(incident_key=incident.key, severity="P2", title=incident.title),
+            incident_workflow_id=incident.workflow_id,
+        ),
+        id=ticket_id,
+        task_queue=f"nobody-polls-{uuid.uuid4().hex[:8]}",
+    )
+    expected = f"workflow {ticket_id} is the ticket of incident {incident.key}, not an incident"
+    try:
+        await stack.act("command", user=ALICE, channel="netclaw-alerts", text=f"claim {ticket_id}")
+        told = await stack.heard(ALICE, "not an incident")
+        assert expected in told and "went wrong" not in told
+        await stack.act("command", user=CAROL, channel="netclaw-alerts", text=f"status {ticket_id}")
+        assert expected in await stack.heard(CAROL, "not an incident")
+        # A message whose metadata names the ticket (no message of ours does): :stopwatch: on it
+        # goes the add_to_timeline way, which checks the same.
+        odd = await stack.sandbox.web.chat_postMessage(
+            channel=incident.slack_channel,
+            text="names the ticket",
+            metadata={"event_type": METADATA_EVENT, "event_payload": {"incident": ticket_id}},
+        )
+        await stack.act("reaction", user=BOB, channel=incident.slack_channel, ts=odd["ts"], name="stopwatch")
+        assert expected in await stack.heard(BOB, "not an incident")
+        # The CLI's way (starter.declare.send_signal) is refused the same, before any signal.
+        with pytest.raises(IncidentNotFound, match="is the ticket of incident"):
+            await send_signal(stack.client, ticket_id, "claim", ClaimSignal(user=ALICE))
+        events = [event.event_type async for event in ticket.fetch_history_events()]
+        assert events and EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED not in events
+        state = await stack.incident(incident.workflow_id)
+        assert state.commander is None and not any(e.kind == "note" for e in state.timeline)
+    finally:
+        await ticket.terminate("test over")
+
+
+async def test_answers_escape_what_people_typed_and_keep_their_own_mentions_live(stack: Stack) -> None:
+    title = "<!channel> R1 & R2 <down>"
+    await stack.act("command", user=BOB, channel="incidents", text=f"declare P4 {title}")
+    told = await stack.heard(BOB, "Declared P4 incident")
+    assert "&lt;!channel&gt; R1 &amp; R2 &lt;down&gt;" in told and "<!" not in told
+    key = re.search(r"`([^`]+)`", told).group(1)
+    handle = stack.client.get_workflow_handle(workflow_id_for(key))
+    try:
+        state = await posted_state(handle)
+        assert state.title == title  # the incident keeps what was typed; only Slack's text is escaped
+        await stack.act("command", user=BOB, channel="incidents", text=f"claim {key}")
+        await stack.heard(BOB, key, "claimed")
+        await stack.act(
+            "command",
+            user=BOB,
+            channel="incidents",
+            text=f"update {key} fixing <!here> reseat <@U0ALICE>'s optic",
+        )
+        updated = await stack.heard(BOB, key, "update posted")
+        assert "&lt;!here&gt; reseat &lt;@U0ALICE&gt;'s optic" in updated and "<!" not in updated
+        await stack.act("command", user=BOB, channel="incidents", text=f"status {key}")
+        status = await stack.heard(BOB, "*P4 · &lt;!channel&gt; R1 &amp; R2 &lt;down&gt;*")
+        assert "[fixing] &lt;!here&gt; reseat &lt;@U0ALICE&gt;'s optic" in status
+        assert "<!" not in status and "<@U0ALICE>" not in status
+        assert f"*Incident Commander:* <@{BOB}>" in status  # the handler's own mention stays live
+        assert f"<#{state.slack_channel}>" in status
+    finally:
+        await terminate_all([handle])
+    # What a person typed, echoed in an error or in the help: escaped too.
+    await stack.act("command", user=CAROL, channel="incidents", text="claim <!channel>")
+    assert "&lt;!channel&gt;" in await stack.heard(CAROL, "no incident &lt;!channel&gt;")
+    answer = await stack.act("command", user=CAROL, channel="incidents", text="<!everyone> now")
+    assert "&lt;!everyone&gt;" in answer["body"] and "<!everyone>" not in answer["body"]
+
+
+async def test_input_over_its_limit_is_refused_naming_the_field_and_the_limit(stack: Stack) -> None:
+    answer = await stack.act(
+        "command", user=ALICE, channel="incidents", text="declare P3 " + "t" * (MAX_TITLE + 1)
+    )
+    assert f"the title is {MAX_TITLE + 1} characters; at most {MAX_TITLE} are accepted" in answer["body"]
+    incident = await declared(stack, "P3")
+    long_text = "m" * (MAX_TEXT + 1)
+    answer = await stack.act(
+        "command", user=ALICE, channel="incidents", text=f"update {incident.key} fixing {long_text}"
+    )
+    assert f"the update message is {MAX_TEXT + 1:,} characters; at most {MAX_TEXT:,}" in answer["body"]
+    answer = await stack.act(
+        "command", user=ALICE, channel="incidents", text=f"resolve {incident.key} {long_text}"
+    )
+    assert f"the resolution is {MAX_TEXT + 1:,} characters; at most {MAX_TEXT:,}" in answer["body"]
+
+    # The forms: Slack keeps each field within its max_length; a submission over it gets the field's error.
+    where = {"channel": incident.slack_channel, "ts": incident.slack_thread_ts}
+
+    async def open_form(action_id: str) -> dict[str, Any]:
+        await stack.act("button", user=ALICE, action_id=action_id, **where)
+
+        async def opened() -> dict[str, Any] | None:
+            views = (await stack.state())["views"]
+            mine = [v for v in views if v["user"] == ALICE and v["status"] == "open"]
+            return mine[-1] if mine else None
+
+        return await eventually(opened, what=f"the {action_id} form")
+
+    form = await open_form("incident_update")
+    limits = {b["block_id"]: b["element"].get("max_length") for b in form["blocks"] if b["type"] == "input"}
+    assert limits == {"status": None, "message": MAX_TEXT, "eta": MAX_ETA}
+    sent = await stack.act(
+        "submit",
+        user=ALICE,
+        view_id=form["id"],
+        values={"status": "fixing", "message": long_text, "eta": "e" * (MAX_ETA + 1)},
+    )
+    assert sent["view_status"] == "open"
+    assert f"At most {MAX_TEXT:,} characters" in sent["view_errors"]["message"]
+    assert f"At most {MAX_ETA:,} characters" in sent["view_errors"]["eta"]
+    await stack.act("close", view_id=form["id"])
+
+    form = await open_form("incident_resolve")
+    limits = {b["block_id"]: b["element"].get("max_length") for b in form["blocks"] if b["type"] == "input"}
+    assert limits == {"resolution": MAX_TEXT, "root_cause": MAX_TEXT}
+    sent = await stack.act(
+        "submit", user=ALICE, view_id=form["id"], values={"resolution": long_text, "root_cause": long_text}
+    )
+    assert sent["view_status"] == "open" and set(sent["view_errors"]) == {"resolution", "root_cause"}
+    await stack.act("close", view_id=form["id"])
+
+    state = await stack.incident(incident.workflow_id)
+    assert state.updates == 0 and state.resolution is None and state.phase == Phase.triage
+    assert not any(e.kind == "rejected" for e in state.timeline)
 
 
 # ------------------------------------------------------------------ signatures
