@@ -31,6 +31,7 @@ from activities.settings import Settings
 from starter.connect import TemporalUnreachable, connect
 from starter.declare import (
     IncidentError,
+    InputTooLong,
     declare_incident,
     describe_incident,
     incident_key,
@@ -41,6 +42,7 @@ from starter.declare import (
     wait_for_outcome,
     worker_polling,
 )
+from workflows import limits
 from workflows.models import (
     COMMANDER_ATTR,
     PHASE_ATTR,
@@ -124,6 +126,8 @@ def _run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
         raise
     except TemporalUnreachable as exc:
         raise CliError(_unreachable_line(exc)) from None
+    except InputTooLong as exc:
+        raise CliError(_one_line(str(exc)), USAGE) from None
     except IncidentError as exc:
         raise CliError(_one_line(str(exc))) from None
     except ValidationError as exc:
@@ -281,6 +285,9 @@ def declare(
         devices=devices,
         upstream=upstream,
     )
+    problems = limits.over_limits(declaration.model_dump())
+    if problems:
+        fail("; ".join(problems[:5]), USAGE)
     settings = _settings()
 
     async def go() -> None:
@@ -302,6 +309,9 @@ def declare(
 
 
 def _signal_and_report(ident: str, name: str, signal: Signal, wait: float) -> None:
+    problems = limits.over_limits(signal.model_dump())
+    if problems:
+        fail("; ".join(problems[:5]), USAGE)
     settings = _settings()
 
     async def go() -> TimelineEntry | None | str:

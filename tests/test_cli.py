@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 from starter.cli import app, build_list_query
 from starter.declare import IncidentAlreadyExists, declare_incident, new_incident_key
 from starter.devstack import temporal_server_command
+from workflows import limits
 from workflows.incident import IncidentWorkflow
 from workflows.models import PHASE_ATTR, SERVICE_ATTR, SEVERITY_ATTR, IncidentDeclaration, Severity
 
@@ -455,3 +456,36 @@ def test_dev_refuses_a_busy_port_in_one_line(tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert f"port {port} on 127.0.0.1 is already in use" in proc.stdout
     assert "started" not in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------- the CLI at the edge
+
+UNREACHABLE = {"TEMPORAL_ADDRESS": "127.0.0.1:1"}
+
+
+def test_fields_over_their_limits_are_usage_errors_before_temporal_is_asked():
+    # Temporal is not running: the limits are checked first, and the answer names field and limit.
+    result = invoke(["declare", "-s", "P2", "-t", "t", "--service", "s" * 300], **UNREACHABLE)
+    assert_one_error_line(result, 2, "service: 300 characters; at most 200")
+    result = invoke(["declare", "-s", "P2", "-t", "t", "--symptom", "x" * 3001], **UNREACHABLE)
+    assert_one_error_line(result, 2, "symptoms[0]: 3,001 characters; at most 3,000")
+    result = invoke(["update", "k", "--status", "fixing", "-m", "m" * 3001], **UNREACHABLE)
+    assert_one_error_line(result, 2, "message: 3,001 characters; at most 3,000")
+    result = invoke(["resolve", "k", "-r", "r" * 5000], **UNREACHABLE)
+    assert_one_error_line(result, 2, "resolution: 5,000 characters; at most 3,000")
+
+
+async def test_a_closed_incidents_key_is_refused_and_a_ticket_workflow_is_not_an_incident(local_env, server):
+    key = f"closed-{uuid.uuid4().hex[:8]}"
+    queue = server["TEMPORAL_TASK_QUEUE"]
+    handle = await declare_incident(
+        local_env.client, IncidentDeclaration(key=key, severity="P4", title="first"), queue
+    )
+    await handle.terminate("closed for the test")
+    result = await asyncio.to_thread(invoke, ["declare", "-s", "P4", "-t", "again", "--key", key], **server)
+    assert_one_error_line(
+        result, 1, f"incident {key} already existed and is closed (terminated at", "another --key"
+    )
+    result = await asyncio.to_thread(invoke, ["claim", f"incident-{key}-ticket", "-u", "alice"], **server)
+    assert_one_error_line(result, 1, "no incident")
+    assert limits.MAX_TEXT == 3000  # the numbers above are the documented ones
