@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client
@@ -71,6 +72,10 @@ def build_worker(client: Client, settings: Settings, policy: Policy) -> Worker:
         client,
         task_queue=settings.temporal_task_queue,
         workflows=[IncidentWorkflow, TicketWorkflow, InvestigationWorkflow, ChannelAnnouncer],
+        # A worker killed with kill -9 leaves its incidents' next tasks on its own sticky queue
+        # until this passes; Temporal's 10 s default held an incident up for 10 s after a crash.
+        # A busy worker that misses it only replays the history on another poll.
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=3),
         activities=[
             policies.load_incident_policy,
             slack.post_slack_message,

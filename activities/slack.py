@@ -366,7 +366,13 @@ def _as_application_error(exc: SlackApiError) -> ApplicationError:
             category=ApplicationErrorCategory.BENIGN,  # expected in a storm: no warning per retry
         )
     if error in PERMANENT_ERRORS:
-        return ApplicationError(f"Slack refused: {error}", type=error, non_retryable=True)
+        # What a person must fix, said plainly: which scope to add, or where to invite the bot.
+        hint = ""
+        if error == "missing_scope" and hasattr(response, "get") and response.get("needed"):
+            hint = f" (the app needs the scope {response.get('needed')}; add it and reinstall)"
+        elif error == "not_in_channel":
+            hint = " (invite the bot to the channel: /invite @<bot>)"
+        return ApplicationError(f"Slack refused: {error}{hint}", type=error, non_retryable=True)
     if error == "already_reacted":
         return ApplicationError("already reacted", type=error, non_retryable=True)
     return ApplicationError(f"Slack error: {error}", type=error)
