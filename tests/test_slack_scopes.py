@@ -371,11 +371,6 @@ async def test_without_any_one_scope_of_the_list_something_fails(stack: Stack, b
     assert witnessed["commands"] == ["slash_command"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="README.md's list still lacks groups:read and lists scopes nothing calls (chat:write.public, "
-    "channels:join, users:read, dnd:read): update it, then drop this marker",
-)
 def test_the_readme_lists_exactly_these_scopes() -> None:
     listed = readme_scopes()
     assert len(listed) == len(set(listed))
