@@ -47,6 +47,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.settings import Settings, get_settings
 from starter.connect import TemporalUnreachable, connect
 from starter.declare import start_options
+from starter.edge import Refused, read_bounded
 from workflows import limits
 from workflows.announcer import ChannelAnnouncer
 from workflows.announcer_models import (
@@ -510,12 +511,15 @@ class AlertBatcher:
                     for done in batch.waiting:
                         _fail(done, exc)
             else:
-                self._remember(key, outcome)
-                for done in batch.waiting:
-                    if not done.done():
-                        done.set_result(outcome)
+                self._settle(key, outcome, batch.waiting)
         if not lock.locked() and key not in self._pending:
             self._locks.pop(key, None)
+
+    def _settle(self, key: str, outcome: Outcome, waiting: list[asyncio.Future]) -> None:
+        self._remember(key, outcome)
+        for done in waiting:
+            if not done.done():
+                done.set_result(outcome)
 
     async def _deliver_each(self, key: str, batch: _Batch) -> None:
         for delivery, done in zip(batch.deliveries, batch.waiting, strict=True):
@@ -524,9 +528,7 @@ class AlertBatcher:
             except BaseException as exc:  # handed to this delivery's request only
                 _fail(done, exc)
             else:
-                self._remember(key, outcome)
-                if not done.done():
-                    done.set_result(outcome)
+                self._settle(key, outcome, [done])
 
 
 def _fail(done: asyncio.Future, exc: BaseException) -> None:
@@ -715,23 +717,6 @@ def _validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
-async def read_bounded(request: Request, limit: int = limits.MAX_BODY_BYTES) -> bytes:
-    """The request's body, or BodyTooLarge as soon as it is over `limit` bytes (declared or sent)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(int(declared))
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise BodyTooLarge(len(body))
-    return bytes(body)
-
-
 def too_large(size: int) -> JSONResponse:
     return _error(
         413,
@@ -806,8 +791,8 @@ def create_app(
                 )
             try:
                 raw = await read_bounded(request)
-            except BodyTooLarge as exc:
-                return too_large(exc.args[0])
+            except Refused as exc:
+                return too_large(exc.size) if exc.status == 413 else _error(exc.status, exc.reason)
             try:
                 data = parse_json(raw)
             except ValueError as exc:

@@ -71,7 +71,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -93,7 +93,8 @@ from starter.declare import (
     send_signal,
     wait_for_outcome,
 )
-from workflows.limits import MAX_BODY_BYTES, MAX_KEY, MAX_LINK, MAX_TEXT, MAX_TITLE, MAX_USER
+from starter.edge import Refused, read_bounded
+from workflows.limits import MAX_KEY, MAX_LINK, MAX_TEXT, MAX_TITLE, MAX_USER, shorten
 from workflows.models import (
     UPDATE_STATUSES,
     WORKFLOW_ID_PREFIX,
@@ -282,8 +283,7 @@ def _hhmm(moment: datetime | None) -> str:
 
 def _shorten(text: str, limit: int) -> str:
     """One line of at most `limit` characters, escaped for mrkdwn (cut before escaping)."""
-    text = " ".join(text.split())
-    return mrkdwn_escape(text if len(text) <= limit else text[: limit - 1] + "…")
+    return mrkdwn_escape(shorten(" ".join(text.split()), limit))
 
 
 def describe_state(state: IncidentState) -> str:
@@ -732,15 +732,6 @@ _LIST_FIELDS = ("authorizations", "response_urls")
 _MAX_NESTING = 6
 
 
-class Refused(Exception):
-    """A request answered before bolt sees it: its status (400, 401, 413) and a short reason."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
 def _malformed(reason: str) -> Refused:
     return Refused(400, reason)
 
@@ -751,26 +742,6 @@ def _str(value: Any) -> str:
 
 def _obj(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
-
-
-async def read_body(request: Request) -> bytes:
-    """The body, at most MAX_BODY_BYTES (Refused 413 past it, before reading it all)."""
-    length = request.headers.get("content-length")
-    if length is not None and not (length.isascii() and length.isdigit()):
-        raise _malformed("Content-Length is not a number")
-    if length is not None and int(length) > MAX_BODY_BYTES:
-        raise Refused(413, f"the body is over {MAX_BODY_BYTES:,} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise Refused(413, f"the body is over {MAX_BODY_BYTES:,} bytes")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise _malformed("the client went away before the body was read") from None
-    return b"".join(chunks)
 
 
 def check_signature(secret: str, headers: Headers, body: bytes, now: float | None = None) -> None:
@@ -1215,6 +1186,26 @@ def build_bolt_app(settings: Settings, client_factory: ClientFactory | None = No
 
     lost = "This form names no incident; close it and use /incident instead."
 
+    async def submit_form(
+        ack: Any,
+        body: dict[str, Any],
+        view: dict[str, Any],
+        client: AsyncWebClient,
+        errors: dict[str, str],
+        first_block: str,
+        name: str,
+        make: Callable[[str], Signal],
+    ) -> None:
+        """Answer the form with what to fix, or close it and signal `name` with `make(user)`."""
+        user, workflow_id = who_and_what(body, view)
+        if not errors and not (user and workflow_id):
+            errors = {first_block: lost}
+        if errors:
+            await ack(response_action="errors", errors=errors)
+            return
+        await ack()
+        await answer_form(client, workflow_id, user, await actions.signal(workflow_id, name, make(user)))
+
     @app.view(UPDATE_VIEW)
     async def on_update_form(
         ack: Any, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient
@@ -1224,15 +1215,16 @@ def build_bolt_app(settings: Settings, client_factory: ClientFactory | None = No
             {"status": (status, "Choose a status."), "message": (message, "Say what changed.")},
             {"message": (message, MAX_TEXT), "eta": (eta, MAX_ETA)},
         )
-        user, workflow_id = who_and_what(body, view)
-        if not errors and not (user and workflow_id):
-            errors = {"message": lost}
-        if errors:
-            await ack(response_action="errors", errors=errors)
-            return
-        await ack()
-        signal = UpdateSignal(user=user, status=status, message=message, eta=eta or None)
-        await answer_form(client, workflow_id, user, await actions.signal(workflow_id, "update", signal))
+        await submit_form(
+            ack,
+            body,
+            view,
+            client,
+            errors,
+            "message",
+            "update",
+            lambda user: UpdateSignal(user=user, status=status, message=message, eta=eta or None),
+        )
 
     @app.view(RESOLVE_VIEW)
     async def on_resolve_form(
@@ -1243,15 +1235,16 @@ def build_bolt_app(settings: Settings, client_factory: ClientFactory | None = No
             {"resolution": (resolution, "Say how it was resolved.")},
             {"resolution": (resolution, MAX_TEXT), "root_cause": (root_cause, MAX_TEXT)},
         )
-        user, workflow_id = who_and_what(body, view)
-        if not errors and not (user and workflow_id):
-            errors = {"resolution": lost}
-        if errors:
-            await ack(response_action="errors", errors=errors)
-            return
-        await ack()
-        signal = ResolveSignal(user=user, resolution=resolution, root_cause=root_cause)
-        await answer_form(client, workflow_id, user, await actions.signal(workflow_id, "resolve", signal))
+        await submit_form(
+            ack,
+            body,
+            view,
+            client,
+            errors,
+            "resolution",
+            "resolve",
+            lambda user: ResolveSignal(user=user, resolution=resolution, root_cause=root_cause),
+        )
 
     # -- the slash command
 
@@ -1307,7 +1300,7 @@ def create_app(settings: Settings | None = None, client_factory: ClientFactory |
 
     async def slack_events(request: Request) -> Response:
         try:
-            raw = await read_body(request)
+            raw = await read_bounded(request)
             check_signature(settings.slack_signing_secret, request.headers, raw)
             body, command_form = parse_request(raw, request.headers.get("content-type", ""))
             ignored = check_request(body, command_form)
