@@ -64,6 +64,17 @@ class SlackSandbox:
         self.web = AsyncWebClient(token=ADMIN_TOKEN, base_url=self.api_url)
         self.control = httpx.AsyncClient(base_url=url, timeout=10)
 
+    async def act(self, kind: str, **spec: Any) -> dict[str, Any]:
+        """Do what a person does in Slack; the sandbox's answer includes the handler's (status, body)."""
+        response = await self.control.post(f"/_sandbox/act/{kind}", json=spec)
+        answer = response.json()
+        assert response.status_code == 200 and answer["ok"], answer
+        return answer
+
+    async def state(self) -> dict[str, Any]:
+        """The sandbox's whole state: channels, messages, what each person was told privately, views."""
+        return (await self.control.get("/_sandbox/state")).json()
+
     async def fault(self, **fault: Any) -> None:
         response = await self.control.post("/_sandbox/faults", json=fault)
         response.raise_for_status()

@@ -47,14 +47,10 @@ class Stack:
     handler_url: str
 
     async def act(self, kind: str, **spec: Any) -> dict[str, Any]:
-        """Do what a person does in Slack; the sandbox's answer includes the handler's (status, body)."""
-        response = await self.sandbox.control.post(f"/_sandbox/act/{kind}", json=spec)
-        answer = response.json()
-        assert response.status_code == 200 and answer["ok"], answer
-        return answer
+        return await self.sandbox.act(kind, **spec)
 
     async def state(self) -> dict[str, Any]:
-        return (await self.sandbox.control.get("/_sandbox/state")).json()
+        return await self.sandbox.state()
 
     async def heard(self, user: str, *needles: str) -> str:
         """The first message only `user` saw that contains every needle (waits for it)."""

@@ -103,13 +103,10 @@ class Stack:
     declare: Any
 
     async def act(self, kind: str, **spec: Any) -> dict[str, Any]:
-        response = await self.sandbox.control.post(f"/_sandbox/act/{kind}", json=spec)
-        answer = response.json()
-        assert response.status_code == 200 and answer["ok"], answer
-        return answer
+        return await self.sandbox.act(kind, **spec)
 
     async def state(self) -> dict[str, Any]:
-        return (await self.sandbox.control.get("/_sandbox/state")).json()
+        return await self.sandbox.state()
 
     async def told(self, user: str, count: int) -> None:
         """Wait until `user` has been told `count` things privately (ephemeral or response_url)."""
