@@ -30,6 +30,8 @@ from temporalio.service import RPCError
 from activities.settings import Settings
 from starter.connect import TemporalUnreachable, connect
 from starter.declare import (
+    CommandPending,
+    CommandRefused,
     IncidentError,
     InputTooLong,
     declare_incident,
@@ -37,9 +39,9 @@ from starter.declare import (
     incident_key,
     new_incident_key,
     query_state,
+    send_command,
     send_signal,
     ui_url,
-    wait_for_outcome,
     worker_polling,
 )
 from workflows import limits
@@ -128,6 +130,8 @@ def _run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
         raise CliError(_unreachable_line(exc)) from None
     except InputTooLong as exc:
         raise CliError(_one_line(str(exc)), USAGE) from None
+    except CommandRefused as exc:
+        raise CliError(f"rejected: {exc.command}: {_one_line(exc.reason)}") from None
     except IncidentError as exc:
         raise CliError(_one_line(str(exc))) from None
     except ValidationError as exc:
@@ -309,42 +313,40 @@ def declare(
 
 
 def _signal_and_report(ident: str, name: str, signal: Signal, wait: float) -> None:
+    """Give the incident a command (a Temporal update) and print what it made of it.
+
+    Refused: one red line with the incident's reason, exit 1, nothing changed. With
+    `--wait 0` the command is sent as a signal and not waited for.
+    """
     problems = limits.over_limits(signal.model_dump())
     if problems:
         fail("; ".join(problems[:5]), USAGE)
     settings = _settings()
+    key = incident_key(workflow_id_for(ident))
 
-    async def go() -> TimelineEntry | None | str:
+    async def go() -> TimelineEntry | str:
         client = await _client(settings)
-        request_id = await send_signal(client, ident, name, signal)
         if wait <= 0:
+            await send_signal(client, ident, name, signal)
             return "nowait"
-        if not await worker_polling(client, settings.temporal_task_queue):
-            return "noworker"
-        handle = client.get_workflow_handle(workflow_id_for(ident))
-        return await wait_for_outcome(handle, request_id, wait=wait)
+        try:
+            return await send_command(
+                client, ident, name, signal, wait=wait, task_queue=settings.temporal_task_queue
+            )
+        except CommandPending as pending:
+            return str(pending)
 
     outcome = _run(go)
-    key = incident_key(workflow_id_for(ident))
     if outcome == "nowait":
         out.print(f"sent {name} to incident {escape(key)} (request {signal.request_id})")
         return
-    if outcome is None or outcome == "noworker":
-        why = (
-            f"no worker is polling task queue {settings.temporal_task_queue!r}"
-            if outcome == "noworker"
-            else f"waited {wait:g} s"
-        )
+    if isinstance(outcome, str):
         out.print(
-            f"[yellow]sent {name} to incident {escape(key)}, but no worker has processed it yet ({escape(why)}); "
-            "it will be handled when a worker runs (incident dev / python -m worker)[/yellow]",
+            f"[yellow]{escape(outcome)} (incident dev / python -m worker); "
+            "no worker has processed it yet[/yellow]",
             soft_wrap=True,
         )
         return
-    assert isinstance(outcome, TimelineEntry)
-    if outcome.kind == "rejected":
-        err.print(f"[red]rejected: {escape(_one_line(outcome.text))}[/red]")
-        raise typer.Exit(1)
     out.print(
         f"[green]accepted: {escape(outcome.kind)}[/green] — {escape(_one_line(outcome.text))}", soft_wrap=True
     )
@@ -437,7 +439,7 @@ def _timeline_table(timeline: list[TimelineEntry]) -> Table:
     for entry in timeline:
         style = (
             "red"
-            if entry.kind == "rejected"
+            if entry.kind in ("rejected", "refused")
             else ("yellow" if entry.kind in ("escalation", "reminder") else None)
         )
         table.add_row(
@@ -466,6 +468,22 @@ def _counts(updates: int, reminders: int, escalations: int) -> str:
     return ", ".join((n(updates, "update"), n(reminders, "reminder"), n(escalations, "escalation")))
 
 
+def next_deadlines(state: IncidentState) -> str:
+    """The deadline table as one line: `update reminder due 14:47, escalation 2 due 14:50` (UTC)."""
+    entries = [(d.label, d.due) for d in state.deadlines]
+    if not entries:  # a state from before the table was shown
+        entries = [
+            ("update reminder due", state.next_reminder_at),
+            ("escalation due", state.next_escalation_at),
+        ]
+    shown = [
+        f"{label} {due:%H:%M}" + ("" if due.date() == state.declared_at.date() else f" ({due:%m-%d})")
+        for label, due in entries
+        if due is not None
+    ]
+    return ", ".join(shown) or "—"
+
+
 def _print_state(state: IncidentState, status: str, url: str) -> None:
     mtta = _fmt_duration((state.claimed_at - state.declared_at).total_seconds()) if state.claimed_at else ""
     mttr = _fmt_duration((state.resolved_at - state.declared_at).total_seconds()) if state.resolved_at else ""
@@ -490,8 +508,7 @@ def _print_state(state: IncidentState, status: str, url: str) -> None:
         ("Claimed", _fmt_time(state.claimed_at) + (f"  (MTTA {mtta})" if mtta else "")),
         ("Resolved", _fmt_time(state.resolved_at) + (f"  (MTTR {mttr})" if mttr else "")),
         ("Last update", last),
-        ("Next reminder", _fmt_time(state.next_reminder_at)),
-        ("Next escalation", _fmt_time(state.next_escalation_at)),
+        ("Next", next_deadlines(state)),
         ("Counts", _counts(state.updates, state.reminders, state.escalations)),
     ]
     if state.review_due_at or state.reviewed_at:

@@ -15,12 +15,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateStage,
+)
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from workflows import limits
+from workflows.commands import COMMAND_MODELS
 from workflows.incident import (
     IncidentWorkflow,
     initial_search_attributes,
@@ -39,6 +46,8 @@ from workflows.models import (
 
 # Signal names as IncidentWorkflow defines them.
 SIGNALS = ("claim", "update", "resolve", "set_severity", "review_done")
+# Commands, answered as updates of the same names (workflows/commands.py).
+COMMANDS = tuple(COMMAND_MODELS)
 STATE_QUERY = "state"
 
 
@@ -52,6 +61,15 @@ class IncidentNotFound(IncidentError):
 
 class IncidentClosed(IncidentError):
     pass
+
+
+class CommandRefused(IncidentError):
+    """The incident refused a command; str() is its reason (nothing was changed)."""
+
+    def __init__(self, command: str, reason: str) -> None:
+        super().__init__(reason)
+        self.command = command
+        self.reason = reason
 
 
 class InputTooLong(IncidentError, ValueError):
@@ -229,6 +247,74 @@ async def send_signal(client: Client, key_or_id: str, name: str, signal: Signal)
             raise IncidentClosed(f"incident {key} is closed") from None
         raise
     return signal.request_id
+
+
+class CommandPending(IncidentError):
+    """No worker answered in time: the command was sent as a signal and is applied when one runs."""
+
+
+async def send_command(
+    client: Client, key_or_id: str, name: str, command: Signal, wait: float = 10.0, task_queue: str = ""
+) -> TimelineEntry:
+    """Give an open incident a command and return what it recorded for it.
+
+    The command goes as a Temporal update: a refusal comes back at once as
+    `CommandRefused` with the incident's reason and leaves nothing in history; an
+    accepted command returns once the workflow has applied it, in order with
+    everything else it was sent. When no worker takes the update within `wait`
+    seconds (none polls `task_queue`, or all are busy or down), the same command
+    goes as a signal, which Temporal keeps until a worker runs, and
+    `CommandPending` says so; its request id makes sure it is applied once even
+    if the update is still delivered later. Raises `IncidentNotFound` or
+    `IncidentClosed` too.
+    """
+    if name not in COMMANDS:
+        raise ValueError(f"unknown command {name!r}: use one of {', '.join(COMMANDS)}")
+    if not command.request_id:
+        command.request_id = uuid.uuid4().hex
+    handle, desc = await describe_incident(client, key_or_id)
+    key = incident_key(handle.id)
+    if desc.status != WorkflowExecutionStatus.RUNNING:
+        raise IncidentClosed(f"incident {key} is closed ({_status_name(desc.status)})")
+    if task_queue and not await worker_polling(client, task_queue):
+        await _signal_instead(handle, key, name, command)
+        raise CommandPending(
+            f"sent {name} to incident {key}, but no worker is polling task queue {task_queue!r}; "
+            "it is applied when a worker runs"
+        )
+    try:
+        return await asyncio.wait_for(_update(handle, name, command), timeout=wait)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        if isinstance(cause, ApplicationError):
+            raise CommandRefused(name, cause.message) from None
+        raise
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:  # completed between describe and update
+            raise IncidentClosed(f"incident {key} is closed") from None
+        raise
+    except TimeoutError:
+        await _signal_instead(handle, key, name, command)
+        raise CommandPending(
+            f"sent {name} to incident {key}, but no worker answered within {wait:g} s; "
+            "it is applied when a worker runs"
+        ) from None
+
+
+async def _update(handle: WorkflowHandle[Any, Any], name: str, command: Signal) -> TimelineEntry:
+    update = await handle.start_update(
+        name, command, wait_for_stage=WorkflowUpdateStage.ACCEPTED, result_type=TimelineEntry
+    )
+    return await update.result()
+
+
+async def _signal_instead(handle: WorkflowHandle[Any, Any], key: str, name: str, command: Signal) -> None:
+    try:
+        await handle.signal(name, command)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise IncidentClosed(f"incident {key} is closed") from None
+        raise
 
 
 async def wait_for_outcome(

@@ -50,7 +50,6 @@ import os
 import re
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -82,16 +81,15 @@ from activities.settings import Settings
 from activities.slack import CLAIM_ACTION, METADATA_EVENT, RESOLVE_ACTION, UPDATE_ACTION
 from starter.connect import TemporalUnreachable, connect
 from starter.declare import (
-    SIGNALS,
-    IncidentClosed,
+    CommandPending,
+    CommandRefused,
     IncidentError,
     declare_incident,
     describe_incident,
     incident_key,
     new_incident_key,
     query_state,
-    send_signal,
-    wait_for_outcome,
+    send_command,
 )
 from starter.edge import Refused, read_bounded
 from workflows.limits import MAX_KEY, MAX_LINK, MAX_TEXT, MAX_TITLE, MAX_USER, shorten
@@ -354,18 +352,17 @@ class IncidentActions:
         key = mrkdwn_escape(incident_key(workflow_id))
         try:
             client = await self.client()
-            request_id = await _send(client, workflow_id, name, signal)
-            entry = await wait_for_outcome(client.get_workflow_handle(workflow_id), request_id, OUTCOME_WAIT)
-        except Exception as exc:  # noqa: BLE001 - every failure is answered, never raised at Slack
-            return _trouble(exc)
-        if entry is None:
+            entry = await send_command(client, workflow_id, name, signal, wait=OUTCOME_WAIT)
+        except CommandPending:
             return (
                 f":hourglass_flowing_sand: Sent to incident `{key}`, but no worker answered within "
                 f"{OUTCOME_WAIT:g} s; it is applied when one runs."
             )
-        if entry.kind == "rejected":
-            reason = _shorten(entry.text.removeprefix(f"{name}: "), 500)
+        except CommandRefused as refused:
+            reason = _shorten(refused.reason, 500)
             return f":no_entry: Incident `{key}` refused the {_WHAT.get(name, name)}: {reason}"
+        except Exception as exc:  # noqa: BLE001 - every failure is answered, never raised at Slack
+            return _trouble(exc)
         return f":white_check_mark: Incident `{key}` {_DONE.get(name, name)}: {_shorten(entry.text, 300)}"
 
     async def declare(self, user: str, severity: str, title: str) -> str:
@@ -431,19 +428,6 @@ class IncidentActions:
                 request.incident, "resolve", ResolveSignal(user=user, resolution=request.message)
             )
         return help_text()
-
-
-async def _send(client: Client, workflow_id: str, name: str, signal: Signal) -> str:
-    if name in SIGNALS:
-        return await send_signal(client, workflow_id, name, signal)
-    # starter.declare.send_signal knows only the core signals; the same checks for the others:
-    # describe_incident refuses a workflow that is not an incident (its ticket child, ...).
-    signal.request_id = signal.request_id or uuid.uuid4().hex
-    handle, desc = await describe_incident(client, workflow_id)
-    if desc.status != WorkflowExecutionStatus.RUNNING:
-        raise IncidentClosed(f"incident {incident_key(handle.id)} is closed")
-    await handle.signal(name, signal)
-    return signal.request_id
 
 
 # --------------------------------------------------------------------- Slack

@@ -266,9 +266,10 @@ async def test_signals_report_the_workflows_outcome(local_env, server, policy):
             "claimed",
             "replacing PSU",
             "P2",
-            "rejected",
         ):
             assert needle in result.output, (needle, result.output)
+        # The refused claim was answered by the update's validator: nothing of it in the timeline.
+        assert "rejected" not in result.output, result.output
 
         # Visibility is eventually consistent: wait (with a deadline) for this incident's row to show
         # its commander and phase; other rows (other incidents of the session) do not count.
@@ -297,6 +298,17 @@ async def test_signals_report_the_workflows_outcome(local_env, server, policy):
 
         result = await cli("resolve", key, "-r", "PSU replaced", "--root-cause", "fan failure", "-u", "alice")
         assert result.exit_code == 0 and "accepted: resolved" in result.output, result.output
+
+        # A claim on the resolved incident (still running: its review is open) is refused at once
+        # with the reason, and leaves nothing in the workflow's history.
+        handle = client.get_workflow_handle(f"incident-{key}")
+        started = time.monotonic()
+        result = await cli("claim", key, "-u", "refused-bob")
+        took = time.monotonic() - started
+        assert_one_error_line(result, 1, "rejected: claim:", "already review; it cannot be claimed")
+        assert took < 1.0, took
+        history = (await handle.fetch_history()).to_json()
+        assert "refused-bob" not in history and "UPDATE_ACCEPTED" in history  # the others' updates are there
         result = await cli("review-done", key, "--notes", "actions filed", "-u", "alice")
         assert result.exit_code == 0 and "accepted: review_done" in result.output, result.output
         await client.get_workflow_handle(f"incident-{key}").result()

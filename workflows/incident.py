@@ -24,7 +24,9 @@ with workflow.unsafe.imports_passed_through():
     # Pure data and the children's definitions, imported once by the worker instead of
     # again in every run's sandbox (pydantic builds each model class on import: that
     # was most of a run's CPU, and a 200-incident burst's throughput, measured).
-    from . import limits
+    from . import commands, limits
+    from .commands import OPEN_PHASES, REFUSED
+    from .deadlines import Deadline, DeadlineTable
     from .device_models import (
         VERIFY_AGAINST_BASELINE,
         Analysis,
@@ -47,9 +49,9 @@ with workflow.unsafe.imports_passed_through():
         SERVICE_ATTR,
         SEVERITY_ATTR,
         TICKET_ATTR,
-        UPDATE_STATUSES,
         AlertBatch,
         ClaimSignal,
+        DeadlineEntry,
         IncidentDeclaration,
         IncidentState,
         IncidentSummary,
@@ -86,7 +88,6 @@ UPDATE_SLACK_HEADER = "update_slack_header"
 ADD_SLACK_REACTION = "add_slack_reaction"
 
 MAX_SYMPTOMS = 25  # the rest stay in the timeline; the header must stay readable
-OPEN_PHASES = (Phase.declared, Phase.triage, Phase.investigating, Phase.monitoring)
 
 
 class Rejected(Exception):
@@ -119,36 +120,97 @@ class IncidentWorkflow:
                 declared_at=_declared_at(d, workflow.now()),
                 detected_at=d.detected_at,
             )
+        # A command's outcome by its request id: what its update answers, and how a command
+        # sent twice (an update that timed out, then the same as a signal) is applied once.
+        self._outcomes: dict[str, TimelineEntry] = {
+            e.request_id: e for e in self._state.timeline if e.request_id is not None
+        }
+        self._deadline_table = DeadlineTable()
+        self._deadline_table.add("escalation", self._escalation_due, self._escalate)
+        self._deadline_table.add("reminder", self._reminder_due, self._remind)
+        self._deadline_table.add("review", self._review_due, self._review_expired)
 
     # ------------------------------------------------------------ messages
 
-    @workflow.signal
-    def claim(self, signal: ClaimSignal) -> None:
-        self._enqueue("claim", signal)
+    # Commands: a signal and an update of each name. The signal's input is read here, not by
+    # the SDK, so input that does not parse is refused in the timeline (with the field and
+    # why), never dropped; the update is answered to its caller (_command).
 
     @workflow.signal
-    def update(self, signal: UpdateSignal) -> None:
-        self._enqueue("update", signal)
+    def claim(self, raw: Any) -> None:
+        self._command_signal("claim", raw)
 
     @workflow.signal
-    def resolve(self, signal: ResolveSignal) -> None:
-        self._enqueue("resolve", signal)
+    def update(self, raw: Any) -> None:
+        self._command_signal("update", raw)
 
     @workflow.signal
-    def set_severity(self, signal: SeveritySignal) -> None:
-        self._enqueue("set_severity", signal)
+    def resolve(self, raw: Any) -> None:
+        self._command_signal("resolve", raw)
 
     @workflow.signal
-    def review_done(self, signal: ReviewDoneSignal) -> None:
-        self._enqueue("review_done", signal)
+    def set_severity(self, raw: Any) -> None:
+        self._command_signal("set_severity", raw)
+
+    @workflow.signal
+    def review_done(self, raw: Any) -> None:
+        self._command_signal("review_done", raw)
+
+    @workflow.update(name="claim")
+    async def claim_command(self, command: ClaimSignal) -> TimelineEntry:
+        return await self._command("claim", command)
+
+    @workflow.update(name="update")
+    async def update_command(self, command: UpdateSignal) -> TimelineEntry:
+        return await self._command("update", command)
+
+    @workflow.update(name="resolve")
+    async def resolve_command(self, command: ResolveSignal) -> TimelineEntry:
+        return await self._command("resolve", command)
+
+    @workflow.update(name="set_severity")
+    async def set_severity_command(self, command: SeveritySignal) -> TimelineEntry:
+        return await self._command("set_severity", command)
+
+    @workflow.update(name="review_done")
+    async def review_done_command(self, command: ReviewDoneSignal) -> TimelineEntry:
+        return await self._command("review_done", command)
+
+    @workflow.update(name="add_to_timeline")
+    async def add_to_timeline_command(self, command: TimelineNote) -> TimelineEntry:
+        return await self._command("add_to_timeline", command)
+
+    @claim_command.validator
+    def _validate_claim(self, command: ClaimSignal) -> None:
+        self._validate("claim", command)
+
+    @update_command.validator
+    def _validate_update(self, command: UpdateSignal) -> None:
+        self._validate("update", command)
+
+    @resolve_command.validator
+    def _validate_resolve(self, command: ResolveSignal) -> None:
+        self._validate("resolve", command)
+
+    @set_severity_command.validator
+    def _validate_set_severity(self, command: SeveritySignal) -> None:
+        self._validate("set_severity", command)
+
+    @review_done_command.validator
+    def _validate_review_done(self, command: ReviewDoneSignal) -> None:
+        self._validate("review_done", command)
+
+    @add_to_timeline_command.validator
+    def _validate_add_to_timeline(self, command: TimelineNote) -> None:
+        self._validate("add_to_timeline", command)
 
     @workflow.signal
     def alerts(self, batch: AlertBatch) -> None:
         self._enqueue("alerts", batch)
 
     @workflow.signal
-    def add_to_timeline(self, note: TimelineNote) -> None:
-        self._enqueue("add_to_timeline", note)
+    def add_to_timeline(self, raw: Any) -> None:
+        self._command_signal("add_to_timeline", raw)
 
     # From the children: the ticket and the investigation.
 
@@ -175,6 +237,35 @@ class IncidentWorkflow:
     def _enqueue(self, kind: str, signal: BaseModel) -> None:
         self._inbox.append(PendingSignal(kind=kind, payload=signal.model_dump(mode="json")))
 
+    def _command_signal(self, kind: str, raw: Any) -> None:
+        command, problem = commands.parse(kind, raw)
+        if command is None:
+            self._record("refused", commands.raw_user(raw), f"{kind} refused: {problem}")
+            workflow.set_current_details(self._details_markdown())
+            return
+        self._enqueue(kind, command)
+
+    def _validate(self, kind: str, command: Signal) -> None:
+        """An update's validator: refused now, with the reason, and nothing in history."""
+        if self._finished():
+            raise ApplicationError("the incident is closed", type=REFUSED, non_retryable=True)
+        reason = commands.refusal(kind, command, self._state)
+        if reason is not None:
+            raise ApplicationError(reason, type=REFUSED, non_retryable=True)
+
+    async def _command(self, kind: str, command: Signal) -> TimelineEntry:
+        """An accepted update waits its turn in the inbox; it answers with what the incident recorded."""
+        if not command.request_id:
+            command.request_id = workflow.current_update_info().id  # type: ignore[union-attr]
+        request_id = command.request_id
+        if request_id not in self._outcomes:
+            self._enqueue(kind, command)
+        await workflow.wait_condition(lambda: request_id in self._outcomes)
+        entry = self._outcomes[request_id]
+        if entry.kind == "rejected":
+            raise ApplicationError(entry.text.removeprefix(f"{kind}: "), type=REFUSED, non_retryable=True)
+        return entry
+
     # ---------------------------------------------------------------- run
 
     @workflow.run
@@ -184,6 +275,7 @@ class IncidentWorkflow:
                 LOAD_POLICY,
                 result_type=Policy,
                 start_to_close_timeout=timedelta(seconds=10),
+                summary="load the incident policy",
             )
         self._schedule()
         self._publish()
@@ -197,7 +289,11 @@ class IncidentWorkflow:
             if await self._fire_due_timers():
                 continue
             if self._history_too_long():
-                await workflow.wait_condition(workflow.all_handlers_finished)
+                # Updates still waiting for their answer finish first (their commands are
+                # handled: the inbox is empty); one that arrives meanwhile is handled first.
+                await workflow.wait_condition(lambda: workflow.all_handlers_finished() or bool(self._inbox))
+                if self._inbox:
+                    continue
                 workflow.continue_as_new(
                     IncidentInput(
                         declaration=input.declaration,
@@ -206,13 +302,17 @@ class IncidentWorkflow:
                         inbox=self._inbox,
                     )
                 )
-            try:
-                await workflow.wait_condition(lambda: bool(self._inbox), timeout=self._until_next_deadline())
-            except TimeoutError:
-                pass  # a deadline passed: _fire_due_timers handles it
+            await self._sleep_until_next_deadline()
 
-        # Signals that raced with completion are answered, not silently dropped.
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        # Commands that raced with completion are answered, not silently dropped.
+        while True:
+            self._refuse_leftovers()
+            if workflow.all_handlers_finished():
+                break
+            await workflow.wait_condition(lambda: workflow.all_handlers_finished() or bool(self._inbox))
+        return self._summary()
+
+    def _refuse_leftovers(self) -> None:
         while self._inbox:
             pending = self._inbox.pop(0)
             if pending.kind in CHILD_MODELS:
@@ -223,7 +323,6 @@ class IncidentWorkflow:
                 "the incident is closed",
                 pending.payload.get("request_id"),
             )
-        return self._summary()
 
     # ------------------------------------------------------------- phases
 
@@ -255,6 +354,9 @@ class IncidentWorkflow:
             await self._on_child_report(message)
             return
         signal = message
+        request_id = signal.request_id
+        if request_id is not None and request_id in self._outcomes:
+            return  # sent twice (an update, then the same command as a signal): applied once
         try:
             if isinstance(signal, ClaimSignal):
                 await self._on_claim(signal)
@@ -273,13 +375,19 @@ class IncidentWorkflow:
         except Rejected as reason:
             self._record("rejected", signal.user, f"{pending.kind}: {reason}", signal.request_id)
             self._publish()
+        if request_id is not None and request_id not in self._outcomes:  # applied, nothing recorded
+            self._outcomes[request_id] = TimelineEntry(
+                at=workflow.now(), kind=pending.kind, actor=signal.user
+            )
+
+    def _refuse(self, kind: str, command: Signal) -> None:
+        reason = commands.refusal(kind, command, self._state)
+        if reason is not None:
+            raise Rejected(reason)
 
     async def _on_claim(self, signal: ClaimSignal) -> None:
         s = self._state
-        if s.phase not in OPEN_PHASES:
-            raise Rejected(f"the incident is already {s.phase.value}; it cannot be claimed")
-        if s.commander == signal.user:
-            raise Rejected(f"{signal.user} is already the Incident Commander")
+        self._refuse("claim", signal)
         previous = s.commander
         s.commander = signal.user
         if previous is None:
@@ -303,11 +411,8 @@ class IncidentWorkflow:
 
     async def _on_update(self, signal: UpdateSignal) -> None:
         s = self._state
+        self._refuse("update", signal)
         status = signal.status.strip().lower()
-        if status not in UPDATE_STATUSES:
-            raise Rejected(f"unknown status {signal.status!r}: use one of {', '.join(UPDATE_STATUSES)}")
-        if s.phase not in OPEN_PHASES:
-            raise Rejected(f"the incident is already {s.phase.value}; post-resolution notes go in the review")
         now = workflow.now()
         s.updates += 1
         s.status = status
@@ -332,8 +437,7 @@ class IncidentWorkflow:
 
     async def _on_resolve(self, signal: ResolveSignal) -> None:
         s = self._state
-        if s.phase not in OPEN_PHASES:
-            raise Rejected(f"the incident is already {s.phase.value}")
+        self._refuse("resolve", signal)
         s.resolved_at = workflow.now()
         s.resolution = signal.resolution
         s.root_cause = signal.root_cause or None
@@ -373,14 +477,8 @@ class IncidentWorkflow:
 
     async def _on_severity(self, signal: SeveritySignal) -> None:
         s = self._state
-        try:
-            new = Severity.parse(signal.severity)
-        except ValueError as exc:
-            raise Rejected(str(exc)) from None
-        if s.phase not in OPEN_PHASES:
-            raise Rejected(f"the incident is already {s.phase.value}")
-        if new == s.severity:
-            raise Rejected(f"the incident is already {new.value}")
+        self._refuse("set_severity", signal)
+        new = Severity.parse(signal.severity)
         old = s.severity
         s.severity = new
         reason = f" ({signal.reason})" if signal.reason else ""
@@ -405,8 +503,7 @@ class IncidentWorkflow:
 
     async def _on_review_done(self, signal: ReviewDoneSignal) -> None:
         s = self._state
-        if s.phase != Phase.review:
-            raise Rejected(f"there is no open review (phase is {s.phase.value})")
+        self._refuse("review_done", signal)
         s.reviewed_at = workflow.now()
         self._record(
             "review_done", signal.user, signal.notes or "post-incident review done", signal.request_id
@@ -546,54 +643,63 @@ class IncidentWorkflow:
 
     # -------------------------------------------------------------- timers
 
-    def _schedule(self) -> None:
-        """Recompute the next escalation, reminder and review deadlines from the state."""
-        s = self._state
-        policy = self._require_policy()
-        sev = policy.for_severity(s.severity)
-        open_ = s.phase in OPEN_PHASES
-        if open_ and s.commander is None:
-            since = s.last_escalation_at or s.declared_at
-            s.next_escalation_at = since + policy.escalation_delay(s.severity, since)
-        else:
-            s.next_escalation_at = None
-        if open_ and s.commander is not None:
-            since = max(t for t in (s.claimed_at, s.last_update_at, s.last_reminder_at) if t is not None)
-            s.next_reminder_at = since + sev.update_every
-        else:
-            s.next_reminder_at = None
+    # The deadline table (workflows/deadlines.py): one rule and one handler per purpose.
 
-    def _deadlines(self) -> list[datetime]:
+    def _escalation_due(self) -> Deadline | None:
         s = self._state
-        candidates = [s.next_escalation_at, s.next_reminder_at]
-        if s.phase == Phase.review and s.reviewed_at is None:
-            candidates.append(s.review_due_at)
-        return [d for d in candidates if d is not None]
-
-    def _until_next_deadline(self) -> timedelta | None:
-        deadlines = self._deadlines()
-        if not deadlines:
+        if s.phase not in OPEN_PHASES or s.commander is not None:
             return None
-        return max(min(deadlines) - workflow.now(), timedelta(milliseconds=1))
+        since = s.last_escalation_at or s.declared_at
+        due = since + self._require_policy().escalation_delay(s.severity, since)
+        return Deadline("escalation", due, f"escalation {s.escalations + 1} due")
+
+    def _reminder_due(self) -> Deadline | None:
+        s = self._state
+        if s.phase not in OPEN_PHASES or s.commander is None:
+            return None
+        since = max(t for t in (s.claimed_at, s.last_update_at, s.last_reminder_at) if t is not None)
+        return Deadline("reminder", since + self._severity_policy().update_every, "update reminder due")
+
+    def _review_due(self) -> Deadline | None:
+        s = self._state
+        if s.phase != Phase.review or s.reviewed_at is not None or s.review_due_at is None:
+            return None
+        return Deadline("review", s.review_due_at, "review deadline")
+
+    def _schedule(self) -> None:
+        """Recompute the deadline table from the state; the state shows it (UI, `incident status`)."""
+        s = self._state
+        entries = self._deadline_table.entries()
+        s.deadlines = [DeadlineEntry(purpose=d.purpose, due=d.due, label=d.label) for d in entries]
+        s.next_escalation_at = self._deadline_table.due("escalation")
+        s.next_reminder_at = self._deadline_table.due("reminder")
+
+    async def _sleep_until_next_deadline(self) -> None:
+        """Wait for a message, or until the earliest deadline (the timer says which it is)."""
+        self._schedule()
+        workflow.set_current_details(self._details_markdown())
+        next_ = self._deadline_table.next()
+        timeout = None if next_ is None else max(next_.due - workflow.now(), timedelta(milliseconds=1))
+        try:
+            await workflow.wait_condition(
+                lambda: bool(self._inbox),
+                timeout=timeout,
+                timeout_summary=next_.label if next_ is not None else None,
+            )
+        except TimeoutError:
+            pass  # a deadline passed: _fire_due_timers handles it
 
     async def _fire_due_timers(self) -> bool:
+        self._schedule()
+        fired = await self._deadline_table.fire_due(workflow.now())
+        return fired is not None
+
+    async def _review_expired(self, now: datetime) -> None:
         s = self._state
-        now = workflow.now()
-        if s.next_escalation_at is not None and now >= s.next_escalation_at:
-            await self._escalate(now)
-            return True
-        if s.next_reminder_at is not None and now >= s.next_reminder_at:
-            await self._remind(now)
-            return True
-        if s.phase == Phase.review and s.reviewed_at is None and s.review_due_at and now >= s.review_due_at:
-            s.reviewed_at = now
-            self._record(
-                "review_expired", "", "review deadline passed without a review; closing the incident"
-            )
-            await self._post("review_expired")
-            await self._ticket(TicketChangeKind.close, "", text="review deadline passed without a review")
-            return True
-        return False
+        s.reviewed_at = now
+        self._record("review_expired", "", "review deadline passed without a review; closing the incident")
+        await self._post("review_expired")
+        await self._ticket(TicketChangeKind.close, "", text="review deadline passed without a review")
 
     async def _escalate(self, now: datetime) -> None:
         s = self._state
@@ -677,7 +783,7 @@ class IncidentWorkflow:
                 id=child_id,
                 # It outlives this run's continue-as-new and finishes the ticket after the incident.
                 parent_close_policy=ParentClosePolicy.ABANDON,
-                static_summary=f"Ticket · {s.summary_line}",
+                static_summary=f"Ticket · {markdown_escape(s.summary_line)}",
             )
         except WorkflowAlreadyStartedError as err:  # an earlier incident with this key: its ticket still runs
             s.ticket_status = f"no ticket: {err}"
@@ -733,7 +839,7 @@ class IncidentWorkflow:
                 ),
                 id=child_id,
                 parent_close_policy=ParentClosePolicy.ABANDON,
-                static_summary=f"Investigation · {s.summary_line}",
+                static_summary=f"Investigation · {markdown_escape(s.summary_line)}",
             )
         except WorkflowAlreadyStartedError as err:  # an earlier incident with this key still investigates
             self._record("investigation", "", f"automated investigation not started: {err}")
@@ -765,6 +871,7 @@ class IncidentWorkflow:
                 start_to_close_timeout=self._require_policy().investigation.device_timeout,
                 heartbeat_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["TestbedError"]),
+                summary="verify the devices against the baseline",
             )
         except ActivityError as err:
             cause = err.cause
@@ -817,7 +924,11 @@ class IncidentWorkflow:
         )
         try:
             return await workflow.execute_activity(
-                POST_SLACK_MESSAGE, post, result_type=PostedMessage, **self._slack_options()
+                POST_SLACK_MESSAGE,
+                post,
+                result_type=PostedMessage,
+                summary=f"post {template.replace('_', ' ')}",
+                **self._slack_options(),
             )
         except ActivityError as err:
             self._slack_failed(template, err)
@@ -831,6 +942,7 @@ class IncidentWorkflow:
             await workflow.execute_activity(
                 ADD_SLACK_REACTION,
                 SlackReaction(channel=s.slack_channel, ts=s.slack_thread_ts, name=name),
+                summary=f"react :{name}:",
                 **self._slack_options(),
             )
         except ActivityError as err:
@@ -845,6 +957,7 @@ class IncidentWorkflow:
             await workflow.execute_activity(
                 UPDATE_SLACK_HEADER,
                 SlackHeaderUpdate(channel=s.slack_channel, ts=s.slack_thread_ts, incident=self._snapshot()),
+                summary="update the declaration's header",
                 **self._slack_options(),
             )
         except ActivityError as err:
@@ -860,9 +973,12 @@ class IncidentWorkflow:
     def _record(
         self, kind: str, actor: str, text: str, request_id: str | None = None, at: datetime | None = None
     ) -> None:
-        self._state.timeline.append(
-            TimelineEntry(at=at or workflow.now(), kind=kind, actor=actor, text=text, request_id=request_id)
+        entry = TimelineEntry(
+            at=at or workflow.now(), kind=kind, actor=actor, text=text, request_id=request_id
         )
+        self._state.timeline.append(entry)
+        if request_id is not None:
+            self._outcomes.setdefault(request_id, entry)
 
     def _set_phase(self, phase: Phase) -> None:
         if self._state.phase != phase:
@@ -907,8 +1023,7 @@ class IncidentWorkflow:
             f"- **Status:** {md(s.status or '—')}",
             f"- **Last update:** {when(s.last_update_at)}"
             + (f" — {md(limits.shorten(s.last_update, 500))}" if s.last_update else ""),
-            f"- **Next update due:** {when(s.next_reminder_at)}",
-            f"- **Next escalation:** {when(s.next_escalation_at)}",
+            "- **Next:** " + (", ".join(f"{d.label} {when(d.due)}" for d in s.deadlines) or "—"),
             f"- **Updates / reminders / escalations:** {s.updates} / {s.reminders} / {s.escalations}",
         ]
         if s.review_due_at:

@@ -131,6 +131,7 @@ class InvestigationWorkflow:
                     incident_key=request.incident_key, devices=request.devices, upstream=request.upstream
                 ),
                 result_type=Baseline,
+                summary="capture the baseline",
                 **self._device_options(),
             )
         except ActivityError as err:
@@ -142,7 +143,11 @@ class InvestigationWorkflow:
         request = self._input.request
         try:
             plan = await workflow.execute_activity(
-                PLAN_INVESTIGATION, request, result_type=InvestigationPlan, **self._quick_options()
+                PLAN_INVESTIGATION,
+                request,
+                result_type=InvestigationPlan,
+                summary="plan the investigation",
+                **self._quick_options(),
             )
         except ActivityError as err:
             analysis = Analysis(
@@ -170,6 +175,7 @@ class InvestigationWorkflow:
                 ANALYSE_INVESTIGATION,
                 AnalysisRequest(incident_key=request.incident_key, plan=plan, results=out.results),
                 result_type=Analysis,
+                summary="analyse the findings",
                 **self._quick_options(),
             )
         except ActivityError as err:
@@ -193,6 +199,7 @@ class InvestigationWorkflow:
                 RUN_INVESTIGATION_STEP,
                 StepRequest(incident_key=self._input.request.incident_key, step=step),
                 result_type=StepResult,
+                summary=f"step {step.index}: {step.device} {step.command}"[:200],
                 **options,
             )
         except ActivityError as err:
@@ -225,7 +232,11 @@ class InvestigationWorkflow:
         )
         try:
             await workflow.execute_activity(
-                POST_SLACK_MESSAGE, post, result_type=PostedMessage, **self._slack_options()
+                POST_SLACK_MESSAGE,
+                post,
+                result_type=PostedMessage,
+                summary=f"post {template.replace('_', ' ')}",
+                **self._slack_options(),
             )
         except ActivityError as err:
             self._outcome.problems.append(f"{part} not posted: {_reason(err)}")
@@ -243,7 +254,11 @@ class InvestigationWorkflow:
         )
         try:
             await workflow.execute_activity(
-                UPLOAD_SLACK_FILE, upload, result_type=UploadedFile, **self._slack_options()
+                UPLOAD_SLACK_FILE,
+                upload,
+                result_type=UploadedFile,
+                summary=f"attach the output of step {result.index}",
+                **self._slack_options(),
             )
         except ActivityError as err:
             self._outcome.problems.append(f"output of step {result.index} not attached: {_reason(err)}")

@@ -208,6 +208,14 @@ class TimelineEntry(Model):
     request_id: str | None = None
 
 
+class DeadlineEntry(Model):
+    """One row of the incident's deadline table (workflows/deadlines.py), as the state shows it."""
+
+    purpose: str
+    due: datetime
+    label: str
+
+
 class IncidentState(Model):
     """Everything the incident knows; the `state` query returns this."""
 
@@ -255,6 +263,8 @@ class IncidentState(Model):
     next_reminder_at: datetime | None = None
     next_escalation_at: datetime | None = None
     review_due_at: datetime | None = None
+    # The deadline table, earliest first: what the incident will do next, and when.
+    deadlines: list[DeadlineEntry] = Field(default_factory=list)
     resolution: str | None = None
     root_cause: str | None = None
     updates: int = 0

@@ -139,7 +139,11 @@ class TicketWorkflow:
     async def _open(self) -> TicketRef:
         try:
             return await workflow.execute_activity(
-                OPEN_TICKET, self._input.open, result_type=TicketRef, **self._options()
+                OPEN_TICKET,
+                self._input.open,
+                result_type=TicketRef,
+                summary="open the ticket",
+                **self._options(),
             )
         except ActivityError as err:
             # Only a non-retryable failure ends up here (credentials, ACL, a bad field):
@@ -155,7 +159,11 @@ class TicketWorkflow:
             return
         try:
             await workflow.execute_activity(
-                UPDATE_TICKET, event.to_change(ref), result_type=TicketChanged, **self._options()
+                UPDATE_TICKET,
+                event.to_change(ref),
+                result_type=TicketChanged,
+                summary=f"ticket: {event.kind.value}",
+                **self._options(),
             )
             p.applied += 1
         except ActivityError as err:
@@ -181,7 +189,11 @@ class TicketWorkflow:
             except TimeoutError:
                 pass
             running = await workflow.execute_activity(
-                INCIDENT_IS_RUNNING, i.incident_workflow_id, result_type=bool, **self._options()
+                INCIDENT_IS_RUNNING,
+                i.incident_workflow_id,
+                result_type=bool,
+                summary="is the incident still running?",
+                **self._options(),
             )
             if running or p.pending:
                 continue

@@ -1,0 +1,102 @@
+"""The commands people give an incident, and the rules that refuse them.
+
+A command arrives as a Temporal update (answered to the caller) or as a signal of
+the same name (the Temporal CLI and UI, older starters). Both are checked by the
+same pure rules here: the update's validator refuses a command at once, leaving
+nothing in history, and the workflow checks again when the command's turn comes
+in its inbox (something queued before it may have changed the incident).
+
+Pure data and functions: imported once by the worker (passed through the sandbox).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .models import (
+    UPDATE_STATUSES,
+    ClaimSignal,
+    IncidentState,
+    Phase,
+    ResolveSignal,
+    ReviewDoneSignal,
+    Severity,
+    SeveritySignal,
+    Signal,
+    TimelineNote,
+    UpdateSignal,
+)
+
+# Every command, by its update (and signal) name.
+COMMAND_MODELS: dict[str, type[Signal]] = {
+    "claim": ClaimSignal,
+    "update": UpdateSignal,
+    "resolve": ResolveSignal,
+    "set_severity": SeveritySignal,
+    "review_done": ReviewDoneSignal,
+    "add_to_timeline": TimelineNote,
+}
+OPEN_PHASES = (Phase.declared, Phase.triage, Phase.investigating, Phase.monitoring)
+# Why an update's caller was refused (the ApplicationError's type): the CLI and the Slack
+# handler tell it from a Temporal failure.
+REFUSED = "CommandRefused"
+
+
+def refusal(kind: str, command: BaseModel, state: IncidentState) -> str | None:
+    """Why the incident cannot take this command now, or None when it can."""
+    phase = state.phase
+    closed = phase not in OPEN_PHASES
+    if isinstance(command, ClaimSignal):
+        if closed:
+            return f"the incident is already {phase.value}; it cannot be claimed"
+        if state.commander == command.user:
+            return f"{command.user} is already the Incident Commander"
+    elif isinstance(command, UpdateSignal):
+        if command.status.strip().lower() not in UPDATE_STATUSES:
+            return f"unknown status {command.status!r}: use one of {', '.join(UPDATE_STATUSES)}"
+        if closed:
+            return f"the incident is already {phase.value}; post-resolution notes go in the review"
+    elif isinstance(command, ResolveSignal):
+        if closed:
+            return f"the incident is already {phase.value}"
+    elif isinstance(command, SeveritySignal):
+        try:
+            new = Severity.parse(command.severity)
+        except ValueError as exc:
+            return str(exc)
+        if closed:
+            return f"the incident is already {phase.value}"
+        if new == state.severity:
+            return f"the incident is already {new.value}"
+    elif isinstance(command, ReviewDoneSignal):
+        if phase != Phase.review:
+            return f"there is no open review (phase is {phase.value})"
+    return None
+
+
+def parse(kind: str, raw: Any) -> tuple[Signal | None, str]:
+    """A signal's raw input as its model, or None and what is wrong with it (field and reason)."""
+    model = COMMAND_MODELS.get(kind)
+    if model is None:
+        return None, f"unknown command {kind!r}"
+    try:
+        return model.model_validate(raw), ""
+    except ValidationError as exc:
+        return None, validation_problem(exc)
+
+
+def validation_problem(exc: ValidationError) -> str:
+    """`field user: Field required; field status: ...` (at most three, each short)."""
+    parts = []
+    for error in exc.errors()[:3]:
+        where = ".".join(str(p) for p in error["loc"]) or "input"
+        parts.append(f"field {where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def raw_user(raw: Any) -> str:
+    """Who sent a malformed command, when that much can be read."""
+    user = raw.get("user") if isinstance(raw, dict) else None
+    return user[:100] if isinstance(user, str) else ""
