@@ -39,7 +39,7 @@ async def register_search_attributes(client: Client) -> None:
 
 
 @asynccontextmanager
-async def recorded_worker(env: WorkflowEnvironment, policy: Policy):
+async def recorded_worker(env: WorkflowEnvironment, policy: Policy, workflow_class: type = IncidentWorkflow):
     """A worker with fake Slack activities; terminates what it started on exit.
 
     The incidents here keep no ticket (policy `tickets.enabled: false`) and name
@@ -64,7 +64,7 @@ async def recorded_worker(env: WorkflowEnvironment, policy: Policy):
     ) -> WorkflowHandle:
         d = IncidentDeclaration(key=f"t-{uuid.uuid4().hex[:10]}", severity=severity, title=title, **kw)
         handle = await env.client.start_workflow(
-            IncidentWorkflow.run,
+            "IncidentWorkflow",
             IncidentInput(declaration=d, policy=without_tickets(policy) if policy else None),
             id=d.workflow_id,
             task_queue=queue,
@@ -74,7 +74,7 @@ async def recorded_worker(env: WorkflowEnvironment, policy: Policy):
         started.append(handle)
         return handle
 
-    async with Worker(env.client, task_queue=queue, workflows=[IncidentWorkflow], activities=fake.activities):
+    async with Worker(env.client, task_queue=queue, workflows=[workflow_class], activities=fake.activities):
         try:
             yield declare, fake
         finally:
