@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     servicenow_timeout: float = 10.0
     servicenow_sandbox_port: int = 8902
 
-    # pyATS (activities/devices.py): the testbed, its diagnostic plans, and timeouts.
+    # pyATS (activities/devices/): the testbed, its diagnostic plans, and timeouts.
     pyats_testbed: str = "config/testbed.yaml"
     pyats_plans_dir: str = "config/plans"
     pyats_connect_timeout: float = 20.0

@@ -2,7 +2,7 @@
 
 The workflow calls five activities by name (below), each with ONE of these
 objects, and gets one back. Nothing here knows pyATS: the activities in
-activities/devices.py speak to the devices; the workflow only orders the
+activities/devices/ speak to the devices; the workflow only orders the
 calls, keeps the baseline and posts what comes back.
 
 This module imports nothing from the project, so `workflows/models.py` can
@@ -105,7 +105,7 @@ class InvestigationStep(DeviceModel):
     upstream: str | None = None  # the target's upstream neighbour, when known
     command: str  # "ping 10.1.1.1 repeat 5"
     parser: str  # the command Genie parses it as: "ping 10.1.1.1"
-    check: str  # a check in activities/devices.py: ping_reachability, interface_health, ...
+    check: str  # a check in activities/devices/checks.py: ping_reachability, interface_health, ...
     params: dict[str, Any] = Field(default_factory=dict)  # resolved parameters for the check
     group: str  # steps of one group run one after another; groups run at the same time
     timeout_seconds: float | None = None  # the command's timeout when the plan sets one
