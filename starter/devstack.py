@@ -676,7 +676,7 @@ class DevStack:
             return
         if not _module_exists("sandbox.slack"):
             raise DevStackError(
-                "sandbox/slack.py is missing: cannot start the Slack sandbox (or set SLACK_API_URL)"
+                "sandbox/slack/ is missing: cannot start the Slack sandbox (or set SLACK_API_URL)"
             )
         if port_in_use(cfg.host, cfg.slack_port):
             raise DevStackError(

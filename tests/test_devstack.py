@@ -48,8 +48,8 @@ SANDBOX_USER = "admin:admin"
 runner = CliRunner()
 
 needs_stack = pytest.mark.skipif(
-    not (ROOT / "worker.py").exists() or not (ROOT / "sandbox" / "slack.py").exists(),
-    reason="worker.py or sandbox/slack.py not written yet",
+    not (ROOT / "worker.py").exists() or not (ROOT / "sandbox" / "slack" / "__init__.py").exists(),
+    reason="worker.py or sandbox/slack/ not written yet",
 )
 
 

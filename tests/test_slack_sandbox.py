@@ -1,4 +1,4 @@
-"""The Slack sandbox (sandbox/slack.py) over real HTTP, driven by the real slack_sdk AsyncWebClient."""
+"""The Slack sandbox (sandbox/slack/) over real HTTP, driven by the real slack_sdk AsyncWebClient."""
 
 from __future__ import annotations
 
@@ -708,7 +708,7 @@ async def test_button_then_modal_then_submission(acting) -> None:
 
 
 async def test_a_trigger_expires(acting, monkeypatch) -> None:
-    import sandbox.slack as sandbox_module
+    import sandbox.slack.state as sandbox_module  # SlackSandbox.open_view reads TRIGGER_TTL there
 
     http, slack, recorder = acting
     parent = await _declaration(slack)

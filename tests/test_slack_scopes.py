@@ -2,7 +2,7 @@
 
 One module-wide run drives every Slack code path of the project against a
 sandbox that grants the app only that scope list, as Slack would check it
-(sandbox/slack.py: tokens, scopes, channel membership):
+(sandbox/slack/: tokens, scopes, channel membership):
 
 - the worker's real activities through real incidents on the dev server: a
   declaration in a public channel and one in a private channel (the bot
