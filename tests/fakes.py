@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from workflows.models import PostedMessage, SlackHeaderUpdate, SlackPost, SlackReaction
 from workflows.policy import Policy
@@ -13,12 +15,23 @@ from workflows.policy import Policy
 
 @dataclass
 class RecordedSlack:
-    """Records what the workflow asked Slack to do, in order."""
+    """Records what the workflow asked Slack to do, in order.
+
+    `down_until`: every Slack call whose attempt was scheduled before this time (the
+    server's clock, so time skipping moves it) fails as Slack's 500 would, and is retried.
+    """
 
     policy: Policy
     posts: list[SlackPost] = field(default_factory=list)
     reactions: list[SlackReaction] = field(default_factory=list)
     headers: int = 0
+    down_until: datetime | None = None
+    failed_attempts: int = 0
+
+    def _outage(self) -> None:
+        if self.down_until is not None and activity.info().current_attempt_scheduled_time < self.down_until:
+            self.failed_attempts += 1
+            raise ApplicationError("Slack answered 500 (internal_error)", type="SlackServerError")
 
     @activity.defn(name="load_incident_policy")
     async def load_incident_policy(self) -> Policy:
@@ -26,6 +39,7 @@ class RecordedSlack:
 
     @activity.defn(name="post_slack_message")
     async def post_slack_message(self, post: SlackPost) -> PostedMessage:
+        self._outage()
         self.posts.append(post)
         return PostedMessage(
             channel="C0" + post.channel.upper()[:8], ts=f"{len(self.posts)}.{uuid.uuid4().int % 10**6:06d}"
@@ -33,10 +47,12 @@ class RecordedSlack:
 
     @activity.defn(name="update_slack_header")
     async def update_slack_header(self, header: SlackHeaderUpdate) -> None:
+        self._outage()
         self.headers += 1
 
     @activity.defn(name="add_slack_reaction")
     async def add_slack_reaction(self, reaction: SlackReaction) -> None:
+        self._outage()
         self.reactions.append(reaction)
 
     @property

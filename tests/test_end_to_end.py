@@ -204,9 +204,11 @@ async def test_unknown_channel_is_not_retried_and_the_incident_goes_on(local_env
 
         async def claimed():
             s = await handle.query(IncidentWorkflow.state)
-            return s if any(e.request_id == "c" for e in s.timeline) else None
+            # The claim does not wait for the declaration's post (it is sent beside the incident's loop).
+            applied = any(e.request_id == "c" for e in s.timeline)
+            return s if applied and any(e.kind == "slack_error" for e in s.timeline) else None
 
-        state = await eventually(claimed, what="the claim")
+        state = await eventually(claimed, what="the claim and the refused declaration")
     errors = [e.text for e in state.timeline if e.kind == "slack_error"]
     assert errors and "channel_not_found" in errors[0]
     assert state.commander == "alice" and state.slack_thread_ts is None

@@ -14,7 +14,7 @@ from temporalio.worker import Worker
 
 from workflows.incident import IncidentWorkflow, initial_search_attributes, static_summary
 from workflows.incident_input import IncidentInput
-from workflows.models import SEARCH_ATTRIBUTES, IncidentDeclaration, IncidentState
+from workflows.models import SEARCH_ATTRIBUTES, IncidentDeclaration, IncidentState, IncidentSummary
 from workflows.policy import Policy
 
 from .fakes import RecordedSlack
@@ -68,6 +68,7 @@ async def recorded_worker(env: WorkflowEnvironment, policy: Policy, workflow_cla
             IncidentInput(declaration=d, policy=without_tickets(policy) if policy else None),
             id=d.workflow_id,
             task_queue=queue,
+            result_type=IncidentSummary,
             search_attributes=initial_search_attributes(d),
             static_summary=static_summary(d),
         )

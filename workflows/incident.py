@@ -56,15 +56,11 @@ with workflow.unsafe.imports_passed_through():
         IncidentState,
         IncidentSummary,
         Phase,
-        PostedMessage,
         ResolveSignal,
         ReviewDoneSignal,
         Severity,
         SeveritySignal,
         Signal,
-        SlackHeaderUpdate,
-        SlackPost,
-        SlackReaction,
         TimelineEntry,
         TimelineNote,
         UpdateSignal,
@@ -81,11 +77,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from .tickets import TicketWorkflow
 
+from .voice import OUTBOX_PATCH, SlackVoice, start_outbox
+
 # Activity names, registered by worker.py (workflow code must not import activities/).
 LOAD_POLICY = "load_incident_policy"
-POST_SLACK_MESSAGE = "post_slack_message"
-UPDATE_SLACK_HEADER = "update_slack_header"
-ADD_SLACK_REACTION = "add_slack_reaction"
 
 MAX_SYMPTOMS = 25  # the rest stay in the timeline; the header must stay readable
 
@@ -95,11 +90,14 @@ class Rejected(Exception):
 
 
 @workflow.defn
-class IncidentWorkflow:
+class IncidentWorkflow(SlackVoice):
     @workflow.init
     def __init__(self, input: IncidentInput) -> None:
         self._policy: Policy | None = input.policy
         self._inbox: list[PendingSignal] = list(input.inbox)
+        self._outbox = list(input.outbox)
+        self._outbox_on = False  # the slack-outbox patch, read when the run starts
+        self._sending = self._outbox_held = self._verifying = False
         self._published: dict[str, str] = {}
         if input.carried is not None:
             self._state = input.carried
@@ -270,6 +268,9 @@ class IncidentWorkflow:
 
     @workflow.run
     async def run(self, input: IncidentInput) -> IncidentSummary:
+        self._outbox_on = workflow.patched(OUTBOX_PATCH)
+        if self._outbox_on:
+            start_outbox(self)
         if self._policy is None:
             self._policy = await workflow.execute_local_activity(
                 LOAD_POLICY,
@@ -294,12 +295,15 @@ class IncidentWorkflow:
                 await workflow.wait_condition(lambda: workflow.all_handlers_finished() or bool(self._inbox))
                 if self._inbox:
                     continue
+                if self._outbox_on:
+                    await self._outbox_quiet()
                 workflow.continue_as_new(
                     IncidentInput(
                         declaration=input.declaration,
                         policy=self._policy,
                         carried=self._state,
                         inbox=self._inbox,
+                        outbox=self._outbox,
                     )
                 )
             await self._sleep_until_next_deadline()
@@ -310,6 +314,8 @@ class IncidentWorkflow:
             if workflow.all_handlers_finished():
                 break
             await workflow.wait_condition(lambda: workflow.all_handlers_finished() or bool(self._inbox))
+        if self._outbox_on:
+            await self._outbox_drained()  # the thread's last messages, however long Slack takes
         return self._summary()
 
     def _refuse_leftovers(self) -> None:
@@ -341,8 +347,9 @@ class IncidentWorkflow:
         ticket = asyncio.create_task(self._start_ticket())
         posted = await self._post("declaration", channel=sev.channel, in_thread=False, mentions=sev.notify)
         await ticket
-        if posted is not None:
+        if posted is not None:  # before the outbox: posted already
             s.slack_channel, s.slack_thread_ts = posted.channel, posted.ts
+        if posted is not None or self._outbox_on:
             await self._react(sev.reactions.declared)
         await self._start_investigation()
         if s.ticket_status != as_posted:
@@ -448,10 +455,14 @@ class IncidentWorkflow:
             await self._tell_investigation(
                 "stop", signal.user, "the incident was resolved before anyone claimed it"
             )
-        await self._verify()
+        if self._outbox_on:
+            self._verify_beside()  # the resolution waits for it in the outbox, the incident does not
+        else:
+            await self._verify()
         await self._post(
             "resolution",
             extra={"author": signal.user, "duration": format_duration(s.resolved_at - s.declared_at)},
+            after_investigation=self._outbox_on,
         )
         sev = self._severity_policy()
         await self._react(sev.reactions.resolved)
@@ -834,6 +845,7 @@ class IncidentWorkflow:
                     ),
                     slack_channel=s.slack_channel,
                     slack_thread_ts=s.slack_thread_ts,
+                    thread_follows=self._declaration_waiting(),
                     wait_at_most=settings.wait_for_claim,
                     timeouts=InvestigationTimeouts(device=settings.device_timeout),
                 ),
@@ -858,6 +870,23 @@ class IncidentWorkflow:
         except FailureError as err:  # finished already (it gave up waiting) or terminated
             self._record("investigation", "", f"investigation not told to {signal}: {err.message}")
 
+    def _declaration_waiting(self) -> bool:
+        return any(i.post is not None and i.post.template == "declaration" for i in self._outbox)
+
+    def _verify_beside(self) -> None:
+        if self._state.baseline is None or not self._state.baseline.devices:
+            return
+        self._verifying = True
+
+        async def verify() -> None:
+            try:
+                await self._verify()
+            finally:
+                self._verifying = False
+                self._publish()
+
+        asyncio.create_task(verify())
+
     async def _verify(self) -> None:
         """Re-run the baseline's checks; a failed verification is stated, never blocking."""
         s = self._state
@@ -880,93 +909,6 @@ class IncidentWorkflow:
             return
         mark = "✅" if s.verification.passed else "❌ FAILED:"
         self._record("verification", "", f"verification {mark} {s.verification.summary}")
-
-    # -------------------------------------------------------- side effects
-
-    def _slack_options(self) -> dict[str, Any]:
-        timeouts = self._require_policy().timeouts
-        return {
-            "start_to_close_timeout": timeouts.slack_start_to_close,
-            # Unlimited attempts: a Slack outage delays messages, it never drops them.
-            # Bad tokens, unknown channels and the like are raised non-retryable.
-            "retry_policy": RetryPolicy(
-                initial_interval=timedelta(seconds=1),
-                backoff_coefficient=2.0,
-                maximum_interval=timeouts.slack_max_retry_interval,
-            ),
-        }
-
-    def _snapshot(self) -> IncidentState:
-        return self._state.model_copy(update={"timeline": []})
-
-    async def _post(
-        self,
-        template: str,
-        *,
-        extra: dict[str, Any] | None = None,
-        mentions: list[str] | None = None,
-        channel: str | None = None,
-        in_thread: bool = True,
-    ) -> PostedMessage | None:
-        s = self._state
-        channel = channel or s.slack_channel
-        if channel is None or (in_thread and s.slack_thread_ts is None):
-            return None  # the declaration never reached Slack; the timeline still has it all
-        s.messages_posted += 1
-        post = SlackPost(
-            channel=channel,
-            thread_ts=s.slack_thread_ts if in_thread else None,
-            idempotency_key=f"{s.workflow_id}/{s.messages_posted}/{template}",
-            template=template,
-            incident=self._snapshot(),
-            extra=extra or {},
-            mentions=mentions or [],
-        )
-        try:
-            return await workflow.execute_activity(
-                POST_SLACK_MESSAGE,
-                post,
-                result_type=PostedMessage,
-                summary=f"post {template.replace('_', ' ')}",
-                **self._slack_options(),
-            )
-        except ActivityError as err:
-            self._slack_failed(template, err)
-            return None
-
-    async def _react(self, name: str) -> None:
-        s = self._state
-        if not name or s.slack_channel is None or s.slack_thread_ts is None:
-            return
-        try:
-            await workflow.execute_activity(
-                ADD_SLACK_REACTION,
-                SlackReaction(channel=s.slack_channel, ts=s.slack_thread_ts, name=name),
-                summary=f"react :{name}:",
-                **self._slack_options(),
-            )
-        except ActivityError as err:
-            self._slack_failed(f"reaction :{name}:", err)
-
-    async def _refresh_header(self) -> None:
-        s = self._state
-        self._publish()
-        if s.slack_channel is None or s.slack_thread_ts is None:
-            return
-        try:
-            await workflow.execute_activity(
-                UPDATE_SLACK_HEADER,
-                SlackHeaderUpdate(channel=s.slack_channel, ts=s.slack_thread_ts, incident=self._snapshot()),
-                summary="update the declaration's header",
-                **self._slack_options(),
-            )
-        except ActivityError as err:
-            self._slack_failed("header update", err)
-
-    def _slack_failed(self, what: str, err: ActivityError) -> None:
-        cause = err.cause
-        reason = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
-        self._record("slack_error", "", f"{what} not posted: {reason}")
 
     # ----------------------------------------------------------- bookkeeping
 

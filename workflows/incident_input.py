@@ -21,6 +21,7 @@ from .models import (
     ReviewDoneSignal,
     SeveritySignal,
     Signal,
+    SlackPost,
     TimelineNote,
     UpdateSignal,
 )
@@ -57,6 +58,17 @@ class PendingSignal(BaseModel):
         return model.model_validate(self.payload)
 
 
+class OutboxItem(BaseModel):
+    """A Slack call the incident has decided on and not yet made (workflows/voice.py)."""
+
+    kind: str  # "post", "react" or "header"
+    post: SlackPost | None = None  # built when decided: its own time and content
+    in_thread: bool = True  # the thread is looked up when the post is sent
+    reaction: str = ""
+    # The resolution: sent after the investigation's messages and the verification.
+    after_investigation: bool = False
+
+
 class IncidentInput(BaseModel):
     declaration: IncidentDeclaration
     # None: ask the worker for its policy (INCIDENT_POLICY) once, at the start.
@@ -64,3 +76,4 @@ class IncidentInput(BaseModel):
     # Set only by continue-as-new.
     carried: IncidentState | None = None
     inbox: list[PendingSignal] = Field(default_factory=list)
+    outbox: list[OutboxItem] = Field(default_factory=list)

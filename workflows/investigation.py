@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         InvestigationInput,
         InvestigationOutcome,
         InvestigationSignal,
+        SlackThread,
     )
     from .models import PostedMessage, SlackFileUpload, SlackPost, UploadedFile
 
@@ -76,6 +77,11 @@ class InvestigationWorkflow:
         self._investigate: InvestigationSignal | None = None
         self._stop: InvestigationSignal | None = None
         self._outcome = InvestigationOutcome(incident_key=input.request.incident_key)
+        self._thread: SlackThread | None = (
+            None
+            if input.thread_follows
+            else SlackThread(channel=input.slack_channel, thread_ts=input.slack_thread_ts)
+        )
 
     @workflow.signal
     def investigate(self, signal: InvestigationSignal) -> None:
@@ -86,6 +92,10 @@ class InvestigationWorkflow:
         # Honoured only before the plan starts: once the commander watches the
         # steps arrive, the rest of them is worth having for the review.
         self._stop = signal
+
+    @workflow.signal
+    def thread(self, thread: SlackThread) -> None:
+        self._thread = thread
 
     @workflow.query
     def progress(self) -> InvestigationOutcome:
@@ -217,8 +227,15 @@ class InvestigationWorkflow:
 
     # -------------------------------------------------------- side effects
 
+    async def _where(self) -> tuple[str | None, str | None]:
+        """The incident's thread; waits for it when the declaration was not posted yet."""
+        if self._thread is None:
+            await workflow.wait_condition(lambda: self._thread is not None)
+        assert self._thread is not None
+        return self._thread.channel, self._thread.thread_ts
+
     async def _post(self, part: str, template: str, extra: dict[str, Any]) -> None:
-        channel, thread_ts = self._input.slack_channel, self._input.slack_thread_ts
+        channel, thread_ts = await self._where()
         if channel is None or thread_ts is None:
             return
         post = SlackPost(
@@ -242,7 +259,7 @@ class InvestigationWorkflow:
             self._outcome.problems.append(f"{part} not posted: {_reason(err)}")
 
     async def _attach(self, result: StepResult) -> None:
-        channel, thread_ts = self._input.slack_channel, self._input.slack_thread_ts
+        channel, thread_ts = await self._where()
         if channel is None or thread_ts is None:
             return
         upload = SlackFileUpload(

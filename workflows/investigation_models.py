@@ -40,11 +40,21 @@ class InvestigationInput(BaseModel):
     request: InvestigationRequest
     slack_channel: str | None = None  # None: the declaration never reached Slack; post nothing
     slack_thread_ts: str | None = None
+    # The incident's declaration is not posted yet (Slack is slow or down): the thread comes
+    # by the `thread` signal, and posts wait for it instead of being dropped.
+    thread_follows: bool = False
     investigate_now: bool = False  # do not wait for `investigate`
     # Give up waiting for `investigate` or `stop` after this long (an incident
     # that was terminated never sends either); None waits as long as it takes.
     wait_at_most: timedelta | None = None
     timeouts: InvestigationTimeouts = Field(default_factory=InvestigationTimeouts)
+
+
+class SlackThread(BaseModel):
+    """`thread`: where the incident's thread is, once its declaration is posted (None: never)."""
+
+    channel: str | None = None
+    thread_ts: str | None = None
 
 
 class InvestigationSignal(BaseModel):

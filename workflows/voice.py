@@ -1,0 +1,267 @@
+"""The incident's Slack voice: every message, reaction and header edit it makes.
+
+Before the `slack-outbox` patch each call was awaited in the incident's own loop,
+so a Slack outage held up the incident itself: commands waited, timers fired
+late, the ticket heard nothing. Incidents started since then decide what to say
+in the loop and put it in an ordered outbox; one task beside the loop sends it,
+retrying as long as Slack fails. So with Slack down for an hour the incident
+goes on (commands applied when received, timers on time, the ticket told), and
+afterwards the thread catches up in the order things happened, each message
+once (its idempotency key) and each with the time and content it had when it
+was decided. Incidents started before the patch keep the old path, which their
+recorded histories need to replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from .incident_input import OutboxItem
+    from .investigation_models import SlackThread
+    from .models import (
+        IncidentState,
+        PostedMessage,
+        SlackHeaderUpdate,
+        SlackPost,
+        SlackReaction,
+    )
+    from .policy import Policy
+
+# Activity names, registered by worker.py (workflow code must not import activities/).
+POST_SLACK_MESSAGE = "post_slack_message"
+UPDATE_SLACK_HEADER = "update_slack_header"
+ADD_SLACK_REACTION = "add_slack_reaction"
+OUTBOX_PATCH = "slack-outbox"
+# How long the resolution waits for the investigation's last messages before it is posted anyway.
+INVESTIGATION_GRACE = timedelta(hours=2)
+
+
+class SlackVoice:
+    """Mixed into IncidentWorkflow: what it says in Slack, and how it gets there."""
+
+    _state: IncidentState
+    _outbox: list[OutboxItem]
+    _outbox_on: bool  # set by the patch at the start of the run
+    _sending: bool
+    _outbox_held: bool
+    _verifying: bool
+
+    def _require_policy(self) -> Policy:
+        raise NotImplementedError
+
+    def _record(
+        self, kind: str, actor: str, text: str, request_id: str | None = None, at: Any = None
+    ) -> None:
+        raise NotImplementedError
+
+    def _publish(self) -> None:
+        raise NotImplementedError
+
+    def _slack_options(self) -> dict[str, Any]:
+        timeouts = self._require_policy().timeouts
+        return {
+            "start_to_close_timeout": timeouts.slack_start_to_close,
+            # Unlimited attempts: a Slack outage delays messages, it never drops them.
+            # Bad tokens, unknown channels and the like are raised non-retryable.
+            "retry_policy": RetryPolicy(
+                initial_interval=timedelta(seconds=1),
+                backoff_coefficient=2.0,
+                maximum_interval=timeouts.slack_max_retry_interval,
+            ),
+        }
+
+    def _snapshot(self) -> IncidentState:
+        return self._state.model_copy(update={"timeline": []})
+
+    # ------------------------------------------------------------ deciding
+
+    async def _post(
+        self,
+        template: str,
+        *,
+        extra: dict[str, Any] | None = None,
+        mentions: list[str] | None = None,
+        channel: str | None = None,
+        in_thread: bool = True,
+        after_investigation: bool = False,
+    ) -> PostedMessage | None:
+        s = self._state
+        if self._outbox_on:
+            s.messages_posted += 1
+            post = self._slack_post(template, channel or "", None, extra, mentions)
+            self._outbox.append(
+                OutboxItem(
+                    kind="post", post=post, in_thread=in_thread, after_investigation=after_investigation
+                )
+            )
+            return None
+        channel = channel or s.slack_channel
+        if channel is None or (in_thread and s.slack_thread_ts is None):
+            return None  # the declaration never reached Slack; the timeline still has it all
+        s.messages_posted += 1
+        post = self._slack_post(template, channel, s.slack_thread_ts if in_thread else None, extra, mentions)
+        return await self._send_post(post)
+
+    def _slack_post(
+        self,
+        template: str,
+        channel: str,
+        thread_ts: str | None,
+        extra: dict[str, Any] | None,
+        mentions: list[str] | None,
+    ) -> SlackPost:
+        s = self._state
+        return SlackPost(
+            channel=channel,
+            thread_ts=thread_ts,
+            idempotency_key=f"{s.workflow_id}/{s.messages_posted}/{template}",
+            template=template,
+            incident=self._snapshot(),
+            extra=extra or {},
+            mentions=mentions or [],
+        )
+
+    async def _react(self, name: str) -> None:
+        if not name:
+            return
+        if self._outbox_on:
+            self._outbox.append(OutboxItem(kind="react", reaction=name))
+            return
+        await self._send_reaction(name)
+
+    async def _refresh_header(self) -> None:
+        self._publish()
+        if self._outbox_on:
+            # One header edit waiting is enough: it shows the state as it is when it is sent.
+            waiting = self._outbox[1:] if self._sending else self._outbox
+            if not any(item.kind == "header" for item in waiting):
+                self._outbox.append(OutboxItem(kind="header"))
+            return
+        await self._send_header()
+
+    # ------------------------------------------------------------- sending
+
+    async def _drain_outbox(self) -> None:
+        """Beside the incident's loop for the whole run: send what was decided, in order."""
+        while True:
+            await workflow.wait_condition(lambda: bool(self._outbox) and not self._outbox_held)
+            self._sending = True
+            item = self._outbox[0]
+            if item.kind == "post" and item.post is not None:
+                await self._send_outbox_post(item, item.post)
+            elif item.kind == "react":
+                await self._send_reaction(item.reaction)
+            elif item.kind == "header":
+                await self._send_header()
+            self._outbox.pop(0)
+            self._sending = False
+
+    async def _outbox_quiet(self) -> None:
+        """Hold the outbox (for continue-as-new: what is left is carried over)."""
+        self._outbox_held = True
+        await workflow.wait_condition(lambda: not self._sending and not self._verifying)
+
+    async def _outbox_drained(self) -> None:
+        await workflow.wait_condition(lambda: not self._outbox and not self._sending)
+
+    async def _send_outbox_post(self, item: OutboxItem, post: SlackPost) -> None:
+        s = self._state
+        if item.after_investigation:
+            await self._wait_for_investigation()
+            post = post.model_copy(update={"incident": self._snapshot()})
+        if item.in_thread:
+            if s.slack_channel is None or s.slack_thread_ts is None:
+                return  # the declaration never reached Slack; the timeline still has it all
+            post = post.model_copy(update={"channel": s.slack_channel, "thread_ts": s.slack_thread_ts})
+        posted = await self._send_post(post)
+        if not item.in_thread and post.template == "declaration":
+            if posted is not None:
+                s.slack_channel, s.slack_thread_ts = posted.channel, posted.ts
+                self._publish()
+            await self._tell_investigation_the_thread()
+
+    async def _wait_for_investigation(self) -> None:
+        """The resolution follows the investigation's steps and the verification into the thread."""
+        s = self._state
+
+        def settled() -> bool:
+            investigating = s.investigation_workflow_id is not None and s.claimed_at is not None
+            return not self._verifying and (not investigating or bool(s.investigation))
+
+        if settled():
+            return
+        try:
+            await workflow.wait_condition(
+                settled, timeout=INVESTIGATION_GRACE, timeout_summary="the investigation's messages first"
+            )
+        except TimeoutError:
+            self._record("slack_error", "", "resolution posted before the investigation finished posting")
+
+    async def _tell_investigation_the_thread(self) -> None:
+        """An investigation started before the declaration was posted waits for its thread."""
+        s = self._state
+        if s.investigation_workflow_id is None:
+            return
+        try:
+            await workflow.get_external_workflow_handle(s.investigation_workflow_id).signal(
+                "thread", SlackThread(channel=s.slack_channel, thread_ts=s.slack_thread_ts)
+            )
+        except FailureError as err:
+            self._record("investigation", "", f"investigation not told its thread: {err.message}")
+
+    async def _send_post(self, post: SlackPost) -> PostedMessage | None:
+        try:
+            return await workflow.execute_activity(
+                POST_SLACK_MESSAGE,
+                post,
+                result_type=PostedMessage,
+                summary=f"post {post.template.replace('_', ' ')}",
+                **self._slack_options(),
+            )
+        except ActivityError as err:
+            self._slack_failed(post.template, err)
+            return None
+
+    async def _send_reaction(self, name: str) -> None:
+        s = self._state
+        if s.slack_channel is None or s.slack_thread_ts is None:
+            return
+        try:
+            await workflow.execute_activity(
+                ADD_SLACK_REACTION,
+                SlackReaction(channel=s.slack_channel, ts=s.slack_thread_ts, name=name),
+                summary=f"react :{name}:",
+                **self._slack_options(),
+            )
+        except ActivityError as err:
+            self._slack_failed(f"reaction :{name}:", err)
+
+    async def _send_header(self) -> None:
+        s = self._state
+        if s.slack_channel is None or s.slack_thread_ts is None:
+            return
+        try:
+            await workflow.execute_activity(
+                UPDATE_SLACK_HEADER,
+                SlackHeaderUpdate(channel=s.slack_channel, ts=s.slack_thread_ts, incident=self._snapshot()),
+                summary="update the declaration's header",
+                **self._slack_options(),
+            )
+        except ActivityError as err:
+            self._slack_failed("header update", err)
+
+    def _slack_failed(self, what: str, err: ActivityError) -> None:
+        cause = err.cause
+        reason = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+        self._record("slack_error", "", f"{what} not posted: {reason}")
+
+
+def start_outbox(voice: SlackVoice) -> asyncio.Task[None]:
+    return asyncio.create_task(voice._drain_outbox())
