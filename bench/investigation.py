@@ -12,19 +12,21 @@ ActivityEnvironment), with cold sessions: every upstream is connected to
 during the run, as on an incident's first investigation.
 
 Reported per size: the wall time of the parallel run; the slowest group
-(the sum of its steps' times: the floor for any schedule); the sum of all
-steps' times (what one-after-another would cost); and, up to
---sequential-up-to devices, a measured sequential run for comparison.
-Prints a table and writes JSON to bench/results/investigation.json.
+(the sum of its steps' times in the same run: the floor for any schedule)
+and the wall time as a ratio to it; the sum of all steps' times (what
+one-after-another would cost); and, up to --sequential-up-to devices, a
+measured sequential run for comparison. Above that size the sequential time
+(and the speed-up) is estimated from the per-device time of the largest
+measured sequential run, and says so: "estimate" in the table,
+`"estimated": true` in the JSON.
+Prints a table and writes JSON to bench/results/investigation.json (--output).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -38,11 +40,10 @@ from rich.table import Table
 from temporalio.testing import ActivityEnvironment
 
 from activities.devices import DeviceActivities
+from bench.common import RESULTS, ROOT, machine, percentile, write_json
 from sandbox.devices import write_synthetic_testbed
 from workflows.device_models import InvestigationPlan, InvestigationRequest, StepRequest, StepResult
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 PLANS = ROOT / "config" / "plans"
 
 
@@ -129,14 +130,15 @@ def expected_finding(result: StepResult) -> str:
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One line per size: the parallel run against the sequential one (measured or scaled)."""
+    """One line per size: the parallel run against its floor (the slowest group, same run) and
+    against the sequential one (measured, or estimated from the per-device time: `estimated`)."""
     sequential = {r["devices"]: r["wall_seconds"] for r in rows if r["mode"] == "sequential"}
     per_device = sequential[max(sequential)] / max(sequential) if sequential else None
     out = []
     for run in (r for r in rows if r["mode"] == "parallel"):
         n = run["devices"]
         measured = n in sequential
-        seq = sequential[n] if measured else (per_device * n if per_device else float("nan"))
+        seq = sequential[n] if measured else (per_device * n if per_device else None)
         out.append(
             {
                 "devices": n,
@@ -144,9 +146,12 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "groups": run["groups"],
                 "parallel_wall_seconds": run["wall_seconds"],
                 "slowest_group_seconds": run["slowest_group_seconds"],
-                "sequential_seconds": round(seq, 2),
+                "parallel_x_slowest_group": round(run["wall_seconds"] / run["slowest_group_seconds"], 2),
+                "sequential_seconds": round(seq, 2) if seq is not None else None,
                 "sequential_measured": measured,
-                "speed_up": round(seq / run["wall_seconds"], 2),
+                "speed_up": round(seq / run["wall_seconds"], 2) if seq is not None else None,
+                # sequential_seconds and speed_up: the largest measured sequential run, per device, times n
+                "estimated": not measured and seq is not None,
                 "first_step_p50_seconds": run["first_step_p50_seconds"],
                 "other_steps_p50_seconds": run["other_steps_p50_seconds"],
                 "worker_cpu_seconds": run["worker_cpu_seconds"],
@@ -157,8 +162,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2] if ordered else 0.0
+    return percentile(values, 50) if values else 0.0
 
 
 async def main_async(sizes: list[int], sequential_up_to: int) -> list[dict[str, Any]]:
@@ -177,6 +181,7 @@ def main() -> None:
     parser.add_argument(
         "--sequential-up-to", type=int, default=10, help="also run sequentially up to this size"
     )
+    parser.add_argument("--output", type=Path, default=RESULTS / "investigation.json")
     args = parser.parse_args()
 
     console = Console(width=160)
@@ -193,7 +198,8 @@ def main() -> None:
         "devices",
         "steps",
         "parallel wall s",
-        "slowest group s",
+        "slowest group s (floor)",
+        "× floor",
         "sequential s",
         "speed-up",
         "1st step (connect) p50 s",
@@ -203,13 +209,15 @@ def main() -> None:
     ):
         table.add_column(column, justify="right")
     for row in summary:
+        estimate = " (estimate)" if row["estimated"] else ""
         table.add_row(
             str(row["devices"]),
             str(row["steps"]),
             f"{row['parallel_wall_seconds']:.2f}",
             f"{row['slowest_group_seconds']:.2f}",
-            ("" if row["sequential_measured"] else "≈ ") + f"{row['sequential_seconds']:.1f}",
-            f"{row['speed_up']:.1f}x",
+            f"{row['parallel_x_slowest_group']:.2f}×",
+            "n/a" if row["sequential_seconds"] is None else f"{row['sequential_seconds']:.1f}{estimate}",
+            "n/a" if row["speed_up"] is None else f"{row['speed_up']:.1f}×{estimate}",
             f"{row['first_step_p50_seconds']:.2f}",
             f"{row['other_steps_p50_seconds']:.2f}",
             f"{row['worker_cpu_seconds']:.1f}",
@@ -217,8 +225,9 @@ def main() -> None:
         )
     console.print(table)
     console.print(
-        "sequential: measured where no ≈; else the largest measured sequential run, per device, times n. "
-        "slowest group: the sum of its steps in the parallel run (contention included). "
+        "floor: the slowest group, the sum of its steps in the same parallel run (contention included): "
+        "no schedule of the plan is faster; × floor = parallel wall / slowest group. "
+        "sequential: measured, or an estimate (the largest measured sequential run, per device, times n). "
         "mock devices CPU: the simulated routers (one Python process each) on this machine's "
         f"{os.cpu_count()} cores; real routers bring their own."
     )
@@ -226,28 +235,22 @@ def main() -> None:
     if bad:
         console.print(f"[red]{bad} steps had unexpected findings[/red]")
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "investigation.json"
-    out.write_text(
-        json.dumps(
-            {
-                "benchmark": "investigation",
-                "plan": "unreachable-device",
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "pyats": version("pyats"),
-                    "genie": version("genie"),
-                    "unicon": version("unicon"),
-                },
-                "summary": summary,
-                "runs": rows,
+    write_json(
+        args.output,
+        {
+            "benchmark": "investigation",
+            "plan": "unreachable-device",
+            "machine": {
+                **machine(),
+                "pyats": version("pyats"),
+                "genie": version("genie"),
+                "unicon": version("unicon"),
             },
-            indent=2,
-        )
-        + "\n"
+            "summary": summary,
+            "runs": rows,
+        },
+        console,
     )
-    console.print(f"wrote {out.relative_to(ROOT)}")
     sys.stdout.flush()
     os._exit(0)  # skip interpreter teardown (pyATS threads); all results are written
 
