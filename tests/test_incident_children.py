@@ -222,9 +222,11 @@ async def test_r1_outage_is_investigated_on_claim_and_verified_on_resolve(
         await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="U0ENGINEER1"))
         state = await until(handle, lambda s: s.investigation, "the investigation's analysis", timeout=120)
         assert "R1" in state.investigation
-        outcome = await local_env.client.get_workflow_handle(
+        # The investigation stays until the incident is resolved: it verifies the devices then.
+        investigation = local_env.client.get_workflow_handle(
             investigation_workflow_id(handle.id), result_type=InvestigationOutcome
-        ).result()
+        )
+        outcome = await investigation.query("progress", result_type=InvestigationOutcome)
         assert outcome.analysis is not None and outcome.analysis.suspect == "R1"
 
         write_testbed("recovered", testbed)  # R1 is back
@@ -243,6 +245,8 @@ async def test_r1_outage_is_investigated_on_claim_and_verified_on_resolve(
         assert "Verification" in resolution and "FAILED" not in resolution
         assert any(e.kind == "verification" and "✅" in e.text for e in state.timeline)
         assert templates_of(thread)[:2] == ["declaration", "team_formed"]
+        verified = await investigation.result()
+        assert verified.verification is not None and verified.verification.passed
 
 
 async def test_resolved_before_claim_stops_the_investigation_and_says_verification_failed(

@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         InvestigationInput,
         InvestigationSignal,
         InvestigationTimeouts,
+        VerificationReport,
         investigation_workflow_id,
     )
     from .models import (
@@ -228,6 +229,10 @@ class IncidentWorkflow(SlackVoice):
     def investigation_done(self, analysis: Analysis) -> None:
         self._enqueue("investigation_done", analysis)
 
+    @workflow.signal
+    def verification_done(self, report: VerificationReport) -> None:
+        self._enqueue("verification_done", report)
+
     @workflow.query
     def state(self) -> IncidentState:
         return self._state
@@ -309,20 +314,27 @@ class IncidentWorkflow(SlackVoice):
             await self._sleep_until_next_deadline()
 
         # Commands that raced with completion are answered, not silently dropped.
+        # The thread's last messages go out first, however long Slack takes; the children's
+        # reports they wait for (the verification) are still heard meanwhile.
         while True:
-            self._refuse_leftovers()
+            await self._refuse_leftovers()
+            if self._outbox_on and (self._outbox or self._sending):
+                await workflow.wait_condition(
+                    lambda: bool(self._inbox) or not (self._outbox or self._sending)
+                )
+                continue
             if workflow.all_handlers_finished():
                 break
             await workflow.wait_condition(lambda: workflow.all_handlers_finished() or bool(self._inbox))
-        if self._outbox_on:
-            await self._outbox_drained()  # the thread's last messages, however long Slack takes
         return self._summary()
 
-    def _refuse_leftovers(self) -> None:
+    async def _refuse_leftovers(self) -> None:
         while self._inbox:
             pending = self._inbox.pop(0)
             if pending.kind in CHILD_MODELS:
-                continue  # a child's late report: the incident is over
+                if self._outbox_on:
+                    await self._on_child_report(pending.parsed())
+                continue  # before the outbox: a child's late report, the incident is over
             self._record(
                 "rejected",
                 pending.payload.get("user", ""),
@@ -451,14 +463,7 @@ class IncidentWorkflow(SlackVoice):
         self._record("resolved", signal.user, signal.resolution, signal.request_id)
         self._set_phase(Phase.resolved)
         self._schedule()
-        if s.claimed_at is None:
-            await self._tell_investigation(
-                "stop", signal.user, "the incident was resolved before anyone claimed it"
-            )
-        if self._outbox_on:
-            self._verify_beside()  # the resolution waits for it in the outbox, the incident does not
-        else:
-            await self._verify()
+        await self._verify_resolution(signal.user)
         await self._post(
             "resolution",
             extra={"author": signal.user, "duration": format_duration(s.resolved_at - s.declared_at)},
@@ -646,6 +651,13 @@ class IncidentWorkflow(SlackVoice):
                 "",
                 f"baseline captured: {reachable}/{len(report.devices)} devices reachable{unreachable}",
             )
+            self._publish()
+        elif isinstance(report, VerificationReport):
+            s.verification_pending = False
+            if report.verification is not None:
+                self._record_verification(report.verification)
+            else:
+                self._record("verification", "", report.problem)
             self._publish()
         elif isinstance(report, Analysis):
             s.investigation = report.likely_cause
@@ -846,6 +858,7 @@ class IncidentWorkflow(SlackVoice):
                     slack_channel=s.slack_channel,
                     slack_thread_ts=s.slack_thread_ts,
                     thread_follows=self._declaration_waiting(),
+                    verify_on_request=self._outbox_on,
                     wait_at_most=settings.wait_for_claim,
                     timeouts=InvestigationTimeouts(device=settings.device_timeout),
                 ),
@@ -857,21 +870,41 @@ class IncidentWorkflow(SlackVoice):
             self._record("investigation", "", f"automated investigation not started: {err}")
             return
         s.investigation_workflow_id = child_id
+        s.investigation_verifies = self._outbox_on
         self._record("investigation", "", f"automated investigation of {', '.join(s.devices)} started")
 
-    async def _tell_investigation(self, signal: str, user: str, reason: str) -> None:
+    async def _tell_investigation(self, signal: str, user: str, reason: str) -> bool:
         s = self._state
         if s.investigation_workflow_id is None:
-            return
+            return False
         try:
             await workflow.get_external_workflow_handle(s.investigation_workflow_id).signal(
                 signal, InvestigationSignal(user=user, reason=reason)
             )
         except FailureError as err:  # finished already (it gave up waiting) or terminated
             self._record("investigation", "", f"investigation not told to {signal}: {err.message}")
+            return False
+        return True
 
     def _declaration_waiting(self) -> bool:
         return any(i.post is not None and i.post.template == "declaration" for i in self._outbox)
+
+    async def _verify_resolution(self, user: str) -> None:
+        """Devices back to their baseline? The investigation checks (before: the incident, in its loop)."""
+        s = self._state
+        unclaimed = "the incident was resolved before anyone claimed it"
+        if self._outbox_on and s.investigation_verifies:
+            # The resolution waits for the verification in the outbox; the incident does not.
+            s.verification_pending = await self._tell_investigation("verify", user, unclaimed)
+            if not s.verification_pending:
+                self._verify_beside()
+            return
+        if s.claimed_at is None:
+            await self._tell_investigation("stop", user, unclaimed)
+        if self._outbox_on:
+            self._verify_beside()
+        else:
+            await self._verify()
 
     def _verify_beside(self) -> None:
         if self._state.baseline is None or not self._state.baseline.devices:
@@ -907,8 +940,12 @@ class IncidentWorkflow(SlackVoice):
             reason = cause.message if isinstance(cause, FailureError) else str(cause or err)
             self._record("verification", "", f"verification could not run: {reason}")
             return
-        mark = "✅" if s.verification.passed else "❌ FAILED:"
-        self._record("verification", "", f"verification {mark} {s.verification.summary}")
+        self._record_verification(s.verification)
+
+    def _record_verification(self, verification: Verification) -> None:
+        self._state.verification = verification
+        mark = "✅" if verification.passed else "❌ FAILED:"
+        self._record("verification", "", f"verification {mark} {verification.summary}")
 
     # ----------------------------------------------------------- bookkeeping
 

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from .device_models import Analysis, Baseline
+from .investigation_models import VerificationReport
 from .models import (
     AlertBatch,
     ClaimSignal,
@@ -44,6 +45,7 @@ CHILD_MODELS: dict[str, type[BaseModel]] = {
     "ticket_problem": TicketProblem,
     "baseline_captured": Baseline,
     "investigation_done": Analysis,
+    "verification_done": VerificationReport,
 }
 
 

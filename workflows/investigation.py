@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         CAPTURE_BASELINE,
         PLAN_INVESTIGATION,
         RUN_INVESTIGATION_STEP,
+        VERIFY_AGAINST_BASELINE,
         Analysis,
         AnalysisRequest,
         Baseline,
@@ -48,12 +49,15 @@ with workflow.unsafe.imports_passed_through():
         StepRequest,
         StepResult,
         StepStatus,
+        Verification,
+        VerificationRequest,
     )
     from .investigation_models import (
         InvestigationInput,
         InvestigationOutcome,
         InvestigationSignal,
         SlackThread,
+        VerificationReport,
     )
     from .models import PostedMessage, SlackFileUpload, SlackPost, UploadedFile
 
@@ -64,6 +68,9 @@ UPLOAD_SLACK_FILE = "upload_slack_file"
 # Signals this workflow sends to the incident.
 BASELINE_CAPTURED = "baseline_captured"
 INVESTIGATION_DONE = "investigation_done"
+VERIFICATION_DONE = "verification_done"
+# How long an investigation that verifies on request waits for the incident's resolution.
+WAIT_FOR_RESOLUTION = timedelta(days=30)
 
 # Errors in the plan or testbed files: a person has to fix a file, retrying cannot help.
 FILE_ERRORS = ["PlanError", "TestbedError"]
@@ -76,6 +83,7 @@ class InvestigationWorkflow:
         self._input = input
         self._investigate: InvestigationSignal | None = None
         self._stop: InvestigationSignal | None = None
+        self._verify: InvestigationSignal | None = None
         self._outcome = InvestigationOutcome(incident_key=input.request.incident_key)
         self._thread: SlackThread | None = (
             None
@@ -92,6 +100,11 @@ class InvestigationWorkflow:
         # Honoured only before the plan starts: once the commander watches the
         # steps arrive, the rest of them is worth having for the review.
         self._stop = signal
+
+    @workflow.signal
+    def verify(self, signal: InvestigationSignal) -> None:
+        # The incident is resolved: before the plan started, that also stops it.
+        self._verify = signal
 
     @workflow.signal
     def thread(self, thread: SlackThread) -> None:
@@ -111,24 +124,61 @@ class InvestigationWorkflow:
         if not input.investigate_now:
             try:
                 await workflow.wait_condition(
-                    lambda: self._investigate is not None or self._stop is not None,
+                    lambda: (
+                        self._investigate is not None or self._stop is not None or self._verify is not None
+                    ),
                     timeout=input.wait_at_most,
                 )
             except TimeoutError:
                 self._stop = InvestigationSignal(reason=f"nobody asked for it within {input.wait_at_most}")
         if self._investigate is None and not input.investigate_now:
-            assert self._stop is not None
+            stop = self._stop or self._verify
+            assert stop is not None
             out.stopped = True
-            out.stopped_because = self._stop.reason or "the incident was resolved before anyone claimed it"
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            return out
-
-        out.investigated = True
-        out.started_by = self._investigate.user if self._investigate else ""
-        out.analysis = await self._run_plan()
-        await self._tell_incident(INVESTIGATION_DONE, out.analysis)
+            out.stopped_because = stop.reason or "the incident was resolved before anyone claimed it"
+        else:
+            out.investigated = True
+            out.started_by = self._investigate.user if self._investigate else ""
+            out.analysis = await self._run_plan()
+            await self._tell_incident(INVESTIGATION_DONE, out.analysis)
+        if input.verify_on_request:
+            await self._verify_when_resolved()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return out
+
+    async def _verify_when_resolved(self) -> None:
+        """The devices against the baseline, once the incident is resolved; the incident hears the result."""
+        try:
+            await workflow.wait_condition(
+                lambda: self._verify is not None,
+                timeout=WAIT_FOR_RESOLUTION,
+                timeout_summary="the incident's resolution, to verify",
+            )
+        except TimeoutError:
+            return  # the incident verifies by itself if it is resolved later (it cannot tell us)
+        baseline = self._outcome.baseline
+        if baseline is None or not baseline.devices:
+            report = VerificationReport(problem="verification could not run: no baseline was captured")
+        else:
+            report = await self._verification(baseline)
+        await self._tell_incident(VERIFICATION_DONE, report)
+
+    async def _verification(self, baseline: Baseline) -> VerificationReport:
+        request = self._input.request
+        options = self._device_options()
+        options["retry_policy"] = RetryPolicy(maximum_attempts=3, non_retryable_error_types=FILE_ERRORS)
+        try:
+            verification = await workflow.execute_activity(
+                VERIFY_AGAINST_BASELINE,
+                VerificationRequest(incident_key=request.incident_key, baseline=baseline),
+                result_type=Verification,
+                summary="verify the devices against the baseline",
+                **options,
+            )
+        except ActivityError as err:
+            return VerificationReport(problem=f"verification could not run: {_reason(err)}")
+        self._outcome.verification = verification
+        return VerificationReport(verification=verification)
 
     # ------------------------------------------------------------ the plan
 

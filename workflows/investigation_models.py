@@ -10,7 +10,14 @@ from datetime import timedelta
 
 from pydantic import BaseModel, Field
 
-from .device_models import Analysis, Baseline, InvestigationPlan, InvestigationRequest, StepResult
+from .device_models import (
+    Analysis,
+    Baseline,
+    InvestigationPlan,
+    InvestigationRequest,
+    StepResult,
+    Verification,
+)
 from .models import IncidentState
 
 
@@ -44,6 +51,9 @@ class InvestigationInput(BaseModel):
     # by the `thread` signal, and posts wait for it instead of being dropped.
     thread_follows: bool = False
     investigate_now: bool = False  # do not wait for `investigate`
+    # Stay for `verify` (sent when the incident is resolved) and verify the devices against
+    # the baseline then; before the slack-outbox patch the incident verified them itself.
+    verify_on_request: bool = False
     # Give up waiting for `investigate` or `stop` after this long (an incident
     # that was terminated never sends either); None waits as long as it takes.
     wait_at_most: timedelta | None = None
@@ -64,6 +74,13 @@ class InvestigationSignal(BaseModel):
     reason: str = ""
 
 
+class VerificationReport(BaseModel):
+    """`verification_done`, to the incident: the verification, or why there is none."""
+
+    verification: Verification | None = None
+    problem: str = ""  # "verification could not run: ..."
+
+
 class InvestigationOutcome(BaseModel):
     """What the investigation found; also the `progress` query's answer while it runs."""
 
@@ -76,4 +93,5 @@ class InvestigationOutcome(BaseModel):
     plan: InvestigationPlan | None = None
     results: list[StepResult] = Field(default_factory=list)  # without raw_output: that is in the thread
     analysis: Analysis | None = None
+    verification: Verification | None = None
     problems: list[str] = Field(default_factory=list)  # what did not reach Slack or the incident, and why

@@ -248,6 +248,10 @@ class IncidentState(Model):
     # The children that keep the ticket and run the investigation (None: not started).
     ticket_workflow_id: str | None = None
     investigation_workflow_id: str | None = None
+    # The investigation verifies the devices when told the incident is resolved (slack-outbox
+    # and later); pending: told, and its verification_done not heard yet.
+    investigation_verifies: bool = False
+    verification_pending: bool = False
     ticket_changes: int = 0  # changes sent to the ticket, for their idempotency keys
     slack_channel: str | None = None
     slack_thread_ts: str | None = None

@@ -168,9 +168,6 @@ class SlackVoice:
         self._outbox_held = True
         await workflow.wait_condition(lambda: not self._sending and not self._verifying)
 
-    async def _outbox_drained(self) -> None:
-        await workflow.wait_condition(lambda: not self._outbox and not self._sending)
-
     async def _send_outbox_post(self, item: OutboxItem, post: SlackPost) -> None:
         s = self._state
         if item.after_investigation:
@@ -193,7 +190,8 @@ class SlackVoice:
 
         def settled() -> bool:
             investigating = s.investigation_workflow_id is not None and s.claimed_at is not None
-            return not self._verifying and (not investigating or bool(s.investigation))
+            verifying = self._verifying or s.verification_pending
+            return not verifying and (not investigating or bool(s.investigation))
 
         if settled():
             return
