@@ -24,8 +24,7 @@ import math
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     # Pure data. Passed through so each new run does not rebuild every pydantic
@@ -41,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from .models import IncidentState, PostedMessage, SlackPost
     from .policy import Policy
+    from .retries import failure_reason, unlimited_retries
 
 # Activity names, registered by worker.py (workflow code must not import activities/).
 LOAD_POLICY = "load_incident_policy"
@@ -192,7 +192,9 @@ class ChannelAnnouncer:
         try:
             return await self._slack(post)
         except ActivityError as err:
-            self._state.errors = [*self._state.errors, f"{what} not posted: {_reason(err)}"][-ROLLUPS_KEPT:]
+            self._state.errors = [*self._state.errors, f"{what} not posted: {failure_reason(err)}"][
+                -ROLLUPS_KEPT:
+            ]
             return None
 
     async def _slack(self, post: SlackPost) -> PostedMessage:
@@ -206,16 +208,7 @@ class ChannelAnnouncer:
                 start_to_close_timeout=timeouts.slack_start_to_close,
                 # Unlimited attempts, as for the incidents' own posts: a rate limit
                 # (Retry-After) or an outage delays a post, it never drops it.
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=1),
-                    backoff_coefficient=2.0,
-                    maximum_interval=timeouts.slack_max_retry_interval,
-                ),
+                retry_policy=unlimited_retries(timeouts.slack_max_retry_interval),
             )
         finally:
             self._state.last_post_at = workflow.now()
-
-
-def _reason(err: ActivityError) -> str:
-    cause = err.cause
-    return cause.message if isinstance(cause, ApplicationError) else str(cause or err)

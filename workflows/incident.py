@@ -67,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
         UpdateSignal,
     )
     from .policy import Policy, SeverityPolicy, format_duration
+    from .retries import failure_reason, history_too_long
     from .ticket_models import (
         TicketChangeKind,
         TicketEvent,
@@ -766,10 +767,7 @@ class IncidentWorkflow(SlackVoice):
         return s.phase == Phase.review and s.reviewed_at is not None
 
     def _history_too_long(self) -> bool:
-        info = workflow.info()
-        return info.is_continue_as_new_suggested() or (
-            info.get_current_history_length() > self._require_policy().max_history_events
-        )
+        return history_too_long(self._require_policy().max_history_events)
 
     # ------------------------------------------------------------ children
 
@@ -936,9 +934,7 @@ class IncidentWorkflow(SlackVoice):
                 summary="verify the devices against the baseline",
             )
         except ActivityError as err:
-            cause = err.cause
-            reason = cause.message if isinstance(cause, FailureError) else str(cause or err)
-            self._record("verification", "", f"verification could not run: {reason}")
+            self._record("verification", "", f"verification could not run: {failure_reason(err)}")
             return
         self._record_verification(s.verification)
 

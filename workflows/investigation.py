@@ -60,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         VerificationReport,
     )
     from .models import PostedMessage, SlackFileUpload, SlackPost, UploadedFile
+    from .retries import failure_reason, unlimited_retries
 
 # Activity names, registered by worker.py (workflow code must not import activities/).
 POST_SLACK_MESSAGE = "post_slack_message"
@@ -176,7 +177,7 @@ class InvestigationWorkflow:
                 **options,
             )
         except ActivityError as err:
-            return VerificationReport(problem=f"verification could not run: {_reason(err)}")
+            return VerificationReport(problem=f"verification could not run: {failure_reason(err)}")
         self._outcome.verification = verification
         return VerificationReport(verification=verification)
 
@@ -195,7 +196,7 @@ class InvestigationWorkflow:
                 **self._device_options(),
             )
         except ActivityError as err:
-            self._outcome.problems.append(f"baseline not captured: {_reason(err)}")
+            self._outcome.problems.append(f"baseline not captured: {failure_reason(err)}")
             return None
 
     async def _run_plan(self) -> Analysis:
@@ -212,7 +213,7 @@ class InvestigationWorkflow:
         except ActivityError as err:
             analysis = Analysis(
                 incident_key=request.incident_key,
-                likely_cause=f"unknown: the investigation could not start ({_reason(err)})",
+                likely_cause=f"unknown: the investigation could not start ({failure_reason(err)})",
             )
             await self._post(
                 "analysis", "investigation_analysis", {"analysis": analysis.model_dump(mode="json")}
@@ -241,7 +242,7 @@ class InvestigationWorkflow:
         except ActivityError as err:
             analysis = Analysis(
                 incident_key=request.incident_key,
-                likely_cause=f"unknown: the findings could not be analysed ({_reason(err)})",
+                likely_cause=f"unknown: the findings could not be analysed ({failure_reason(err)})",
                 steps_failed=sum(r.status == StepStatus.error for r in out.results),
             )
         await self._post("analysis", "investigation_analysis", {"analysis": analysis.model_dump(mode="json")})
@@ -306,7 +307,7 @@ class InvestigationWorkflow:
                 **self._slack_options(),
             )
         except ActivityError as err:
-            self._outcome.problems.append(f"{part} not posted: {_reason(err)}")
+            self._outcome.problems.append(f"{part} not posted: {failure_reason(err)}")
 
     async def _attach(self, result: StepResult) -> None:
         channel, thread_ts = await self._where()
@@ -328,7 +329,9 @@ class InvestigationWorkflow:
                 **self._slack_options(),
             )
         except ActivityError as err:
-            self._outcome.problems.append(f"output of step {result.index} not attached: {_reason(err)}")
+            self._outcome.problems.append(
+                f"output of step {result.index} not attached: {failure_reason(err)}"
+            )
 
     async def _tell_incident(self, signal: str, payload: BaseModel) -> None:
         parent = workflow.info().parent
@@ -364,21 +367,8 @@ class InvestigationWorkflow:
             # Unlimited attempts, as for the incident's own posts: a Slack outage
             # delays the results, it never drops them. Bad tokens and unknown
             # channels are raised non-retryable by the activity.
-            "retry_policy": RetryPolicy(
-                initial_interval=timedelta(seconds=1),
-                backoff_coefficient=2.0,
-                maximum_interval=t.slack_max_retry_interval,
-            ),
+            "retry_policy": unlimited_retries(t.slack_max_retry_interval),
         }
-
-
-def _reason(err: ActivityError) -> str:
-    cause = err.cause
-    if isinstance(cause, ActivityTimeout):
-        return f"timed out ({cause.type.name.lower().replace('_', '-') if cause.type else 'timeout'})"
-    if isinstance(cause, FailureError):
-        return cause.message
-    return str(cause or err)
 
 
 def _step_not_finished(step: InvestigationStep, err: ActivityError, limit: timedelta) -> StepResult:
@@ -386,7 +376,7 @@ def _step_not_finished(step: InvestigationStep, err: ActivityError, limit: timed
     finding = (
         f"`{step.command}` on {step.device} did not finish within {_seconds(limit)}"
         if timed_out
-        else f"`{step.command}` on {step.device} failed: {_reason(err)}"
+        else f"`{step.command}` on {step.device} failed: {failure_reason(err)}"
     )
     return StepResult.of(
         step,

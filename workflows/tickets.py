@@ -43,11 +43,11 @@ from typing import Any
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     # Pure data; passed through so each run does not rebuild the pydantic models in the sandbox.
+    from .retries import failure_reason, history_too_long, unlimited_retries
     from .ticket_models import (
         INCIDENT_IS_RUNNING,
         OPEN_TICKET,
@@ -148,7 +148,7 @@ class TicketWorkflow:
         except ActivityError as err:
             # Only a non-retryable failure ends up here (credentials, ACL, a bad field):
             # the incident runs without a ticket, and a person is told why.
-            reason = _reason(err)
+            reason = failure_reason(err)
             await self._report_problem(TicketProblem(what="open", reason=reason, at=workflow.now()))
             return TicketRef.off(reason=f"no ticket: {reason}")
 
@@ -171,7 +171,7 @@ class TicketWorkflow:
             await self._report_problem(
                 TicketProblem(
                     what=event.kind.value,
-                    reason=_reason(err),
+                    reason=failure_reason(err),
                     at=workflow.now(),
                     idempotency_key=event.idempotency_key,
                 )
@@ -225,23 +225,8 @@ class TicketWorkflow:
             # Unlimited attempts: an outage delays the ticket, it never loses a change.
             # Rejections (400/401/403/404) are raised non-retryable by the activities;
             # 429 and 503 come with Retry-After, which Temporal honours over the backoff.
-            "retry_policy": RetryPolicy(
-                initial_interval=i.initial_retry_interval,
-                backoff_coefficient=2.0,
-                maximum_interval=i.max_retry_interval,
-            ),
+            "retry_policy": unlimited_retries(i.max_retry_interval, i.initial_retry_interval),
         }
 
     def _history_too_long(self) -> bool:
-        info = workflow.info()
-        return (
-            info.is_continue_as_new_suggested()
-            or info.get_current_history_length() > self._input.max_history_events
-        )
-
-
-def _reason(err: ActivityError) -> str:
-    cause = err.cause
-    if isinstance(cause, FailureError):
-        return cause.message
-    return str(cause or err)
+        return history_too_long(self._input.max_history_events)

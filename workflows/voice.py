@@ -19,8 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from .incident_input import OutboxItem
@@ -33,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         SlackReaction,
     )
     from .policy import Policy
+    from .retries import failure_reason, unlimited_retries
 
 # Activity names, registered by worker.py (workflow code must not import activities/).
 POST_SLACK_MESSAGE = "post_slack_message"
@@ -70,15 +70,18 @@ class SlackVoice:
             "start_to_close_timeout": timeouts.slack_start_to_close,
             # Unlimited attempts: a Slack outage delays messages, it never drops them.
             # Bad tokens, unknown channels and the like are raised non-retryable.
-            "retry_policy": RetryPolicy(
-                initial_interval=timedelta(seconds=1),
-                backoff_coefficient=2.0,
-                maximum_interval=timeouts.slack_max_retry_interval,
-            ),
+            "retry_policy": unlimited_retries(timeouts.slack_max_retry_interval),
         }
 
     def _snapshot(self) -> IncidentState:
-        return self._state.model_copy(update={"timeline": []})
+        """The state as a message or a child needs it: without what no template reads (the
+        timeline, the baseline's and the verification's device readings, the deadline table),
+        which would otherwise be copied into the history with every Slack call."""
+        s = self._state
+        verification = s.verification.model_copy(update={"devices": {}}) if s.verification else None
+        return s.model_copy(
+            update={"timeline": [], "baseline": None, "verification": verification, "deadlines": []}
+        )
 
     # ------------------------------------------------------------ deciding
 
@@ -256,9 +259,7 @@ class SlackVoice:
             self._slack_failed("header update", err)
 
     def _slack_failed(self, what: str, err: ActivityError) -> None:
-        cause = err.cause
-        reason = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
-        self._record("slack_error", "", f"{what} not posted: {reason}")
+        self._record("slack_error", "", f"{what} not posted: {failure_reason(err)}")
 
 
 def start_outbox(voice: SlackVoice) -> asyncio.Task[None]:
