@@ -10,39 +10,25 @@ every decision in one place, where the timers are too.
 from __future__ import annotations
 
 import asyncio
-import re
 from datetime import datetime, timedelta
-from typing import Any
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError, WorkflowAlreadyStartedError
-from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     # Pure data and the children's definitions, imported once by the worker instead of
     # again in every run's sandbox (pydantic builds each model class on import: that
     # was most of a run's CPU, and a 200-incident burst's throughput, measured).
-    from . import commands, limits
-    from .commands import OPEN_PHASES, REFUSED
+    from .alert_intake import take_alerts
+    from .commands import OPEN_PHASES
     from .deadlines import Deadline, DeadlineTable
     from .device_models import (
-        VERIFY_AGAINST_BASELINE,
         Analysis,
         Baseline,
-        InvestigationRequest,
-        Verification,
-        VerificationRequest,
     )
     from .incident_input import CHILD_MODELS, IncidentInput, PendingSignal
-    from .investigation import InvestigationWorkflow
     from .investigation_models import (
-        InvestigationInput,
-        InvestigationSignal,
-        InvestigationTimeouts,
         VerificationReport,
-        investigation_workflow_id,
     )
     from .models import (
         COMMANDER_ATTR,
@@ -67,32 +53,30 @@ with workflow.unsafe.imports_passed_through():
         UpdateSignal,
     )
     from .policy import Policy, SeverityPolicy, format_duration
-    from .retries import failure_reason, history_too_long
+    from .retries import history_too_long
     from .ticket_models import (
         TicketChangeKind,
-        TicketEvent,
-        TicketInput,
-        TicketOpen,
         TicketProblem,
         TicketRef,
-        ticket_workflow_id,
     )
-    from .tickets import TicketWorkflow
+    from .ui import (  # noqa: F401 - the starters import these from here
+        details_markdown,
+        initial_search_attributes,
+        markdown_escape,
+        static_details,
+        static_summary,
+    )
 
+from .incident_children import Children
+from .incident_commands import CommandSurface, Rejected
 from .voice import OUTBOX_PATCH, SlackVoice, start_outbox
 
 # Activity names, registered by worker.py (workflow code must not import activities/).
 LOAD_POLICY = "load_incident_policy"
 
-MAX_SYMPTOMS = 25  # the rest stay in the timeline; the header must stay readable
-
-
-class Rejected(Exception):
-    """A signal that cannot be applied; the reason goes to the timeline."""
-
 
 @workflow.defn
-class IncidentWorkflow(SlackVoice):
+class IncidentWorkflow(CommandSurface, Children, SlackVoice):
     @workflow.init
     def __init__(self, input: IncidentInput) -> None:
         self._policy: Policy | None = input.policy
@@ -132,87 +116,9 @@ class IncidentWorkflow(SlackVoice):
 
     # ------------------------------------------------------------ messages
 
-    # Commands: a signal and an update of each name. The signal's input is read here, not by
-    # the SDK, so input that does not parse is refused in the timeline (with the field and
-    # why), never dropped; the update is answered to its caller (_command).
-
-    @workflow.signal
-    def claim(self, raw: Any) -> None:
-        self._command_signal("claim", raw)
-
-    @workflow.signal
-    def update(self, raw: Any) -> None:
-        self._command_signal("update", raw)
-
-    @workflow.signal
-    def resolve(self, raw: Any) -> None:
-        self._command_signal("resolve", raw)
-
-    @workflow.signal
-    def set_severity(self, raw: Any) -> None:
-        self._command_signal("set_severity", raw)
-
-    @workflow.signal
-    def review_done(self, raw: Any) -> None:
-        self._command_signal("review_done", raw)
-
-    @workflow.update(name="claim")
-    async def claim_command(self, command: ClaimSignal) -> TimelineEntry:
-        return await self._command("claim", command)
-
-    @workflow.update(name="update")
-    async def update_command(self, command: UpdateSignal) -> TimelineEntry:
-        return await self._command("update", command)
-
-    @workflow.update(name="resolve")
-    async def resolve_command(self, command: ResolveSignal) -> TimelineEntry:
-        return await self._command("resolve", command)
-
-    @workflow.update(name="set_severity")
-    async def set_severity_command(self, command: SeveritySignal) -> TimelineEntry:
-        return await self._command("set_severity", command)
-
-    @workflow.update(name="review_done")
-    async def review_done_command(self, command: ReviewDoneSignal) -> TimelineEntry:
-        return await self._command("review_done", command)
-
-    @workflow.update(name="add_to_timeline")
-    async def add_to_timeline_command(self, command: TimelineNote) -> TimelineEntry:
-        return await self._command("add_to_timeline", command)
-
-    @claim_command.validator
-    def _validate_claim(self, command: ClaimSignal) -> None:
-        self._validate("claim", command)
-
-    @update_command.validator
-    def _validate_update(self, command: UpdateSignal) -> None:
-        self._validate("update", command)
-
-    @resolve_command.validator
-    def _validate_resolve(self, command: ResolveSignal) -> None:
-        self._validate("resolve", command)
-
-    @set_severity_command.validator
-    def _validate_set_severity(self, command: SeveritySignal) -> None:
-        self._validate("set_severity", command)
-
-    @review_done_command.validator
-    def _validate_review_done(self, command: ReviewDoneSignal) -> None:
-        self._validate("review_done", command)
-
-    @add_to_timeline_command.validator
-    def _validate_add_to_timeline(self, command: TimelineNote) -> None:
-        self._validate("add_to_timeline", command)
-
     @workflow.signal
     def alerts(self, batch: AlertBatch) -> None:
         self._enqueue("alerts", batch)
-
-    @workflow.signal
-    def add_to_timeline(self, raw: Any) -> None:
-        self._command_signal("add_to_timeline", raw)
-
-    # From the children: the ticket and the investigation.
 
     @workflow.signal
     def ticket_opened(self, ref: TicketRef) -> None:
@@ -240,35 +146,6 @@ class IncidentWorkflow(SlackVoice):
 
     def _enqueue(self, kind: str, signal: BaseModel) -> None:
         self._inbox.append(PendingSignal(kind=kind, payload=signal.model_dump(mode="json")))
-
-    def _command_signal(self, kind: str, raw: Any) -> None:
-        command, problem = commands.parse(kind, raw)
-        if command is None:
-            self._record("refused", commands.raw_user(raw), f"{kind} refused: {problem}")
-            workflow.set_current_details(self._details_markdown())
-            return
-        self._enqueue(kind, command)
-
-    def _validate(self, kind: str, command: Signal) -> None:
-        """An update's validator: refused now, with the reason, and nothing in history."""
-        if self._finished():
-            raise ApplicationError("the incident is closed", type=REFUSED, non_retryable=True)
-        reason = commands.refusal(kind, command, self._state)
-        if reason is not None:
-            raise ApplicationError(reason, type=REFUSED, non_retryable=True)
-
-    async def _command(self, kind: str, command: Signal) -> TimelineEntry:
-        """An accepted update waits its turn in the inbox; it answers with what the incident recorded."""
-        if not command.request_id:
-            command.request_id = workflow.current_update_info().id  # type: ignore[union-attr]
-        request_id = command.request_id
-        if request_id not in self._outcomes:
-            self._enqueue(kind, command)
-        await workflow.wait_condition(lambda: request_id in self._outcomes)
-        entry = self._outcomes[request_id]
-        if entry.kind == "rejected":
-            raise ApplicationError(entry.text.removeprefix(f"{kind}: "), type=REFUSED, non_retryable=True)
-        return entry
 
     # ---------------------------------------------------------------- run
 
@@ -399,11 +276,6 @@ class IncidentWorkflow(SlackVoice):
             self._outcomes[request_id] = TimelineEntry(
                 at=workflow.now(), kind=pending.kind, actor=signal.user
             )
-
-    def _refuse(self, kind: str, command: Signal) -> None:
-        reason = commands.refusal(kind, command, self._state)
-        if reason is not None:
-            raise Rejected(reason)
 
     async def _on_claim(self, signal: ClaimSignal) -> None:
         s = self._state
@@ -536,53 +408,9 @@ class IncidentWorkflow(SlackVoice):
         first_batch = s.alerts_received == 0
         header_before = (s.severity, list(s.symptoms), list(s.devices))
         s.alerts_received += len(batch.alerts)
-        firing, cleared = [], []
-        raised_to: Severity | None = None
-        listed = sum(1 for e in s.timeline if e.kind in ("alert", "alert_cleared", "alert_acknowledged"))
-        for alert in batch.alerts:
-            # What the incident keeps of an alert is bounded, so however long a storm lasts its
-            # state (carried over continue-as-new, answered to queries) stays far under 2 MiB.
-            label = limits.shorten(alert.summary or alert.name, limits.KEPT_ALERT_LABEL)
-            listing = listed < limits.TIMELINE_ALERTS - 1
-            if listed == limits.TIMELINE_ALERTS - 1:
-                self._record(
-                    "alert",
-                    alert.source,
-                    f"{limits.TIMELINE_ALERTS} alerts listed: later alerts are counted, not listed",
-                )
-            if not listing:
-                s.alerts_unlisted += 1
-            listed += 1
-            if alert.status == "acknowledged":
-                if listing:
-                    self._record(
-                        "alert_acknowledged", alert.source, f"alert acknowledged in {alert.source}: {label}"
-                    )
-                continue
-            if alert.status == "resolved":
-                if s.alerts_firing.pop(alert.fingerprint, None) is not None or listing:
-                    cleared.append(label)
-                if listing:
-                    self._record("alert_cleared", alert.source, f"alert cleared: {label}")
-                continue
-            new = alert.fingerprint not in s.alerts_firing
-            if new and len(s.alerts_firing) >= limits.TRACKED_ALERTS:
-                continue  # counted in alerts_received; too many to track for clearing
-            s.alerts_firing[alert.fingerprint] = label
-            if new:
-                firing.append(label)
-                if listing:
-                    self._record("alert", alert.source, f"alert firing: {label}")
-            if label not in s.symptoms and len(s.symptoms) < MAX_SYMPTOMS:
-                s.symptoms.append(label)
-            for device in alert.devices:
-                if device not in s.devices and len(s.devices) < limits.MAX_ITEMS:
-                    s.devices.append(device)
-            for device, upstream in alert.upstream.items():
-                if device in s.devices:
-                    s.upstream.setdefault(device, upstream)
-            if alert.severity is not None and alert.severity.rank < (raised_to or s.severity).rank:
-                raised_to = alert.severity
+        taken = take_alerts(s, batch.alerts, workflow.now())
+        s.timeline.extend(taken.entries)
+        firing, cleared, raised_to = taken.firing, taken.cleared, taken.raised_to
         open_ = s.phase in OPEN_PHASES
         if raised_to is not None and open_:
             old = s.severity
@@ -771,178 +599,6 @@ class IncidentWorkflow(SlackVoice):
 
     # ------------------------------------------------------------ children
 
-    async def _start_ticket(self) -> None:
-        """The TicketWorkflow child opens the ticket and applies every change, in order."""
-        s = self._state
-        settings = self._require_policy().tickets
-        if not settings.enabled:
-            s.ticket_status = settings.off_reason
-            return
-        child_id = ticket_workflow_id(s.workflow_id)
-        try:
-            await workflow.start_child_workflow(
-                TicketWorkflow.run,
-                TicketInput(
-                    open=TicketOpen(
-                        incident_key=s.key,
-                        correlation_id=self._correlation_id(),
-                        workflow_id=s.workflow_id,
-                        severity=s.severity,
-                        title=s.title,
-                        service=s.service,
-                        symptoms=s.symptoms,
-                        impact=s.impact,
-                        links=s.links,
-                        devices=s.devices,
-                        reporter=s.reporter,
-                        declared_at=s.declared_at,
-                        assignment_group=settings.assignment_group,
-                        category=settings.category,
-                    ),
-                    incident_workflow_id=s.workflow_id,
-                ),
-                id=child_id,
-                # It outlives this run's continue-as-new and finishes the ticket after the incident.
-                parent_close_policy=ParentClosePolicy.ABANDON,
-                static_summary=f"Ticket · {markdown_escape(s.summary_line)}",
-            )
-        except WorkflowAlreadyStartedError as err:  # an earlier incident with this key: its ticket still runs
-            s.ticket_status = f"no ticket: {err}"
-            self._record("ticket_problem", "", s.ticket_status)
-            return
-        s.ticket_workflow_id = child_id
-
-    def _correlation_id(self) -> str:
-        """One ticket per occurrence of a key: an alert that fires again after its incident
-        closed starts a new run of `incident-<key>`, and that is a new incident with its own ticket."""
-        if not workflow.patched("ticket-per-occurrence"):
-            return ""  # declared before the patch: the ticket is keyed by the incident key alone
-        return f"{self._state.key}#{workflow.info().run_id[:8]}"
-
-    async def _ticket(self, kind: TicketChangeKind, actor: str, **fields: Any) -> None:
-        """Queue a change for the ticket; the TicketWorkflow applies it when ServiceNow lets it."""
-        s = self._state
-        if s.ticket_workflow_id is None:
-            return
-        s.ticket_changes += 1
-        event = TicketEvent(
-            incident_key=s.key,
-            kind=kind,
-            idempotency_key=f"{s.workflow_id}/ticket/{s.ticket_changes}/{kind.value}",
-            at=workflow.now(),
-            actor=actor,
-            **fields,
-        )
-        try:
-            await workflow.get_external_workflow_handle(s.ticket_workflow_id).signal("change", event)
-        except FailureError as err:  # the ticket workflow is gone (terminated by hand)
-            self._record("ticket_problem", "", f"ticket not told of the {kind.value}: {err.message}")
-
-    async def _start_investigation(self) -> None:
-        """Devices named: the InvestigationWorkflow captures the baseline now and runs its plan on claim."""
-        s = self._state
-        if not s.devices or s.investigation_workflow_id is not None:
-            return
-        settings = self._require_policy().investigation
-        child_id = investigation_workflow_id(s.workflow_id)
-        try:
-            await workflow.start_child_workflow(
-                InvestigationWorkflow.run,
-                InvestigationInput(
-                    incident=self._snapshot(),
-                    request=InvestigationRequest(
-                        incident_key=s.key, devices=s.devices, upstream=s.upstream, plan=settings.plan
-                    ),
-                    slack_channel=s.slack_channel,
-                    slack_thread_ts=s.slack_thread_ts,
-                    thread_follows=self._declaration_waiting(),
-                    verify_on_request=self._outbox_on,
-                    wait_at_most=settings.wait_for_claim,
-                    timeouts=InvestigationTimeouts(device=settings.device_timeout),
-                ),
-                id=child_id,
-                parent_close_policy=ParentClosePolicy.ABANDON,
-                static_summary=f"Investigation · {markdown_escape(s.summary_line)}",
-            )
-        except WorkflowAlreadyStartedError as err:  # an earlier incident with this key still investigates
-            self._record("investigation", "", f"automated investigation not started: {err}")
-            return
-        s.investigation_workflow_id = child_id
-        s.investigation_verifies = self._outbox_on
-        self._record("investigation", "", f"automated investigation of {', '.join(s.devices)} started")
-
-    async def _tell_investigation(self, signal: str, user: str, reason: str) -> bool:
-        s = self._state
-        if s.investigation_workflow_id is None:
-            return False
-        try:
-            await workflow.get_external_workflow_handle(s.investigation_workflow_id).signal(
-                signal, InvestigationSignal(user=user, reason=reason)
-            )
-        except FailureError as err:  # finished already (it gave up waiting) or terminated
-            self._record("investigation", "", f"investigation not told to {signal}: {err.message}")
-            return False
-        return True
-
-    def _declaration_waiting(self) -> bool:
-        return any(i.post is not None and i.post.template == "declaration" for i in self._outbox)
-
-    async def _verify_resolution(self, user: str) -> None:
-        """Devices back to their baseline? The investigation checks (before: the incident, in its loop)."""
-        s = self._state
-        unclaimed = "the incident was resolved before anyone claimed it"
-        if self._outbox_on and s.investigation_verifies:
-            # The resolution waits for the verification in the outbox; the incident does not.
-            s.verification_pending = await self._tell_investigation("verify", user, unclaimed)
-            if not s.verification_pending:
-                self._verify_beside()
-            return
-        if s.claimed_at is None:
-            await self._tell_investigation("stop", user, unclaimed)
-        if self._outbox_on:
-            self._verify_beside()
-        else:
-            await self._verify()
-
-    def _verify_beside(self) -> None:
-        if self._state.baseline is None or not self._state.baseline.devices:
-            return
-        self._verifying = True
-
-        async def verify() -> None:
-            try:
-                await self._verify()
-            finally:
-                self._verifying = False
-                self._publish()
-
-        asyncio.create_task(verify())
-
-    async def _verify(self) -> None:
-        """Re-run the baseline's checks; a failed verification is stated, never blocking."""
-        s = self._state
-        if s.baseline is None or not s.baseline.devices:
-            return
-        try:
-            s.verification = await workflow.execute_activity(
-                VERIFY_AGAINST_BASELINE,
-                VerificationRequest(incident_key=s.key, baseline=s.baseline),
-                result_type=Verification,
-                start_to_close_timeout=self._require_policy().investigation.device_timeout,
-                heartbeat_timeout=timedelta(seconds=30),
-                retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["TestbedError"]),
-                summary="verify the devices against the baseline",
-            )
-        except ActivityError as err:
-            self._record("verification", "", f"verification could not run: {failure_reason(err)}")
-            return
-        self._record_verification(s.verification)
-
-    def _record_verification(self, verification: Verification) -> None:
-        self._state.verification = verification
-        mark = "✅" if verification.passed else "❌ FAILED:"
-        self._record("verification", "", f"verification {mark} {verification.summary}")
-
     # ----------------------------------------------------------- bookkeeping
 
     def _record(
@@ -984,39 +640,7 @@ class IncidentWorkflow(SlackVoice):
         workflow.set_current_details(self._details_markdown())
 
     def _details_markdown(self) -> str:
-        s = self._state
-
-        def when(value: datetime | None) -> str:
-            return f"{value:%Y-%m-%d %H:%M} UTC" if value else "—"
-
-        md = markdown_escape
-        lines = [
-            f"**{s.severity.value} · {md(s.title)}**",
-            "",
-            f"- **Phase:** {s.phase.value}",
-            f"- **Incident Commander:** {md(s.commander or 'awaiting claim')}",
-            f"- **Status:** {md(s.status or '—')}",
-            f"- **Last update:** {when(s.last_update_at)}"
-            + (f" — {md(limits.shorten(s.last_update, 500))}" if s.last_update else ""),
-            "- **Next:** " + (", ".join(f"{d.label} {when(d.due)}" for d in s.deadlines) or "—"),
-            f"- **Updates / reminders / escalations:** {s.updates} / {s.reminders} / {s.escalations}",
-        ]
-        if s.review_due_at:
-            lines.append(f"- **Review due:** {when(s.review_due_at)}")
-        if s.slack_channel:
-            lines.append(f"- **Slack:** channel {md(s.slack_channel)}, thread {md(s.slack_thread_ts or '')}")
-        ticket = md(s.ticket or "")
-        if ticket and s.ticket_url.startswith(("https://", "http://")):
-            ticket = f"[{ticket}]({s.ticket_url.replace(')', '%29').replace(' ', '%20')})"
-        lines.append(f"- **Ticket:** {ticket or md(limits.shorten(s.ticket_status, 300)) or '—'}")
-        if s.investigation:
-            lines.append(f"- **Investigation:** {md(limits.shorten(s.investigation, 500))}")
-        if s.verification:
-            lines.append(
-                f"- **Verification:** {'passed' if s.verification.passed else 'FAILED'} — "
-                f"{md(limits.shorten(s.verification.summary, 500))}"
-            )
-        return "\n".join(lines)
+        return details_markdown(self._state)
 
     def _summary(self) -> IncidentSummary:
         s = self._state
@@ -1050,51 +674,8 @@ class IncidentWorkflow(SlackVoice):
         return self._require_policy().for_severity(self._state.severity)
 
 
-def initial_search_attributes(declaration: IncidentDeclaration) -> TypedSearchAttributes:
-    """What a starter sets when it starts the workflow, so the incident is findable at once."""
-    pairs = [
-        SearchAttributePair(SEVERITY_ATTR, declaration.severity.value),
-        SearchAttributePair(PHASE_ATTR, Phase.declared.value),
-    ]
-    if declaration.service:
-        pairs.append(SearchAttributePair(SERVICE_ATTR, declaration.service))
-    return TypedSearchAttributes(pairs)
-
-
-def static_details(declaration: IncidentDeclaration) -> str:
-    """Markdown for the UI's detail page: symptoms, impact, links (everything from input escaped)."""
-    md = markdown_escape
-    parts = [f"**{declaration.severity.value} · {md(declaration.title)}**"]
-    if declaration.service:
-        parts.append(f"Service: {md(declaration.service)}")
-    for heading, items in (
-        ("Symptoms", declaration.symptoms),
-        ("Impact", declaration.impact),
-        ("Links", declaration.links),
-    ):
-        if items:
-            shown = [f"- {md(limits.shorten(item, 500))}" for item in items[:10]]
-            if len(items) > 10:
-                shown.append(f"- … and {len(items) - 10} more")
-            parts.append(f"**{heading}**\n" + "\n".join(shown))
-    parts.append(f"Reported by {md(declaration.reporter)}")
-    return "\n\n".join(parts)
-
-
 def _declared_at(declaration: IncidentDeclaration, now: datetime) -> datetime:
     """When the declaration was accepted (never later than now: a starter's clock may run ahead)."""
     if declaration.declared_at is None:
         return now
     return min(declaration.declared_at, now)
-
-
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#!|~])")
-
-
-def markdown_escape(text: str) -> str:
-    """Text from alerts and people made literal in the Temporal UI's markdown (no links, images, HTML)."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.split()))
-
-
-def static_summary(declaration: IncidentDeclaration) -> str:
-    return f"{declaration.severity.value} · {markdown_escape(declaration.title)}"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, FailureError
@@ -53,16 +53,15 @@ class SlackVoice:
     _outbox_held: bool
     _verifying: bool
 
-    def _require_policy(self) -> Policy:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by IncidentWorkflow and the other mixins
 
-    def _record(
-        self, kind: str, actor: str, text: str, request_id: str | None = None, at: Any = None
-    ) -> None:
-        raise NotImplementedError
+        def _require_policy(self) -> Policy: ...
 
-    def _publish(self) -> None:
-        raise NotImplementedError
+        def _record(
+            self, kind: str, actor: str, text: str, request_id: str | None = None, at: Any = None
+        ) -> None: ...
+
+        def _publish(self) -> None: ...
 
     def _slack_options(self) -> dict[str, Any]:
         timeouts = self._require_policy().timeouts

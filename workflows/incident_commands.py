@@ -1,0 +1,167 @@
+"""How an incident takes commands: an update and a signal of each name, checked by workflows/commands.py.
+
+Mixed into IncidentWorkflow. The update is answered to its caller: refused at once
+by its validator (nothing in history), or, once accepted, with what the incident
+recorded when the command's turn came in the inbox (in order with the signals).
+The signal of the same name is for the Temporal CLI and UI: its input is read here,
+not by the SDK, so input that does not parse is refused in the timeline with the
+field and why, never dropped.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from . import commands
+    from .commands import REFUSED
+    from .models import (
+        ClaimSignal,
+        IncidentState,
+        ResolveSignal,
+        ReviewDoneSignal,
+        SeveritySignal,
+        Signal,
+        TimelineEntry,
+        TimelineNote,
+        UpdateSignal,
+    )
+
+
+class Rejected(Exception):
+    """A command that cannot be applied; the reason goes to the timeline."""
+
+
+class CommandSurface:
+    """Mixed into IncidentWorkflow: its commands, as signals and as updates."""
+
+    _state: IncidentState
+    _outcomes: dict[str, TimelineEntry]
+
+    if TYPE_CHECKING:  # provided by IncidentWorkflow and the other mixins
+
+        def _enqueue(self, kind: str, signal: BaseModel) -> None: ...
+
+        def _record(
+            self, kind: str, actor: str, text: str, request_id: str | None = None, at: Any = None
+        ) -> None: ...
+
+        def _details_markdown(self) -> str: ...
+
+        def _finished(self) -> bool: ...
+
+    # Commands: a signal and an update of each name. The signal's input is read here, not by
+    # the SDK, so input that does not parse is refused in the timeline (with the field and
+    # why), never dropped; the update is answered to its caller (_command).
+
+    @workflow.signal
+    def claim(self, raw: Any) -> None:
+        self._command_signal("claim", raw)
+
+    @workflow.signal
+    def update(self, raw: Any) -> None:
+        self._command_signal("update", raw)
+
+    @workflow.signal
+    def resolve(self, raw: Any) -> None:
+        self._command_signal("resolve", raw)
+
+    @workflow.signal
+    def set_severity(self, raw: Any) -> None:
+        self._command_signal("set_severity", raw)
+
+    @workflow.signal
+    def review_done(self, raw: Any) -> None:
+        self._command_signal("review_done", raw)
+
+    @workflow.update(name="claim")
+    async def claim_command(self, command: ClaimSignal) -> TimelineEntry:
+        return await self._command("claim", command)
+
+    @workflow.update(name="update")
+    async def update_command(self, command: UpdateSignal) -> TimelineEntry:
+        return await self._command("update", command)
+
+    @workflow.update(name="resolve")
+    async def resolve_command(self, command: ResolveSignal) -> TimelineEntry:
+        return await self._command("resolve", command)
+
+    @workflow.update(name="set_severity")
+    async def set_severity_command(self, command: SeveritySignal) -> TimelineEntry:
+        return await self._command("set_severity", command)
+
+    @workflow.update(name="review_done")
+    async def review_done_command(self, command: ReviewDoneSignal) -> TimelineEntry:
+        return await self._command("review_done", command)
+
+    @workflow.update(name="add_to_timeline")
+    async def add_to_timeline_command(self, command: TimelineNote) -> TimelineEntry:
+        return await self._command("add_to_timeline", command)
+
+    @claim_command.validator
+    def _validate_claim(self, command: ClaimSignal) -> None:
+        self._validate("claim", command)
+
+    @update_command.validator
+    def _validate_update(self, command: UpdateSignal) -> None:
+        self._validate("update", command)
+
+    @resolve_command.validator
+    def _validate_resolve(self, command: ResolveSignal) -> None:
+        self._validate("resolve", command)
+
+    @set_severity_command.validator
+    def _validate_set_severity(self, command: SeveritySignal) -> None:
+        self._validate("set_severity", command)
+
+    @review_done_command.validator
+    def _validate_review_done(self, command: ReviewDoneSignal) -> None:
+        self._validate("review_done", command)
+
+    @add_to_timeline_command.validator
+    def _validate_add_to_timeline(self, command: TimelineNote) -> None:
+        self._validate("add_to_timeline", command)
+
+    @workflow.signal
+    def add_to_timeline(self, raw: Any) -> None:
+        self._command_signal("add_to_timeline", raw)
+
+    # From the children: the ticket and the investigation.
+
+    def _command_signal(self, kind: str, raw: Any) -> None:
+        command, problem = commands.parse(kind, raw)
+        if command is None:
+            self._record("refused", commands.raw_user(raw), f"{kind} refused: {problem}")
+            workflow.set_current_details(self._details_markdown())
+            return
+        self._enqueue(kind, command)
+
+    def _validate(self, kind: str, command: Signal) -> None:
+        """An update's validator: refused now, with the reason, and nothing in history."""
+        if self._finished():
+            raise ApplicationError("the incident is closed", type=REFUSED, non_retryable=True)
+        reason = commands.refusal(kind, command, self._state)
+        if reason is not None:
+            raise ApplicationError(reason, type=REFUSED, non_retryable=True)
+
+    async def _command(self, kind: str, command: Signal) -> TimelineEntry:
+        """An accepted update waits its turn in the inbox; it answers with what the incident recorded."""
+        if not command.request_id:
+            command.request_id = workflow.current_update_info().id  # type: ignore[union-attr]
+        request_id = command.request_id
+        if request_id not in self._outcomes:
+            self._enqueue(kind, command)
+        await workflow.wait_condition(lambda: request_id in self._outcomes)
+        entry = self._outcomes[request_id]
+        if entry.kind == "rejected":
+            raise ApplicationError(entry.text.removeprefix(f"{kind}: "), type=REFUSED, non_retryable=True)
+        return entry
+
+    def _refuse(self, kind: str, command: Signal) -> None:
+        reason = commands.refusal(kind, command, self._state)
+        if reason is not None:
+            raise Rejected(reason)
