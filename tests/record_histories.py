@@ -2,8 +2,10 @@
 
     .venv/bin/python -m tests.record_histories
 
-Re-record only on purpose: a history that no longer replays means running
-incidents would break on deploy (use workflow.patched() instead).
+Histories are append-only (tests/histories/MANIFEST): never re-record one under
+its old name. A history that no longer replays means running incidents would break
+on deploy (use workflow.patched() instead). A new recording gets a new name and a
+line in MANIFEST.
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ async def main() -> None:
                 workflow_id = await scenario(env, declare)
                 history = await env.client.get_workflow_handle(workflow_id).fetch_history()
                 path = HISTORIES / f"{name}.json"
+                if path.exists():
+                    raise SystemExit(f"{path} exists: histories are append-only, record under a new name")
                 path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
                 print(f"wrote {path} ({len(history.events)} events)")
     finally:
