@@ -282,7 +282,8 @@ async def r1_outage_children(env: Any, tmp: Path) -> list[Recording]:
 
 async def ticket_stand_in(env: Any, tmp: Path) -> list[Recording]:
     """A TicketWorkflow under a stand-in incident (tests/recording_stand_ins.py), against the ServiceNow
-    sandbox: opened, claim, updates, severity, escalation, note, resolve, close. Needs only
+    sandbox: opened, claim, updates, severity, escalation, note, resolve, close, each sent once the
+    ticket has applied the one before (it waits with nothing pending before each). Needs only
     workflows/ticket_models.py, workflows/tickets.py and activities/tickets.py, so `--code` can run it
     with an older TicketWorkflow."""
     from temporalio.worker import Worker
@@ -357,6 +358,7 @@ async def ticket_stand_in(env: Any, tmp: Path) -> list[Recording]:
                     await asyncio.sleep(0.1)
                 else:
                     raise AssertionError("the ticket was not opened within 30 s")
+                ticket = env.client.get_workflow_handle(ticket_workflow_id(parent.id))
                 for n, change in enumerate(changes, 1):
                     event = TicketEvent(
                         incident_key=key,
@@ -365,8 +367,15 @@ async def ticket_stand_in(env: Any, tmp: Path) -> list[Recording]:
                         **change,
                     )
                     await parent.signal(TicketParentStandIn.send, event)
+                    # One change at a time, each after the last is applied: the ticket waits with
+                    # nothing pending before each, the wait its ticket-idle-check patch changed.
+                    for _ in range(300):
+                        if (await ticket.query(TicketWorkflow.progress)).applied >= n:
+                            break
+                        await asyncio.sleep(0.1)
+                    else:
+                        raise AssertionError(f"change {n} was not applied within 30 s")
                 problems = await parent.result()
-                ticket = env.client.get_workflow_handle(ticket_workflow_id(parent.id))
                 done = await ticket.result()
         finally:
             await tickets.aclose()
@@ -376,7 +385,7 @@ async def ticket_stand_in(env: Any, tmp: Path) -> list[Recording]:
             "ticket-stand-in",
             ticket.id,
             "TicketWorkflow under a stand-in incident, against the ServiceNow sandbox: opened, claim, "
-            "updates, severity, escalation, note, resolve, close",
+            "updates, severity, escalation, note, resolve, close, each once the one before was applied",
         )
     ]
 
