@@ -229,9 +229,14 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
         # Posted as it reads once declared (triage: awaiting a claim), so it needs no
         # chat.update straight after: one call fewer per incident against Slack's
         # per-channel rate limit in a storm.
-        self._set_phase(Phase.triage)
-        # The ticket opens while the declaration posts: neither waits on the other.
         tickets = self._require_policy().tickets
+        # Incidents declared before aa7130e posted first, then went to triage and refreshed the
+        # header: they replay only so. No patch marker tells them from those declared since (none
+        # has one); the policy they loaded does: it had no tickets.off_reason yet (9e93aaf).
+        in_triage = "off_reason" in tickets.model_fields_set
+        if in_triage:
+            self._set_phase(Phase.triage)
+        # The ticket opens while the declaration posts: neither waits on the other.
         s.ticket_status = "[INC pending]" if tickets.enabled else tickets.off_reason
         as_posted = s.ticket_status
         ticket = asyncio.create_task(self._start_ticket())
@@ -241,8 +246,10 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
             s.slack_channel, s.slack_thread_ts = posted.channel, posted.ts
         if posted is not None or self._outbox_on:
             await self._react(sev.reactions.declared)
+        if not in_triage:
+            self._set_phase(Phase.triage)
         await self._start_investigation()
-        if s.ticket_status != as_posted:
+        if s.ticket_status != as_posted or not in_triage:
             await self._refresh_header()  # the ticket child could not start
 
     async def _handle(self, pending: PendingSignal) -> None:
