@@ -233,7 +233,8 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
         # Incidents declared before aa7130e posted first, then went to triage and refreshed the
         # header: they replay only so. No patch marker tells them from those declared since (none
         # has one); the policy they loaded does: it had no tickets.off_reason yet (9e93aaf).
-        in_triage = "off_reason" in tickets.model_fields_set
+        # Incidents started since the slack-outbox patch need no such guess.
+        in_triage = self._outbox_on or "off_reason" in tickets.model_fields_set
         if in_triage:
             self._set_phase(Phase.triage)
         # The ticket opens while the declaration posts: neither waits on the other.
