@@ -65,6 +65,8 @@ class Children:
 
         def _snapshot(self) -> IncidentState: ...
 
+        async def _tell_investigation_the_thread(self) -> None: ...
+
     async def _start_ticket(self) -> None:
         """The TicketWorkflow child opens the ticket and applies every change, in order."""
         s = self._state
@@ -139,6 +141,7 @@ class Children:
             return
         settings = self._require_policy().investigation
         child_id = investigation_workflow_id(s.workflow_id)
+        thread_follows = self._declaration_waiting()
         try:
             await workflow.start_child_workflow(
                 InvestigationWorkflow.run,
@@ -149,7 +152,7 @@ class Children:
                     ),
                     slack_channel=s.slack_channel,
                     slack_thread_ts=s.slack_thread_ts,
-                    thread_follows=self._declaration_waiting(),
+                    thread_follows=thread_follows,
                     verify_on_request=self._outbox_on,
                     wait_at_most=settings.wait_for_claim,
                     timeouts=InvestigationTimeouts(device=settings.device_timeout),
@@ -164,6 +167,9 @@ class Children:
         s.investigation_workflow_id = child_id
         s.investigation_verifies = self._outbox_on
         self._record("investigation", "", f"automated investigation of {', '.join(s.devices)} started")
+        if thread_follows and not self._declaration_waiting():
+            # The declaration was posted while the child started: it did not know the child yet.
+            await self._tell_investigation_the_thread()
 
     async def _tell_investigation(self, signal: str, user: str, reason: str) -> bool:
         s = self._state
