@@ -103,6 +103,7 @@ async def test_alertmanager_group_declares_once_then_grows_and_clears(local_env,
 
         s = await eventually(cleared, what="the alerts to clear")
         assert s.phase not in (Phase.resolved, Phase.review), "P1 is never resolved by its alerts alone"
+
         # The thread follows the state (its posts are sent beside the incident's loop): wait for it.
         async def posted():
             thread = await sandbox.thread(s.slack_channel, s.slack_thread_ts)

@@ -20,10 +20,10 @@ from workflows.deadlines import Deadline, DeadlineTable
 from workflows.incident import IncidentWorkflow
 from workflows.models import ClaimSignal, ResolveSignal, TimelineEntry, UpdateSignal
 
-from .coffee_workflow import WithCoffeeBreaks
 from .conftest import TEMPORAL_CLI
 from .fakes import RecordedSlack
 from .test_cli import invoke, unique
+from .variant_workflows import WithCoffeeBreaks
 from .workflow_harness import minutes, recorded_worker, state_of
 
 

@@ -151,7 +151,7 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
 
     @workflow.run
     async def run(self, input: IncidentInput) -> IncidentSummary:
-        self._outbox_on = workflow.patched(OUTBOX_PATCH)
+        self._outbox_on = self._use_outbox()
         if self._outbox_on:
             start_outbox(self)
         if self._policy is None:
@@ -673,6 +673,10 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
             root_cause=s.root_cause,
             timeline=s.timeline,
         )
+
+    def _use_outbox(self) -> bool:
+        """True for incidents started since the slack-outbox patch; the patch's marker says so on replay."""
+        return workflow.patched(OUTBOX_PATCH)
 
     def _require_policy(self) -> Policy:
         assert self._policy is not None, "policy is loaded before anything is scheduled"

@@ -1,4 +1,4 @@
-"""A deadline purpose the product does not have, added as a later issue adds one (tests/test_commands.py).
+"""Workflow classes for tests: a deadline purpose the product does not have, and the previous release.
 
 Its own module: the workflow sandbox imports it again for each run, so it imports nothing but workflows.
 """
@@ -39,3 +39,21 @@ class WithCoffeeBreaks(IncidentWorkflow):
 
     async def _coffee(self, now: datetime) -> None:
         self._record("coffee", "", "coffee break")
+
+
+@workflow.defn(name="IncidentWorkflow")
+class PreviousRelease(IncidentWorkflow):
+    """The release before the slack-outbox patch, as far as Temporal can tell: no patch marker,
+    Slack in the loop, verification in the incident. (Its commands are the previous code's:
+    tests/test_replay.py replays that code's recorded histories on this path.)"""
+
+    @workflow.init
+    def __init__(self, input: IncidentInput) -> None:
+        super().__init__(input)
+
+    @workflow.run
+    async def run(self, input: IncidentInput) -> IncidentSummary:
+        return await super().run(input)
+
+    def _use_outbox(self) -> bool:
+        return False
