@@ -55,5 +55,5 @@ class PreviousRelease(IncidentWorkflow):
     async def run(self, input: IncidentInput) -> IncidentSummary:
         return await super().run(input)
 
-    def _use_outbox(self) -> bool:
-        return False
+    def _read_patches(self) -> None:
+        pass  # it knew none of them

@@ -67,7 +67,7 @@ with workflow.unsafe.imports_passed_through():
         static_summary,
     )
 
-from .incident_children import Children
+from .incident_children import EARLY_PER_OCCURRENCE_PATCH, Children
 from .incident_commands import CommandSurface, Rejected
 from .voice import OUTBOX_PATCH, SlackVoice, start_outbox
 
@@ -84,6 +84,7 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
         self._outbox = list(input.outbox)
         self._outbox_on = False  # the slack-outbox patch, read when the run starts
         self._sending = self._outbox_held = self._verifying = False
+        self._per_occurrence_early = False
         self._published: dict[str, str] = {}
         if input.carried is not None:
             self._state = input.carried
@@ -151,7 +152,7 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
 
     @workflow.run
     async def run(self, input: IncidentInput) -> IncidentSummary:
-        self._outbox_on = self._use_outbox()
+        self._read_patches()
         if self._outbox_on:
             start_outbox(self)
         if self._policy is None:
@@ -674,9 +675,13 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
             timeline=s.timeline,
         )
 
-    def _use_outbox(self) -> bool:
-        """True for incidents started since the slack-outbox patch; the patch's marker says so on replay."""
-        return workflow.patched(OUTBOX_PATCH)
+    def _read_patches(self) -> None:
+        """The patches this run takes, asked first, before the policy's local activity (a patch first
+        asked after one can replay wrong when a query split that workflow task). On replay each
+        one's marker says whether the incident was started since it."""
+        self._outbox_on = workflow.patched(OUTBOX_PATCH)
+        # Incidents from before this marker ask ticket-per-occurrence later, where they did.
+        self._per_occurrence_early = workflow.patched(EARLY_PER_OCCURRENCE_PATCH)
 
     def _require_policy(self) -> Policy:
         assert self._policy is not None, "policy is loaded before anything is scheduled"

@@ -45,6 +45,10 @@ with workflow.unsafe.imports_passed_through():
     from .ui import markdown_escape
 
 
+PER_OCCURRENCE_PATCH = "ticket-per-occurrence"
+EARLY_PER_OCCURRENCE_PATCH = "ticket-per-occurrence-early"  # the same, asked at the start of the run
+
+
 class Children:
     """Mixed into IncidentWorkflow: its ticket and investigation children."""
 
@@ -52,6 +56,7 @@ class Children:
     _outbox: list[OutboxItem]
     _outbox_on: bool
     _verifying: bool
+    _per_occurrence_early: bool  # read at the start of the run
 
     if TYPE_CHECKING:  # provided by IncidentWorkflow and the other mixins
 
@@ -111,7 +116,7 @@ class Children:
     def _correlation_id(self) -> str:
         """One ticket per occurrence of a key: an alert that fires again after its incident
         closed starts a new run of `incident-<key>`, and that is a new incident with its own ticket."""
-        if not workflow.patched("ticket-per-occurrence"):
+        if not (self._per_occurrence_early or workflow.patched(PER_OCCURRENCE_PATCH)):
             return ""  # declared before the patch: the ticket is keyed by the incident key alone
         return f"{self._state.key}#{workflow.info().run_id[:8]}"
 
