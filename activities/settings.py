@@ -8,30 +8,39 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workflows.models import TASK_QUEUE_DEFAULT
 
+# The local stack's ports: the defaults of these settings, of `incident dev` and of each part
+# run alone (the sandboxes, stand-ins of other systems, keep their own).
+TEMPORAL_PORT = 7233
+TEMPORAL_UI_PORT = 8233
+SLACK_SANDBOX_PORT = 8901
+SERVICENOW_SANDBOX_PORT = 8902
+ALERT_RECEIVER_PORT = 8000
+SLACK_APP_PORT = 3000
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    temporal_address: str = "127.0.0.1:7233"
+    temporal_address: str = f"127.0.0.1:{TEMPORAL_PORT}"
     temporal_namespace: str = "default"
     temporal_task_queue: str = TASK_QUEUE_DEFAULT
-    temporal_ui_port: int = 8233
+    temporal_ui_port: int = TEMPORAL_UI_PORT
 
     # Default: the local Slack sandbox that `incident dev` starts. Real Slack:
     # SLACK_API_URL=https://slack.com/api/ and a real SLACK_BOT_TOKEN.
-    slack_api_url: str = "http://127.0.0.1:8901/api/"
+    slack_api_url: str = f"http://127.0.0.1:{SLACK_SANDBOX_PORT}/api/"
     slack_bot_token: str = "xoxb-sandbox-token"
     slack_signing_secret: str = "sandbox-signing-secret"
-    slack_sandbox_port: int = 8901
+    slack_sandbox_port: int = SLACK_SANDBOX_PORT
 
     # The Slack handler (starter/slack_app.py): HTTP at /slack/events, or Socket Mode
     # when SLACK_APP_TOKEN (xapp-...) is set.
-    slack_app_port: int = 3000
+    slack_app_port: int = SLACK_APP_PORT
     slack_app_token: str | None = None
 
     # The alert receivers (starter/alerts.py). A token, when set, is required as
     # "Authorization: Bearer <token>" on every alert.
-    alert_receiver_port: int = 8000
+    alert_receiver_port: int = ALERT_RECEIVER_PORT
     alert_receiver_token: str | None = None
 
     # ServiceNow (activities/tickets.py). No SERVICENOW_URL: tickets are off.
@@ -42,7 +51,7 @@ class Settings(BaseSettings):
     servicenow_token: str | None = None
     servicenow_assignment_group: str = ""
     servicenow_timeout: float = 10.0
-    servicenow_sandbox_port: int = 8902
+    servicenow_sandbox_port: int = SERVICENOW_SANDBOX_PORT
 
     # pyATS (activities/devices/): the testbed, its diagnostic plans, and timeouts.
     pyats_testbed: str = "config/testbed.yaml"

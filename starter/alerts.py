@@ -44,6 +44,7 @@ from starlette.routing import Route
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+import activities.settings as ports
 from activities.settings import Settings, get_settings
 from starter.connect import TemporalUnreachable, connect
 from starter.declare import start_options
@@ -64,7 +65,7 @@ from workflows.policy import AlertMapping, Policy, load_policy
 
 log = logging.getLogger("incident.alerts")
 
-DEFAULT_PORT = 8000
+DEFAULT_PORT = ports.ALERT_RECEIVER_PORT
 # Long enough to gather a storm's alerts per key, short beside Temporal's own latency.
 DEFAULT_BATCH_WINDOW = 0.05
 # Once a key's incident is open, its later alerts only add to it: gathering them for

@@ -27,6 +27,7 @@ from rich.table import Table
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError
 
+import activities.settings as ports
 from activities.settings import Settings
 from starter.connect import TemporalUnreachable, connect
 from starter.declare import (
@@ -701,23 +702,23 @@ def list_incidents(
 def dev(
     temporal_port: Annotated[
         int, typer.Option("--temporal-port", envvar="TEMPORAL_PORT", help="Temporal gRPC port.")
-    ] = 7233,
+    ] = ports.TEMPORAL_PORT,
     ui_port: Annotated[
         int, typer.Option("--ui-port", envvar="TEMPORAL_UI_PORT", help="Temporal UI port.")
-    ] = 8233,
+    ] = ports.TEMPORAL_UI_PORT,
     slack_port: Annotated[
         int, typer.Option("--slack-port", envvar="SLACK_SANDBOX_PORT", help="Slack sandbox port.")
-    ] = 8901,
+    ] = ports.SLACK_SANDBOX_PORT,
     servicenow_port: Annotated[
         int,
         typer.Option("--servicenow-port", envvar="SERVICENOW_SANDBOX_PORT", help="ServiceNow sandbox port."),
-    ] = 8902,
+    ] = ports.SERVICENOW_SANDBOX_PORT,
     alert_port: Annotated[
         int, typer.Option("--alert-port", envvar="ALERT_RECEIVER_PORT", help="Alert receivers' port.")
-    ] = 8000,
+    ] = ports.ALERT_RECEIVER_PORT,
     slack_app_port: Annotated[
         int, typer.Option("--slack-app-port", envvar="SLACK_APP_PORT", help="Slack handler's port.")
-    ] = 3000,
+    ] = ports.SLACK_APP_PORT,
     data_dir: Annotated[
         Path,
         typer.Option("--data-dir", envvar="INCIDENT_DATA_DIR", help="Temporal history, sandbox state, logs."),

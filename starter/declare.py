@@ -26,6 +26,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+import activities.settings as ports
 from workflows import limits
 from workflows.commands import COMMAND_MODELS
 from workflows.incident import (
@@ -123,7 +124,12 @@ def incident_key(workflow_id: str) -> str:
     )
 
 
-def ui_url(workflow_id: str, namespace: str = "default", ui_port: int = 8233, host: str = "localhost") -> str:
+def ui_url(
+    workflow_id: str,
+    namespace: str = "default",
+    ui_port: int = ports.TEMPORAL_UI_PORT,
+    host: str = "localhost",
+) -> str:
     """The incident's page in the Temporal UI."""
     return f"http://{host}:{ui_port}/namespaces/{quote(namespace, safe='')}/workflows/{quote(workflow_id, safe='')}"
 

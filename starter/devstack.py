@@ -56,6 +56,7 @@ from rich.table import Table
 from rich.text import Text
 from temporalio.client import Client
 
+import activities.settings as ports
 from activities.settings import Settings
 from starter.connect import TemporalUnreachable, connect
 from workflows.models import SEARCH_ATTRIBUTES
@@ -87,12 +88,12 @@ class Interrupted(Exception):
 
 @dataclass
 class DevConfig:
-    temporal_port: int = 7233
-    ui_port: int = 8233
-    slack_port: int = 8901
-    servicenow_port: int = 8902
-    alert_port: int = 8000
-    slack_app_port: int = 3000
+    temporal_port: int = ports.TEMPORAL_PORT
+    ui_port: int = ports.TEMPORAL_UI_PORT
+    slack_port: int = ports.SLACK_SANDBOX_PORT
+    servicenow_port: int = ports.SERVICENOW_SANDBOX_PORT
+    alert_port: int = ports.ALERT_RECEIVER_PORT
+    slack_app_port: int = ports.SLACK_APP_PORT
     data_dir: Path = Path(".data")
     # From the environment: use these instead of starting our own.
     temporal_address: str | None = None
@@ -972,9 +973,9 @@ class DevStack:
         table.add_row("Data dir", str(cfg.data_dir), ", ".join([*kept, "logs/"]))
         self.console.print(table)
         env = []
-        if self.temporal_address != "127.0.0.1:7233":
+        if self.temporal_address != f"127.0.0.1:{ports.TEMPORAL_PORT}":
             env.append(f"TEMPORAL_ADDRESS={self.temporal_address}")
-        if cfg.ui_port != 8233:
+        if cfg.ui_port != ports.TEMPORAL_UI_PORT:
             env.append(f"TEMPORAL_UI_PORT={cfg.ui_port}")
         prefix = " ".join(env) + " " if env else ""
         self.console.print(

@@ -76,6 +76,7 @@ from starlette.routing import Route
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
+import activities.settings as ports
 from activities.rendering import mrkdwn_escape
 from activities.settings import Settings
 from activities.slack import CLAIM_ACTION, METADATA_EVENT, RESOLVE_ACTION, UPDATE_ACTION
@@ -109,7 +110,7 @@ from workflows.models import (
 
 log = logging.getLogger("incident.slack_app")
 
-DEFAULT_PORT = 3000
+DEFAULT_PORT = ports.SLACK_APP_PORT
 COMMAND = "/incident"
 CLAIM_REACTION = "raised_hand"
 TIMELINE_REACTION = "stopwatch"
