@@ -65,6 +65,7 @@ from workflows.models import (
     UpdateSignal,
     workflow_id_for,
 )
+from workflows.policy import format_duration
 
 T = TypeVar("T")
 
@@ -214,15 +215,7 @@ def _fmt_time(value: datetime | None, with_date: bool = True) -> str:
 
 
 def _fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    seconds = int(seconds)
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size or (unit == "s" and not parts):
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return "".join(parts[:2])
+    return "" if seconds is None else format_duration(timedelta(seconds=seconds), most=2)
 
 
 UserOption = Annotated[

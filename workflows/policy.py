@@ -60,14 +60,15 @@ def parse_duration(text: str | int | float | timedelta) -> timedelta:
     return value
 
 
-def format_duration(value: timedelta) -> str:
+def format_duration(value: timedelta, most: int = 4) -> str:
+    """`1h5m`, `2d3h`, `45s`: the `most` largest units that are not zero (all by default)."""
     seconds = int(value.total_seconds())
     parts = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if seconds >= size:
             parts.append(f"{seconds // size}{unit}")
             seconds %= size
-    return "".join(parts) or "0s"
+    return "".join(parts[:most]) or "0s"
 
 
 class _Strict(BaseModel):
