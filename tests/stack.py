@@ -142,17 +142,20 @@ async def incident_worker(client: Client, slack_api_url: str, policy: Policy, **
             await end_announcers(client, policy, queue)
 
 
-async def end_announcers(client: Client, policy: Policy, queue: str) -> None:
-    """End the channel announcers that ran on this worker's queue.
+async def end_announcers(client: Client, policy: Policy, queue: str | None) -> None:
+    """End the channel announcers that ran on this worker's queue (None: on any queue).
 
     Their ids are per channel, not per test: one left running on a queue whose
-    worker is gone would take the next test's signals and never act on them.
+    worker is gone would take the next test's signals and never act on them. A
+    receiver can still be telling an announcer of a declaration when its test's
+    worker stops, so tests that count roll-ups end any announcer before they start.
     """
     for channel in {s.channel for s in policy.severities.values()}:
         handle = client.get_workflow_handle(announcer_id(channel))
         try:
             described = await handle.describe()
-            if described.task_queue == queue and described.status == WorkflowExecutionStatus.RUNNING:
+            ours = queue is None or described.task_queue == queue
+            if ours and described.status == WorkflowExecutionStatus.RUNNING:
                 await handle.terminate("test over")
         except Exception:
             pass  # never started, or ended already

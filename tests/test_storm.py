@@ -23,13 +23,14 @@ from workflows.announcer_models import AnnouncerState, StormPolicy, announcer_id
 from workflows.incident import IncidentWorkflow
 from workflows.models import IncidentState
 
-from .stack import eventually, incident_worker
+from .stack import end_announcers, eventually, incident_worker
 
 CHANNEL = "netclaw-alerts"  # where the policy sends P3 (warning) alerts: the announcer's name
 
 
 @asynccontextmanager
 async def receiver(local_env, sandbox, policy, **app):
+    await end_announcers(local_env.client, policy, None)  # one an earlier test left would take our storm
     async with incident_worker(local_env.client, sandbox.api_url, policy) as declare:
         settings = Settings(temporal_task_queue=declare.task_queue)
         created = create_app(settings, policy, client=local_env.client, token="", **app)
