@@ -20,6 +20,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
     WorkflowUpdateStage,
 )
 from temporalio.common import WorkflowIDReusePolicy
@@ -299,7 +300,9 @@ async def send_command(
         if exc.status == RPCStatusCode.NOT_FOUND:  # completed between describe and update
             raise IncidentClosed(f"incident {key} is closed") from None
         raise
-    except TimeoutError:
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        # No worker took it in time (wait_for cancels the update's call, which the SDK raises
+        # as its own error): the same command as a signal, applied once by its request id.
         await _signal_instead(handle, key, name, command)
         raise CommandPending(
             f"sent {name} to incident {key}, but no worker answered within {wait:g} s; "

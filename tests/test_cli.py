@@ -501,3 +501,31 @@ async def test_a_closed_incidents_key_is_refused_and_a_ticket_workflow_is_not_an
     result = await asyncio.to_thread(invoke, ["claim", f"incident-{key}-ticket", "-u", "alice"], **server)
     assert_one_error_line(result, 1, "no incident")
     assert limits.MAX_TEXT == 3000  # the numbers above are the documented ones
+
+
+async def test_an_update_no_worker_takes_in_time_goes_as_a_signal(local_env, server):
+    """A worker seen polling lately but gone (or too busy): the update waits `wait` s, then the
+    same command goes as a signal, kept until a worker runs, and the caller hears so."""
+    from starter.declare import CommandPending, send_command
+    from workflows.models import ClaimSignal
+
+    key = unique("slow")
+    declaration = IncidentDeclaration(key=key, severity="P3", title="printer on fire")
+    await declare_incident(local_env.client, declaration, server["TEMPORAL_TASK_QUEUE"])
+    started = time.monotonic()
+    with pytest.raises(CommandPending) as pending:
+        # No task_queue: the worker check is skipped, as when a worker polled a moment ago.
+        await send_command(
+            local_env.client, key, "claim", ClaimSignal(user="bob", request_id="r-slow"), wait=1.5
+        )
+    assert 1.4 < time.monotonic() - started < 5
+    assert "no worker answered within 1.5 s" in str(pending.value)
+    handle = local_env.client.get_workflow_handle(f"incident-{key}")
+    signals = [
+        e.workflow_execution_signaled_event_attributes
+        for e in (await handle.fetch_history()).events
+        if e.HasField("workflow_execution_signaled_event_attributes")
+    ]
+    assert [s.signal_name for s in signals] == ["claim"]
+    assert b"r-slow" in signals[0].input.payloads[0].data
+    await handle.terminate("test done")
