@@ -67,7 +67,7 @@ with workflow.unsafe.imports_passed_through():
         static_summary,
     )
 
-from .incident_children import EARLY_PER_OCCURRENCE_PATCH, Children
+from .incident_children import EARLY_PER_OCCURRENCE_PATCH, INVESTIGATION_IN_TURN_PATCH, Children
 from .incident_commands import CommandSurface, Rejected
 from .voice import OUTBOX_PATCH, SlackVoice, start_outbox
 
@@ -84,7 +84,7 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
         self._outbox = list(input.outbox)
         self._outbox_on = False  # the slack-outbox patch, read when the run starts
         self._sending = self._outbox_held = self._verifying = False
-        self._per_occurrence_early = False
+        self._per_occurrence_early = self._investigation_in_turn = False
         self._published: dict[str, str] = {}
         if input.carried is not None:
             self._state = input.carried
@@ -682,6 +682,9 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
         self._outbox_on = workflow.patched(OUTBOX_PATCH)
         # Incidents from before this marker ask ticket-per-occurrence later, where they did.
         self._per_occurrence_early = workflow.patched(EARLY_PER_OCCURRENCE_PATCH)
+        # The investigation told to investigate and verify in the outbox's turn, so its posts
+        # follow the incident's earlier ones (without it, under a 429 the plan came before Team Formed).
+        self._investigation_in_turn = workflow.patched(INVESTIGATION_IN_TURN_PATCH)
 
     def _require_policy(self) -> Policy:
         assert self._policy is not None, "policy is loaded before anything is scheduled"

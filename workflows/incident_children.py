@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
 
 PER_OCCURRENCE_PATCH = "ticket-per-occurrence"
 EARLY_PER_OCCURRENCE_PATCH = "ticket-per-occurrence-early"  # the same, asked at the start of the run
+INVESTIGATION_IN_TURN_PATCH = "investigation-in-turn"
 
 
 class Children:
@@ -57,6 +58,7 @@ class Children:
     _outbox_on: bool
     _verifying: bool
     _per_occurrence_early: bool  # read at the start of the run
+    _investigation_in_turn: bool  # likewise
 
     if TYPE_CHECKING:  # provided by IncidentWorkflow and the other mixins
 
@@ -177,6 +179,15 @@ class Children:
             await self._tell_investigation_the_thread()
 
     async def _tell_investigation(self, signal: str, user: str, reason: str) -> bool:
+        """`investigate` and `verify` go in the outbox's turn (what it posts then follows the
+        thread's earlier messages); before the outbox, and for `stop`, at once."""
+        in_turn = self._outbox_on and self._investigation_in_turn
+        if in_turn and signal in ("investigate", "verify") and self._state.investigation_workflow_id:
+            self._outbox.append(OutboxItem(kind="tell", signal=signal, user=user, reason=reason))
+            return True
+        return await self._signal_investigation(signal, user, reason)
+
+    async def _signal_investigation(self, signal: str, user: str, reason: str) -> bool:
         s = self._state
         if s.investigation_workflow_id is None:
             return False

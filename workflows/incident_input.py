@@ -69,6 +69,11 @@ class OutboxItem(BaseModel):
     reaction: str = ""
     # The resolution: sent after the investigation's messages and the verification.
     after_investigation: bool = False
+    # "tell": a signal to the investigation (investigate, verify), sent in turn so that what it
+    # posts follows what the incident posted before (Team Formed before the plan).
+    signal: str = ""
+    user: str = ""
+    reason: str = ""
 
 
 class IncidentInput(BaseModel):

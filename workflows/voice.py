@@ -63,6 +63,10 @@ class SlackVoice:
 
         def _publish(self) -> None: ...
 
+        async def _signal_investigation(self, signal: str, user: str, reason: str) -> bool: ...
+
+        def _verify_beside(self) -> None: ...
+
     def _slack_options(self) -> dict[str, Any]:
         timeouts = self._require_policy().timeouts
         return {
@@ -162,6 +166,8 @@ class SlackVoice:
                 await self._send_reaction(item.reaction)
             elif item.kind == "header":
                 await self._send_header()
+            elif item.kind == "tell":
+                await self._tell_in_turn(item)
             self._outbox.pop(0)
             self._sending = False
 
@@ -203,6 +209,13 @@ class SlackVoice:
             )
         except TimeoutError:
             self._record("slack_error", "", "resolution posted before the investigation finished posting")
+
+    async def _tell_in_turn(self, item: OutboxItem) -> None:
+        if await self._signal_investigation(item.signal, item.user, item.reason):
+            return
+        if item.signal == "verify":  # the investigation is gone: the incident verifies itself
+            self._state.verification_pending = False
+            self._verify_beside()
 
     async def _tell_investigation_the_thread(self) -> None:
         """An investigation started before the declaration was posted waits for its thread."""
