@@ -161,9 +161,13 @@ async def test_servicenow_down_never_holds_up_slack_and_the_ticket_catches_up_in
                 )
             # Slack has every message while ServiceNow is still down, and no ticket exists.
             await until(handle, lambda s: s.updates == 2, "both updates", timeout=15)
-            await posted_message(sandbox, state, "status_update")
-            thread = await sandbox.thread(state.slack_channel, state.slack_thread_ts)
-            assert templates_of(thread) == ["declaration", "team_formed", "status_update", "status_update"]
+            expected = ["declaration", "team_formed", "status_update", "status_update"]
+
+            async def thread_caught_up():  # the thread follows the state, beside the incident's loop
+                thread = await sandbox.thread(state.slack_channel, state.slack_thread_ts)
+                return thread if templates_of(thread) == expected else None
+
+            thread = await eventually(thread_caught_up, what="both updates in the thread", timeout=15)
             assert "[INC pending]" in thread[0]["text"]
             assert await tickets_for(snow, key) == []
             await snow.post("/_sandbox/down", json={"down": False})
