@@ -18,10 +18,10 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.chat.slack import SlackActivities
 from activities.devices import DeviceActivities
 from activities.policy import PolicyActivities
 from activities.settings import Settings, get_settings
-from activities.slack import SlackActivities
 from activities.temporal import TemporalActivities
 from activities.tickets import TicketActivities
 from workflows.announcer import ChannelAnnouncer

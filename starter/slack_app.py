@@ -77,9 +77,9 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 import activities.settings as ports
+from activities.chat.slack import CLAIM_ACTION, METADATA_EVENT, RESOLVE_ACTION, UPDATE_ACTION
 from activities.rendering import mrkdwn_escape
 from activities.settings import Settings
-from activities.slack import CLAIM_ACTION, METADATA_EVENT, RESOLVE_ACTION, UPDATE_ACTION
 from starter.connect import TemporalUnreachable, connect
 from starter.declare import (
     CommandPending,

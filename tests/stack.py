@@ -14,8 +14,8 @@ import httpx
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
+from activities.chat.slack import METADATA_EVENT
 from activities.settings import Settings
-from activities.slack import METADATA_EVENT
 from sandbox.slack import ADMIN_TOKEN
 from starter.declare import declare_incident
 from worker import build_worker

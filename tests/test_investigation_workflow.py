@@ -25,9 +25,9 @@ from temporalio.client import WorkflowHandle
 from temporalio.worker import Worker
 from temporalio.workflow import ParentClosePolicy
 
+from activities.chat.slack import SlackActivities
 from activities.devices import DeviceActivities
 from activities.rendering import render
-from activities.slack import SlackActivities
 from sandbox.devices import write_testbed
 from workflows.device_models import (
     Analysis,

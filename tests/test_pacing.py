@@ -1,4 +1,4 @@
-"""The per-channel Slack pacer on its own (activities/pacing.py), in fast time: 20 ms a post."""
+"""The per-channel Slack pacer on its own (activities/chat/slack/pacing.py), in fast time: 20 ms a post."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from activities.pacing import DECLARATION, REPLY, ROLLUP, ChannelPacer, Deferred
+from activities.chat.slack.pacing import DECLARATION, REPLY, ROLLUP, ChannelPacer, Deferred
 
 INTERVAL = 0.02
 

@@ -22,8 +22,8 @@ from slack_sdk.signature import SignatureVerifier
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from activities.chat.slack import METADATA_EVENT
 from activities.settings import Settings
-from activities.slack import METADATA_EVENT
 from sandbox.slack import APP_ID, TEAM_ID, serve_in_background
 from sandbox.slack import create_app as create_sandbox
 from starter.declare import IncidentNotFound, send_signal

@@ -36,8 +36,8 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
+from activities.chat.slack import SlackActivities
 from activities.settings import Settings
-from activities.slack import SlackActivities
 from sandbox.slack import DEFAULT_SCOPES, serve_in_background
 from sandbox.slack import create_app as create_sandbox
 from starter.slack_app import create_app
@@ -67,7 +67,7 @@ ALICE, BOB = "U0ALICE", "U0BOB"
 PRIVATE_CHANNEL = "netclaw-alerts"  # P2's channel in the default policy, made private here
 GRANTED = list(DEFAULT_SCOPES)  # the list the README gives operators (the sandbox's default grant)
 
-# Every Web API method the project calls (activities/slack.py, starter/slack_app.py, and
+# Every Web API method the project calls (activities/chat/slack/, starter/slack_app.py, and
 # slack_bolt's auth.test): a new call shows up here first, with the scope it needs.
 PROJECT_METHODS = {
     "auth.test",

@@ -15,7 +15,7 @@ attempt this worker saw end before posting (rate limited, deferred).
 
 Pacing: once Slack answers 429 for a channel, this worker queues its posts
 there, roll-up first, then declarations, then thread replies, one a second
-(activities/pacing.py).
+(pacing.py).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from activities.rendering import render
 from workflows.models import (
     IncidentState,
     PostedMessage,
@@ -41,7 +42,6 @@ from workflows.models import (
 )
 
 from .pacing import DECLARATION, REPLY, ROLLUP, ChannelPacer, Deferred
-from .rendering import render
 
 METADATA_EVENT = "incident_message"
 PRIORITY = {"storm_rollup": ROLLUP, "declaration": DECLARATION}  # the rest are REPLY
