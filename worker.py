@@ -18,7 +18,8 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.chat.slack import SlackActivities
+from activities.chat import ChatActivities
+from activities.chat.slack import SlackChat
 from activities.devices import DeviceActivities
 from activities.policy import PolicyActivities
 from activities.settings import Settings, get_settings
@@ -49,7 +50,7 @@ def precompile_workflow_code() -> None:
 
 def build_worker(client: Client, settings: Settings, policy: Policy) -> Worker:
     precompile_workflow_code()
-    slack = SlackActivities.from_settings(settings.slack_api_url, settings.slack_bot_token)
+    chat = ChatActivities(SlackChat.from_settings(settings.slack_api_url, settings.slack_bot_token))
     policies = PolicyActivities(
         policy,
         tickets_off_because=None if settings.servicenow_url else "tickets are off: SERVICENOW_URL is not set",
@@ -78,10 +79,10 @@ def build_worker(client: Client, settings: Settings, policy: Policy) -> Worker:
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=3),
         activities=[
             policies.load_incident_policy,
-            slack.post_slack_message,
-            slack.update_slack_header,
-            slack.add_slack_reaction,
-            slack.upload_slack_file,
+            chat.post_slack_message,
+            chat.update_slack_header,
+            chat.add_slack_reaction,
+            chat.upload_slack_file,
             tickets.open_ticket,
             tickets.update_ticket,
             TemporalActivities(client).incident_is_running,

@@ -25,7 +25,8 @@ from temporalio.client import WorkflowHandle
 from temporalio.worker import Worker
 from temporalio.workflow import ParentClosePolicy
 
-from activities.chat.slack import SlackActivities
+from activities.chat import ChatActivities
+from activities.chat.slack import SlackChat
 from activities.devices import DeviceActivities
 from activities.rendering import render
 from sandbox.devices import write_testbed
@@ -165,7 +166,7 @@ async def devices(testbed):
 @pytest.fixture(scope="module")
 async def task_queue(local_env, slack_sandbox, devices):
     """One worker for the module: the two workflows, the real Slack and device activities."""
-    slack = SlackActivities.from_settings(slack_sandbox.api_url, TOKEN)
+    slack = ChatActivities(SlackChat.from_settings(slack_sandbox.api_url, TOKEN))
     queue = f"investigation-{uuid.uuid4().hex[:8]}"
     async with Worker(
         local_env.client,

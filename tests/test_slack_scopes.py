@@ -36,7 +36,8 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
-from activities.chat.slack import SlackActivities
+from activities.chat import ChatActivities
+from activities.chat.slack import SlackChat
 from activities.settings import Settings
 from sandbox.slack import DEFAULT_SCOPES, serve_in_background
 from sandbox.slack import create_app as create_sandbox
@@ -230,7 +231,7 @@ async def baseline(stack: Stack) -> Run:
     assert {"rotating_light", "raised_hand", "white_check_mark"} <= set(reactions)
 
     # What these incidents did not reach: a device output attached, a retried reply, a retried upload.
-    slack = SlackActivities.from_settings(stack.sandbox.api_url, TOKEN)
+    slack = ChatActivities(SlackChat.from_settings(stack.sandbox.api_url, TOKEN))
     upload = SlackFileUpload(
         channel=p1.slack_channel,
         thread_ts=p1.slack_thread_ts,
@@ -297,7 +298,7 @@ async def test_every_scope_in_the_list_is_needed_by_some_call(baseline: Run) -> 
 
 async def exercise(stack: Stack, run: Run, tag: str) -> None:
     """Every scope-checked step of the project once, each allowed to fail (quick: no waiting)."""
-    slack = SlackActivities.from_settings(stack.sandbox.api_url, TOKEN)
+    slack = ChatActivities(SlackChat.from_settings(stack.sandbox.api_url, TOKEN))
     p1, p2 = run.p1, run.p2
 
     def post(state: IncidentState, channel: str, thread_ts: str | None, template: str) -> SlackPost:

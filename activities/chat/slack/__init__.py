@@ -13,4 +13,4 @@ from .web_api import CLAIM_ACTION as CLAIM_ACTION
 from .web_api import METADATA_EVENT as METADATA_EVENT
 from .web_api import RESOLVE_ACTION as RESOLVE_ACTION
 from .web_api import UPDATE_ACTION as UPDATE_ACTION
-from .web_api import SlackActivities as SlackActivities
+from .web_api import SlackChat as SlackChat

@@ -1,4 +1,4 @@
-"""Slack side effects: the incident's messages, header and reactions.
+"""Slack behind the chat interface: the incident's messages, header, reactions and files.
 
 Every call goes through slack_sdk's AsyncWebClient, so pointing
 `SLACK_API_URL` at the sandbox or at https://slack.com/api/ is the only
@@ -78,8 +78,8 @@ PERMANENT_ERRORS = frozenset(
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 
 
-class SlackActivities:
-    """Activities that speak to one Slack workspace through one client."""
+class SlackChat:
+    """The chat backend for one Slack workspace, through one client (activities/chat/backend.py)."""
 
     def __init__(self, client: AsyncWebClient, pacer: ChannelPacer | None = None) -> None:
         self._client = client
@@ -89,14 +89,13 @@ class SlackActivities:
         self._not_posted: dict[str, int] = {}
 
     @classmethod
-    def from_settings(cls, api_url: str, token: str) -> SlackActivities:
+    def from_settings(cls, api_url: str, token: str) -> SlackChat:
         base_url = api_url if api_url.endswith("/") else api_url + "/"
         return cls(AsyncWebClient(token=token, base_url=base_url, timeout=15))
 
-    # ---------------------------------------------------------- activities
+    # ------------------------------------------------------------ backend
 
-    @activity.defn(name="post_slack_message")
-    async def post_slack_message(self, post: SlackPost) -> PostedMessage:
+    async def post_message(self, post: SlackPost) -> PostedMessage:
         """Post one incident message; a retry returns the earlier post instead of posting twice."""
         text = fit_message(
             render(post.template, incident=post.incident, mentions=post.mentions, **post.extra)
@@ -147,8 +146,7 @@ class SlackActivities:
         self._pacer.alias(post.channel, response["channel"])
         return PostedMessage(channel=response["channel"], ts=response["ts"])
 
-    @activity.defn(name="update_slack_header")
-    async def update_slack_header(self, header: SlackHeaderUpdate) -> None:
+    async def update_header(self, header: SlackHeaderUpdate) -> None:
         """Rewrite the declaration message with the current state (idempotent by nature)."""
         text = fit_message(render("declaration", incident=header.incident, mentions=[]))
         await self._call(
@@ -159,8 +157,7 @@ class SlackActivities:
             blocks=declaration_blocks(text, header.incident),
         )
 
-    @activity.defn(name="add_slack_reaction")
-    async def add_slack_reaction(self, reaction: SlackReaction) -> None:
+    async def add_reaction(self, reaction: SlackReaction) -> None:
         """Add a reaction; Slack's `already_reacted` on a retry counts as done."""
         try:
             await self._call(
@@ -173,8 +170,7 @@ class SlackActivities:
             if err.type != "already_reacted":
                 raise
 
-    @activity.defn(name="upload_slack_file")
-    async def upload_slack_file(self, upload: SlackFileUpload) -> UploadedFile:
+    async def upload_file(self, upload: SlackFileUpload) -> UploadedFile:
         """Attach a text file to the incident's thread; a retry returns the earlier upload.
 
         Files carry no message metadata, so a retry (attempt > 1) looks for a
