@@ -43,6 +43,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.rendering import render
 from workflows.models import Severity
 from workflows.ticket_models import (
     TicketChange,
@@ -51,8 +52,6 @@ from workflows.ticket_models import (
     TicketOpen,
     TicketRef,
 )
-
-from .rendering import render
 
 # ServiceNow's scales are 1 (High) .. 3 (Low); the default priority lookup turns
 # (impact, urgency) into priority 1 Critical .. 5 Planning. Each severity lands on
