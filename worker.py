@@ -24,7 +24,7 @@ from activities.devices import DeviceActivities
 from activities.policy import PolicyActivities
 from activities.settings import Settings, get_settings
 from activities.temporal import TemporalActivities
-from activities.tickets import TicketActivities
+from activities.tickets import ServiceNowTickets, TicketActivities
 from workflows.announcer import ChannelAnnouncer
 from workflows.incident import IncidentWorkflow
 from workflows.investigation import InvestigationWorkflow
@@ -55,13 +55,17 @@ def build_worker(client: Client, settings: Settings, policy: Policy) -> Worker:
         policy,
         tickets_off_because=None if settings.servicenow_url else "tickets are off: SERVICENOW_URL is not set",
     )
-    tickets = TicketActivities.from_settings(
-        settings.servicenow_url,
-        settings.servicenow_user,
-        settings.servicenow_password,
-        settings.servicenow_token,
-        assignment_group=settings.servicenow_assignment_group,
-        timeout=settings.servicenow_timeout,
+    tickets = TicketActivities(
+        ServiceNowTickets.from_settings(
+            settings.servicenow_url,
+            settings.servicenow_user,
+            settings.servicenow_password,
+            settings.servicenow_token,
+            assignment_group=settings.servicenow_assignment_group,
+            timeout=settings.servicenow_timeout,
+        )
+        if settings.servicenow_url
+        else None
     )
     devices = DeviceActivities(
         settings.pyats_testbed,

@@ -31,7 +31,7 @@ from temporalio.workflow import ParentClosePolicy
 
 from activities.rendering import render
 from activities.temporal import TemporalActivities
-from activities.tickets import TicketActivities
+from activities.tickets import ServiceNowTickets, TicketActivities
 from sandbox.servicenow import create_app
 from sandbox.slack import serve_in_background
 from workflows.models import IncidentState
@@ -236,7 +236,7 @@ def opening(key: str) -> TicketOpen:
 
 
 def real_tickets(url: str, timeout: float = 5.0) -> TicketActivities:
-    return TicketActivities.from_settings(url, "admin", "admin", timeout=timeout)
+    return TicketActivities(ServiceNowTickets.from_settings(url, "admin", "admin", timeout=timeout))
 
 
 async def records(snow: httpx.AsyncClient, key: str) -> list[dict[str, Any]]:
@@ -526,7 +526,7 @@ async def test_a_ticket_servicenow_refuses_to_open_is_reported_and_the_incident_
     local_env, served, snow: httpx.AsyncClient
 ) -> None:
     _, url = served
-    wrong_password = TicketActivities.from_settings(url, "admin", "not-the-password")
+    wrong_password = TicketActivities(ServiceNowTickets.from_settings(url, "admin", "not-the-password"))
     async with incidents(local_env.client, wrong_password) as declare:
         incident = await declare()
         ref = await incident.opened()

@@ -1,4 +1,4 @@
-"""The ticket activities (activities/tickets.py) against the ServiceNow sandbox over real HTTP.
+"""The ticket activities (activities/tickets/) against the ServiceNow sandbox over real HTTP.
 
 Each activity runs inside Temporal's ActivityEnvironment, whose `info.attempt`
 stands in for Temporal's retries: attempt 2 is what the worker runs after
@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.tickets import TicketActivities, correlation_id_for
+from activities.tickets import ServiceNowTickets, TicketActivities, correlation_id_for
 from sandbox.servicenow import create_app
 from sandbox.slack import serve_in_background
 from workflows.ticket_models import TicketChange, TicketChanged, TicketOpen, TicketRef
@@ -50,7 +50,9 @@ async def snow(served) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def tickets(served, snow) -> AsyncIterator[TicketActivities]:
     _, url = served
-    activities = TicketActivities.from_settings(url, "admin", "admin", assignment_group="Network Operations")
+    activities = TicketActivities(
+        ServiceNowTickets.from_settings(url, "admin", "admin", assignment_group="Network Operations")
+    )
     yield activities
     await activities.aclose()
 
@@ -147,7 +149,7 @@ async def test_a_retried_open_after_a_create_that_timed_out_finds_the_first_tick
 ) -> None:
     """The worst case: ServiceNow commits the ticket, the answer never arrives in time."""
     _, url = served
-    tickets = TicketActivities.from_settings(url, "admin", "admin", timeout=0.3)
+    tickets = TicketActivities(ServiceNowTickets.from_settings(url, "admin", "admin", timeout=0.3))
     opening = declaration()
     await snow.post("/_sandbox/faults", json={"method": "POST", "delay": 0.8, "perform": True})
     try:
@@ -249,7 +251,7 @@ async def test_a_retried_update_after_a_lost_answer_does_not_write_the_note_twic
     served, snow: httpx.AsyncClient
 ) -> None:
     _, url = served
-    tickets = TicketActivities.from_settings(url, "admin", "admin", timeout=0.3)
+    tickets = TicketActivities(ServiceNowTickets.from_settings(url, "admin", "admin", timeout=0.3))
     try:
         opening = declaration()
         ref = await run(tickets.open_ticket, opening)
@@ -331,7 +333,9 @@ async def test_rate_limits_and_outages_are_retryable_and_honour_retry_after(
     assert unavailable.value.next_retry_delay == timedelta(seconds=30)
     assert "503 Service Unavailable" in unavailable.value.message
 
-    unreachable = TicketActivities.from_settings("http://127.0.0.1:9", "admin", "admin", timeout=1)
+    unreachable = TicketActivities(
+        ServiceNowTickets.from_settings("http://127.0.0.1:9", "admin", "admin", timeout=1)
+    )
     try:
         with pytest.raises(ApplicationError) as refused:
             await run(unreachable.open_ticket, declaration())
@@ -364,7 +368,7 @@ async def test_rejections_are_non_retryable_and_say_what_servicenow_said(
     assert missing.value.message.startswith("ServiceNow rejected the update: 404 No Record found")
 
     _, url = served
-    wrong = TicketActivities.from_settings(url, "admin", "not-the-password")
+    wrong = TicketActivities(ServiceNowTickets.from_settings(url, "admin", "not-the-password"))
     try:
         with pytest.raises(ApplicationError) as unauthorised:
             await run(wrong.open_ticket, declaration())
@@ -378,7 +382,7 @@ async def test_rejections_are_non_retryable_and_say_what_servicenow_said(
 
 async def test_an_oauth_bearer_token_works_instead_of_a_password(served, snow: httpx.AsyncClient) -> None:
     _, url = served
-    tickets = TicketActivities.from_settings(url, token="sandbox-oauth-token")
+    tickets = TicketActivities(ServiceNowTickets.from_settings(url, token="sandbox-oauth-token"))
     try:
         ref = await run(tickets.open_ticket, declaration())
         await run(tickets.update_ticket, Changes(ref, "k")("update", text="via oauth"))
@@ -389,7 +393,7 @@ async def test_an_oauth_bearer_token_works_instead_of_a_password(served, snow: h
 
 
 async def test_without_servicenow_url_tickets_are_off_and_say_so(snow: httpx.AsyncClient) -> None:
-    tickets = TicketActivities.from_settings(None)
+    tickets = TicketActivities(None)
     assert not tickets.enabled
     ref = await run(tickets.open_ticket, declaration())
     assert not ref.enabled and ref.system == "none" and ref.number == ""
@@ -398,7 +402,7 @@ async def test_without_servicenow_url_tickets_are_off_and_say_so(snow: httpx.Asy
     assert not changed.applied
     assert (await snow.get("/_sandbox/calls")).json() == []
     with pytest.raises(ValueError, match="SERVICENOW_USER and SERVICENOW_PASSWORD, or SERVICENOW_TOKEN"):
-        TicketActivities.from_settings("https://example.service-now.com")
+        ServiceNowTickets.from_settings("https://example.service-now.com")
 
 
 def test_changes_say_clearly_what_their_kind_needs() -> None:

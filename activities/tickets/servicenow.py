@@ -1,20 +1,10 @@
-"""The incident's ticket: opened at declaration, updated as the incident goes, closed after review.
+"""ServiceNow behind the ticket interface: incidents through the Table API, over httpx.
 
-The workflow calls two activities by name, `open_ticket` and `update_ticket`,
-on a `TicketActivities`. Behind it sits a `TicketBackend`: ServiceNow's
-Table API here (`ServiceNowTickets`); Jira Service Management would be a
-second class with the same three methods, not a branch in the workflow.
-Without `SERVICENOW_URL` there is no backend and tickets are off:
-`open_ticket` answers with a `TicketRef` whose `enabled` is False and whose
-`reason` says so, and `update_ticket` does nothing.
+Exactly once, on ServiceNow's side:
 
-Exactly once:
-
-- A ticket carries a `correlation_id` of its incident: `<key>#<run>` (the
-  incident key and its workflow run; older incidents: the bare key), one per
-  occurrence of a key. `open_ticket` looks that up before it creates anything,
-  on every attempt, so a create retried after a timeout (the ticket was made,
-  the answer was lost) finds the first ticket instead of opening a second.
+- The incident's correlation id goes in the incident table's `correlation_id`
+  (a String(100): longer keys are shortened stably, `correlation_id_for`), and
+  the look-up before a create asks for it among tickets not resolved or closed.
 - Text from alerts and people is plain text here, but journal fields read
   `[code]...[/code]` as HTML and our work notes end with `[ref: ...]` tags:
   both are neutralised in what they wrote (activities/rendering.py).
@@ -37,7 +27,7 @@ import hashlib
 from collections.abc import Generator
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 from temporalio import activity
@@ -86,26 +76,6 @@ def note_tag(idempotency_key: str) -> str:
     return f"[ref: {idempotency_key}]"
 
 
-class TicketBackend(Protocol):
-    """A ticketing system, as the ticket activities use it."""
-
-    system: str  # "servicenow"; a TicketRef names the system it belongs to
-
-    async def open(self, ticket: TicketOpen) -> TicketRef:
-        """Create the ticket (no look-up first; TicketActivities does that)."""
-        ...
-
-    async def find_by_correlation(self, correlation_id: str) -> TicketRef | None:
-        """The oldest open ticket with this correlation id, if any."""
-        ...
-
-    async def apply_change(self, change: TicketChange, *, retried: bool) -> TicketChanged:
-        """Write one change; with `retried`, first check whether an earlier attempt wrote it."""
-        ...
-
-    async def aclose(self) -> None: ...
-
-
 class BearerToken(httpx.Auth):
     """OAuth: `Authorization: Bearer <access token>` on every request."""
 
@@ -142,6 +112,30 @@ class ServiceNowTickets:
             transport=transport,
         )
 
+    @classmethod
+    def from_settings(
+        cls,
+        url: str,
+        user: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        *,
+        assignment_group: str = "",
+        timeout: float = 10.0,
+    ) -> ServiceNowTickets:
+        """ServiceNow with an OAuth bearer token or basic auth."""
+        auth: httpx.Auth
+        if token:
+            auth = BearerToken(token)
+        elif user:
+            auth = httpx.BasicAuth(user, password or "")
+        else:
+            raise ValueError(
+                "SERVICENOW_URL is set but there are no credentials: "
+                "set SERVICENOW_USER and SERVICENOW_PASSWORD, or SERVICENOW_TOKEN"
+            )
+        return cls(url, auth, timeout, assignment_group=assignment_group)
+
     async def aclose(self) -> None:
         await self._client.aclose()
 
@@ -169,7 +163,8 @@ class ServiceNowTickets:
         return self._ref(result, created=True)
 
     async def find_by_correlation(self, correlation_id: str) -> TicketRef | None:
-        query = f"correlation_id={correlation_id}^stateNOT IN{','.join(DONE_STATES)}^ORDERBYsys_created_on"
+        fitted = correlation_id_for(correlation_id)
+        query = f"correlation_id={fitted}^stateNOT IN{','.join(DONE_STATES)}^ORDERBYsys_created_on"
         params = {**_params("sys_id,number"), "sysparm_query": query, "sysparm_limit": "1"}
         result = await self._call("GET", INCIDENT_TABLE, "ticket lookup", params=params)
         return self._ref(result[0], created=False) if result else None
@@ -267,86 +262,6 @@ class ServiceNowTickets:
                 f"({response.headers.get('content-type', 'no content type')})",
                 type="ServiceNowBadResponse",
             ) from None
-
-
-class TicketActivities:
-    """The ticket activities the worker registers; `backend` None means tickets are off."""
-
-    def __init__(self, backend: TicketBackend | None) -> None:
-        self._backend = backend
-
-    @classmethod
-    def from_settings(
-        cls,
-        url: str | None,
-        user: str | None = None,
-        password: str | None = None,
-        token: str | None = None,
-        *,
-        assignment_group: str = "",
-        timeout: float = 10.0,
-    ) -> TicketActivities:
-        """ServiceNow with an OAuth bearer token or basic auth; no URL, no tickets."""
-        if not url:
-            return cls(None)
-        auth: httpx.Auth
-        if token:
-            auth = BearerToken(token)
-        elif user:
-            auth = httpx.BasicAuth(user, password or "")
-        else:
-            raise ValueError(
-                "SERVICENOW_URL is set but there are no credentials: "
-                "set SERVICENOW_USER and SERVICENOW_PASSWORD, or SERVICENOW_TOKEN"
-            )
-        return cls(ServiceNowTickets(url, auth, timeout, assignment_group=assignment_group))
-
-    @property
-    def enabled(self) -> bool:
-        return self._backend is not None
-
-    async def aclose(self) -> None:
-        if self._backend is not None:
-            await self._backend.aclose()
-
-    # ---------------------------------------------------------- activities
-
-    @activity.defn(name="open_ticket")
-    async def open_ticket(self, ticket: TicketOpen) -> TicketRef:
-        """Open the incident's ticket, or return the one already open for its key.
-
-        Idempotent: the correlation id (the incident key) is looked up first, on
-        every attempt, so a retry after a lost answer finds the ticket it made.
-        With tickets off, returns `TicketRef.off()` (enabled False, with a reason).
-        """
-        if self._backend is None:
-            return TicketRef.off()
-        existing = await self._backend.find_by_correlation(
-            correlation_id_for(ticket.correlation_id or ticket.incident_key)
-        )
-        if existing is not None:
-            activity.logger.info("ticket %s is already open for %s", existing.number, ticket.incident_key)
-            return existing
-        return await self._backend.open(ticket)
-
-    @activity.defn(name="update_ticket")
-    async def update_ticket(self, change: TicketChange) -> TicketChanged:
-        """Write one change (fields and a tagged work note in one PATCH).
-
-        Idempotent: a retry (attempt > 1) reads the work notes first and skips
-        the change if its `[ref: <idempotency key>]` tag is already there.
-        With tickets off, or no ticket, returns `applied=False` and writes nothing.
-        """
-        if self._backend is None or not change.ticket.enabled:
-            return TicketChanged(kind=change.kind, number=change.ticket.number, applied=False)
-        if change.ticket.system != self._backend.system:
-            raise ApplicationError(
-                f"ticket {change.ticket.number} is in {change.ticket.system}, "
-                f"but this worker writes tickets to {self._backend.system}",
-                type="TicketSystemMismatch",
-                non_retryable=True,
-            )
-        return await self._backend.apply_change(change, retried=activity.info().attempt > 1)
 
 
 # ------------------------------------------------------------------ helpers
