@@ -1,8 +1,9 @@
 """Network devices through pyATS and Genie: baseline, diagnostic plans, verification.
 
-`DeviceActivities` (activities.py, which also says how the threads, the kept
-sessions, failures and credentials work) is what the worker registers; the
-rest is what it is built from:
+backend.py names what a device backend provides (DeviceBackend). `DeviceActivities`
+(activities.py, which also says how the threads, the kept sessions, failures and
+credentials work) is the pyATS backend the worker registers; the rest is what it is
+built from:
 
 - plans.py: config/plans/<plan>.yaml, validated (read-only commands only).
 - checks.py: the checks a plan step names, output -> finding (pure).
@@ -19,5 +20,6 @@ from __future__ import annotations
 
 from .activities import DeviceActivities as DeviceActivities
 from .analysis import analyse as analyse
+from .backend import DeviceBackend as DeviceBackend
 from .health import HEALTH_COMMANDS as HEALTH_COMMANDS
 from .masking import _Secrets as _Secrets
