@@ -18,13 +18,12 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.backends import BackendError, Backends
 from activities.chat import ChatActivities
-from activities.chat.slack import SlackChat
-from activities.devices import DeviceActivities
 from activities.policy import PolicyActivities
 from activities.settings import Settings, get_settings
 from activities.temporal import TemporalActivities
-from activities.tickets import ServiceNowTickets, TicketActivities
+from activities.tickets import TicketActivities
 from workflows.announcer import ChannelAnnouncer
 from workflows.incident import IncidentWorkflow
 from workflows.investigation import InvestigationWorkflow
@@ -48,31 +47,17 @@ def precompile_workflow_code() -> None:
         pass
 
 
-def build_worker(client: Client, settings: Settings, policy: Policy) -> Worker:
+def build_worker(
+    client: Client, settings: Settings, policy: Policy, backends: Backends | None = None
+) -> Worker:
+    """The worker: every workflow, and the activities over the backends the settings chose."""
     precompile_workflow_code()
-    chat = ChatActivities(SlackChat.from_settings(settings.slack_api_url, settings.slack_bot_token))
-    policies = PolicyActivities(
-        policy,
-        tickets_off_because=None if settings.servicenow_url else "tickets are off: SERVICENOW_URL is not set",
-    )
-    tickets = TicketActivities(
-        ServiceNowTickets.from_settings(
-            settings.servicenow_url,
-            settings.servicenow_user,
-            settings.servicenow_password,
-            settings.servicenow_token,
-            assignment_group=settings.servicenow_assignment_group,
-            timeout=settings.servicenow_timeout,
-        )
-        if settings.servicenow_url
-        else None
-    )
-    devices = DeviceActivities(
-        settings.pyats_testbed,
-        settings.pyats_plans_dir,
-        connect_timeout=settings.pyats_connect_timeout,
-        command_timeout=settings.pyats_command_timeout,
-    )
+    if backends is None:
+        backends = Backends.from_settings(settings)
+    chat = ChatActivities(backends.chat)
+    tickets = TicketActivities(backends.tickets, off_reason=backends.tickets_off_because)
+    devices = backends.devices
+    policies = PolicyActivities(policy, tickets_off_because=backends.tickets_off_because)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -103,14 +88,16 @@ async def run_worker(settings: Settings) -> None:
     from starter.connect import connect
 
     policy = load_policy(settings.incident_policy)
+    backends = Backends.from_settings(settings)  # a backend it cannot use stops it before it connects
     client = await connect(settings)
-    worker = build_worker(client, settings, policy)
+    worker = build_worker(client, settings, policy, backends)
     logging.info(
-        "worker polling task queue %r on %s (namespace %s), Slack at %s",
+        "worker polling task queue %r on %s (namespace %s), Slack at %s; %s",
         settings.temporal_task_queue,
         settings.temporal_address,
         settings.temporal_namespace,
         settings.slack_api_url,
+        backends.names,
     )
     # SIGTERM (docker stop, incident dev's Ctrl-C) lets in-flight activities finish
     # or time out cleanly; Temporal retries whatever did not.
@@ -131,6 +118,9 @@ def main() -> None:
         asyncio.run(run_worker(get_settings()))
     except PolicyError as exc:
         print(f"worker: bad policy: {exc}", file=sys.stderr)
+        code = 2
+    except BackendError as exc:
+        print(f"worker: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         code = 0

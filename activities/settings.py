@@ -43,7 +43,13 @@ class Settings(BaseSettings):
     alert_receiver_port: int = ALERT_RECEIVER_PORT
     alert_receiver_token: str | None = None
 
-    # ServiceNow (activities/tickets.py). No SERVICENOW_URL: tickets are off.
+    # Which implementation the worker uses for each outside system (activities/backends.py).
+    # TICKET_BACKEND unset: servicenow when SERVICENOW_URL is set, else off.
+    chat_backend: str = "slack"
+    ticket_backend: str = ""
+    device_backend: str = "pyats"
+
+    # ServiceNow (activities/tickets/servicenow.py). No SERVICENOW_URL: tickets are off.
     # Credentials: SERVICENOW_TOKEN (OAuth bearer) or SERVICENOW_USER/PASSWORD (basic).
     servicenow_url: str | None = None
     servicenow_user: str | None = None
