@@ -284,7 +284,7 @@ async def ticket_stand_in(env: Any, tmp: Path) -> list[Recording]:
     """A TicketWorkflow under a stand-in incident (tests/recording_stand_ins.py), against the ServiceNow
     sandbox: opened, claim, updates, severity, escalation, note, resolve, close, each sent once the
     ticket has applied the one before (it waits with nothing pending before each). Needs only
-    workflows/ticket_models.py, workflows/tickets.py and activities/tickets.py, so `--code` can run it
+    workflows/ticket_models.py, workflows/tickets.py and activities/tickets(.py|/), so `--code` can run it
     with an older TicketWorkflow."""
     from temporalio.worker import Worker
 
@@ -300,7 +300,12 @@ async def ticket_stand_in(env: Any, tmp: Path) -> list[Recording]:
     key = f"tkt-{uuid.uuid4().hex[:8]}"
     activities: list[Any] = []
     async with serve_in_background(servicenow_app()) as url:
-        tickets = TicketActivities.from_settings(url, "admin", "admin", timeout=5.0)
+        if hasattr(TicketActivities, "from_settings"):  # code before activities/tickets/ built both at once
+            tickets = TicketActivities.from_settings(url, "admin", "admin", timeout=5.0)
+        else:
+            from activities.tickets import ServiceNowTickets
+
+            tickets = TicketActivities(ServiceNowTickets.from_settings(url, "admin", "admin", timeout=5.0))
         activities = [tickets.open_ticket, tickets.update_ticket]
         try:  # the ticket's idle check (834328e) asks Temporal; older code has no such activity
             from activities.temporal import TemporalActivities
