@@ -22,24 +22,24 @@ from .backend import ChatBackend
 
 class ChatActivities:
     def __init__(self, backend: ChatBackend) -> None:
-        self.backend = backend
+        self._backend = backend
 
     @activity.defn(name="post_slack_message")
     async def post_slack_message(self, post: SlackPost) -> PostedMessage:
         """Post one incident message; a retry returns the earlier post instead of posting twice."""
-        return await self.backend.post_message(post)
+        return await self._backend.post_message(post)
 
     @activity.defn(name="update_slack_header")
     async def update_slack_header(self, header: SlackHeaderUpdate) -> None:
         """Rewrite the declaration with the current state (idempotent by nature)."""
-        await self.backend.update_header(header)
+        await self._backend.update_header(header)
 
     @activity.defn(name="add_slack_reaction")
     async def add_slack_reaction(self, reaction: SlackReaction) -> None:
         """Add a reaction; one already there on a retry counts as done."""
-        await self.backend.add_reaction(reaction)
+        await self._backend.add_reaction(reaction)
 
     @activity.defn(name="upload_slack_file")
     async def upload_slack_file(self, upload: SlackFileUpload) -> UploadedFile:
         """Attach a text file to the incident's thread; a retry returns the earlier upload."""
-        return await self.backend.upload_file(upload)
+        return await self._backend.upload_file(upload)
