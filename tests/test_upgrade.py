@@ -79,7 +79,7 @@ async def test_an_incident_started_on_the_previous_release_completes_on_this_one
 
     assert summary.resolved_at is not None and summary.commander == "alice"
     assert "slack-outbox" not in await patches(handle)  # it stayed on the previous release's path
-    assert "slack-outbox" in await patches(new_handle)  # new incidents take this release's
+    assert await patches(new_handle) == {"release-2026-12-01"}  # new incidents take this release's
     assert [p.template for p in slack.posts if p.incident.key == old.key] == [
         "declaration",
         "team_formed",

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    # The mixins of IncidentWorkflow: code without state of its own, so one copy serves every run.
     # Pure data and the children's definitions, imported once by the worker instead of
     # again in every run's sandbox (pydantic builds each model class on import: that
     # was most of a run's CPU, and a 200-incident burst's throughput, measured).
@@ -26,6 +27,8 @@ with workflow.unsafe.imports_passed_through():
         Analysis,
         Baseline,
     )
+    from .incident_children import EARLY_PER_OCCURRENCE_PATCH, INVESTIGATION_IN_TURN_PATCH, Children
+    from .incident_commands import CommandSurface, Rejected
     from .incident_input import CHILD_MODELS, IncidentInput, PendingSignal
     from .investigation_models import (
         VerificationReport,
@@ -66,13 +69,13 @@ with workflow.unsafe.imports_passed_through():
         static_details,
         static_summary,
     )
+    from .voice import OUTBOX_PATCH, SlackVoice, start_outbox
 
-from .incident_children import EARLY_PER_OCCURRENCE_PATCH, INVESTIGATION_IN_TURN_PATCH, Children
-from .incident_commands import CommandSurface, Rejected
-from .voice import OUTBOX_PATCH, SlackVoice, start_outbox
 
 # Activity names, registered by worker.py (workflow code must not import activities/).
 LOAD_POLICY = "load_incident_policy"
+# The patch of this release: the slack-outbox, ticket-per-occurrence-early and investigation-in-turn paths.
+RELEASE_2026_12_01 = "release-2026-12-01"
 
 
 @workflow.defn
@@ -679,6 +682,11 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
         """The patches this run takes, asked first, before the policy's local activity (a patch first
         asked after one can replay wrong when a query split that workflow task). On replay each
         one's marker says whether the incident was started since it."""
+        # One marker for everything this release changed (one event in every new incident's
+        # history, not three). The three before it were recorded separately during its work.
+        if workflow.patched(RELEASE_2026_12_01):
+            self._outbox_on = self._per_occurrence_early = self._investigation_in_turn = True
+            return
         self._outbox_on = workflow.patched(OUTBOX_PATCH)
         # Incidents from before this marker ask ticket-per-occurrence later, where they did.
         self._per_occurrence_early = workflow.patched(EARLY_PER_OCCURRENCE_PATCH)
