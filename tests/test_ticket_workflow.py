@@ -34,7 +34,7 @@ from activities.temporal import TemporalActivities
 from activities.tickets import ServiceNowTickets, TicketActivities
 from sandbox.servicenow import create_app
 from sandbox.slack import serve_in_background
-from workflows.models import IncidentState
+from workflows.models import IncidentState, TicketReference
 from workflows.ticket_models import (
     TicketEvent,
     TicketInput,
@@ -513,7 +513,7 @@ async def test_a_rejected_update_reaches_the_incident_and_the_next_changes_still
     )
     text = render(
         "ticket_problem",
-        incident=state.model_copy(update={"ticket": ref.number}),
+        incident=state.model_copy(update={"ticket_ref": TicketReference(number=ref.number)}),
         problem=problem.model_dump(mode="json"),
     )
     assert text == (
@@ -627,11 +627,11 @@ def test_the_declaration_and_resolution_say_where_the_ticket_is_or_why_there_is_
         return a, b
 
     url = "https://acme.service-now.com/incident.do?sys_id=abc"
-    assert lines(ticket="INC0010001", ticket_url=url) == (
+    assert lines(ticket_ref=TicketReference(id="abc", number="INC0010001", url=url)) == (
         f"*ServiceNow:* <{url}|INC0010001>",
         f"*ServiceNow:* <{url}|INC0010001> resolved",
     )
-    assert lines(ticket="INC0010001") == ("*ServiceNow:* INC0010001", "*ServiceNow:* INC0010001 resolved")
+    assert lines(ticket_ref=TicketReference(number="INC0010001")) == ("*ServiceNow:* INC0010001", "*ServiceNow:* INC0010001 resolved")
     off = "tickets are off: SERVICENOW_URL is not set"
     assert lines(ticket_status=off) == (f"*ServiceNow:* {off}", f"*ServiceNow:* {off}")
     assert lines() == (

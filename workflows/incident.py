@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         TICKET_ATTR,
         AlertBatch,
         ClaimSignal,
+        Conversation,
         DeadlineEntry,
         IncidentDeclaration,
         IncidentState,
@@ -51,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         Severity,
         SeveritySignal,
         Signal,
+        TicketReference,
         TimelineEntry,
         TimelineNote,
         UpdateSignal,
@@ -248,7 +250,7 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
         posted = await self._post("declaration", channel=sev.channel, in_thread=False, mentions=sev.notify)
         await ticket
         if posted is not None:  # before the outbox: posted already
-            s.slack_channel, s.slack_thread_ts = posted.channel, posted.ts
+            s.conversation = Conversation(channel=posted.channel, thread=posted.ts)
         if posted is not None or self._outbox_on:
             await self._react(sev.reactions.declared)
         if not in_triage:
@@ -472,7 +474,10 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
         s = self._state
         if isinstance(report, TicketRef):
             if report.enabled:
-                s.ticket, s.ticket_url, s.ticket_status = report.number, report.url, ""
+                s.ticket_ref = TicketReference(
+                    system=report.system, id=report.sys_id, number=report.number, url=report.url
+                )
+                s.ticket_status = ""
                 verb = "opened" if report.created else "found (opened by an earlier attempt)"
                 self._record("ticket", "", f"ServiceNow {report.number} {verb}")
             else:

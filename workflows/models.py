@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 from temporalio.common import SearchAttributeKey
 
 from .device_models import Baseline, Verification
@@ -208,6 +208,23 @@ class TimelineEntry(Model):
     request_id: str | None = None
 
 
+class Conversation(Model):
+    """Where the incident's thread lives: its chat system, the channel and the thread's first message."""
+
+    system: str = "slack"
+    channel: str
+    thread: str
+
+
+class TicketReference(Model):
+    """The incident's ticket in its ticket system: the system's own id and the number people use."""
+
+    system: str = "servicenow"
+    id: str = ""  # ServiceNow's sys_id, a Jira issue id
+    number: str  # INC0010001, OPS-123
+    url: str = ""
+
+
 class DeadlineEntry(Model):
     """One row of the incident's deadline table (workflows/deadlines.py), as the state shows it."""
 
@@ -238,8 +255,7 @@ class IncidentState(Model):
     phase: Phase = Phase.declared
     status: str | None = None  # the last update's status
     commander: str | None = None
-    ticket: str | None = None  # the ticket's number (INC0010001) once it is open
-    ticket_url: str = ""
+    ticket_ref: TicketReference | None = None  # once it is open
     # Why there is no ticket number yet or at all: "opening", "tickets are off: ...", a failure.
     ticket_status: str = ""
     baseline: Baseline | None = None  # device health at declaration, for verification
@@ -253,8 +269,7 @@ class IncidentState(Model):
     investigation_verifies: bool = False
     verification_pending: bool = False
     ticket_changes: int = 0  # changes sent to the ticket, for their idempotency keys
-    slack_channel: str | None = None
-    slack_thread_ts: str | None = None
+    conversation: Conversation | None = None  # once the declaration is posted
     declared_at: datetime
     detected_at: datetime | None = None
     claimed_at: datetime | None = None
@@ -280,6 +295,44 @@ class IncidentState(Model):
     @property
     def summary_line(self) -> str:
         return f"{self.severity.value} · {self.title}"
+
+    # The chat and ticket systems' own words for the same, read by the templates, the CLI and the
+    # Slack handler, and still written out (computed) for workers and readers from before.
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def slack_channel(self) -> str | None:
+        return self.conversation.channel if self.conversation else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def slack_thread_ts(self) -> str | None:
+        return self.conversation.thread if self.conversation else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ticket(self) -> str | None:
+        return self.ticket_ref.number if self.ticket_ref else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ticket_url(self) -> str:
+        return self.ticket_ref.url if self.ticket_ref else ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_flat_fields(cls, data: Any) -> Any:
+        """A state carried over from before (continue-as-new, an older worker's payload)."""
+        if not isinstance(data, dict):
+            return data
+        if data.get("conversation") is None and data.get("slack_channel") and data.get("slack_thread_ts"):
+            data = {
+                **data,
+                "conversation": {"channel": data["slack_channel"], "thread": data["slack_thread_ts"]},
+            }
+        if data.get("ticket_ref") is None and data.get("ticket"):
+            data = {**data, "ticket_ref": {"number": data["ticket"], "url": data.get("ticket_url") or ""}}
+        return data
 
 
 class IncidentSummary(Model):

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from .incident_input import OutboxItem
     from .investigation_models import SlackThread
     from .models import (
+        Conversation,
         IncidentState,
         PostedMessage,
         SlackHeaderUpdate,
@@ -188,7 +189,7 @@ class SlackVoice:
         posted = await self._send_post(post)
         if not item.in_thread and post.template == "declaration":
             if posted is not None:
-                s.slack_channel, s.slack_thread_ts = posted.channel, posted.ts
+                s.conversation = Conversation(channel=posted.channel, thread=posted.ts)
                 self._publish()
             await self._tell_investigation_the_thread()
 
