@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from workflows.incident import IncidentWorkflow
 from workflows.models import ClaimSignal, ResolveSignal, UpdateSignal
+from workflows.policy import format_duration
 
 from .workflow_harness import minutes, recorded_worker, state_of
 
@@ -60,6 +61,8 @@ async def test_slack_down_for_an_hour_holds_up_the_thread_not_the_incident(time_
     update = slack.posts[templates.index("status_update")]
     assert round((update.incident.last_update_at - state.declared_at) / timedelta(minutes=1)) == 40
     resolution = slack.posts[templates.index("resolution")]
-    assert resolution.extra["duration"] == "58m"
+    # The resolve lands at minute 58 give or take the test server's skip (57m59s has been seen).
+    assert resolution.extra["duration"] == format_duration(state.resolved_at - state.declared_at)
+    assert resolution.extra["duration"] in ("58m", "57m59s", "58m1s")
     assert all(p.thread_ts for p in slack.posts[1:]) and slack.posts[0].thread_ts is None
     assert state.slack_thread_ts is not None
