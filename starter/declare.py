@@ -241,19 +241,23 @@ async def send_signal(client: Client, key_or_id: str, name: str, signal: Signal)
     """
     if name not in SIGNALS:
         raise ValueError(f"unknown signal {name!r}: use one of {', '.join(SIGNALS)}")
-    if not signal.request_id:
-        signal.request_id = uuid.uuid4().hex
+    handle, key = await _open_incident(client, key_or_id, signal)
+    await _signal(handle, key, name, signal)
+    return signal.request_id or ""
+
+
+async def _open_incident(
+    client: Client, key_or_id: str, command: Signal
+) -> tuple[WorkflowHandle[Any, Any], str]:
+    """The running incident's handle and key (IncidentNotFound, IncidentClosed); gives `command`
+    a request id (a fresh uuid4 hex) when it has none."""
+    if not command.request_id:
+        command.request_id = uuid.uuid4().hex
     handle, desc = await describe_incident(client, key_or_id)
     key = incident_key(handle.id)
     if desc.status != WorkflowExecutionStatus.RUNNING:
         raise IncidentClosed(f"incident {key} is closed ({_status_name(desc.status)})")
-    try:
-        await handle.signal(name, signal)
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:  # completed between describe and signal
-            raise IncidentClosed(f"incident {key} is closed") from None
-        raise
-    return signal.request_id
+    return handle, key
 
 
 class CommandPending(IncidentError):
@@ -277,14 +281,9 @@ async def send_command(
     """
     if name not in COMMANDS:
         raise ValueError(f"unknown command {name!r}: use one of {', '.join(COMMANDS)}")
-    if not command.request_id:
-        command.request_id = uuid.uuid4().hex
-    handle, desc = await describe_incident(client, key_or_id)
-    key = incident_key(handle.id)
-    if desc.status != WorkflowExecutionStatus.RUNNING:
-        raise IncidentClosed(f"incident {key} is closed ({_status_name(desc.status)})")
+    handle, key = await _open_incident(client, key_or_id, command)
     if task_queue and not await worker_polling(client, task_queue):
-        await _signal_instead(handle, key, name, command)
+        await _signal(handle, key, name, command)
         raise CommandPending(
             f"sent {name} to incident {key}, but no worker is polling task queue {task_queue!r}; "
             "it is applied when a worker runs"
@@ -303,7 +302,7 @@ async def send_command(
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
         # No worker took it in time (wait_for cancels the update's call, which the SDK raises
         # as its own error): the same command as a signal, applied once by its request id.
-        await _signal_instead(handle, key, name, command)
+        await _signal(handle, key, name, command)
         raise CommandPending(
             f"sent {name} to incident {key}, but no worker answered within {wait:g} s; "
             "it is applied when a worker runs"
@@ -317,7 +316,8 @@ async def _update(handle: WorkflowHandle[Any, Any], name: str, command: Signal) 
     return await update.result()
 
 
-async def _signal_instead(handle: WorkflowHandle[Any, Any], key: str, name: str, command: Signal) -> None:
+async def _signal(handle: WorkflowHandle[Any, Any], key: str, name: str, command: Signal) -> None:
+    """IncidentClosed when the incident completed between its description and the signal."""
     try:
         await handle.signal(name, command)
     except RPCError as exc:
