@@ -559,7 +559,7 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
             pass  # a deadline passed: _fire_due_timers handles it
 
     async def _fire_due_timers(self) -> bool:
-        self._schedule()
+        # The table reads its rules itself; the state's copy is refreshed before the next sleep.
         fired = await self._deadline_table.fire_due(workflow.now())
         return fired is not None
 
