@@ -768,12 +768,13 @@ def active_override(schedule: Schedule, at: datetime) -> Override | None:
 # ------------------------------------------------------------------ files
 
 
-def _describe(error: ValidationError) -> str:
+def _describe(error: ValidationError, prefix: str = "") -> str:
+    """`schedules.x.layers.0.handoff: 'munday 10:00' is not a handoff ...`; one clause per problem."""
     lines = []
     for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        where = ".".join([prefix] * bool(prefix) + [str(p) for p in item["loc"]])
         message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"{where}: {message}")
+        lines.append(f"{where}: {message}" if where else message)  # cross-field checks name their fields
     return "; ".join(lines)
 
 
@@ -837,7 +838,7 @@ def parse_overrides(raw: Any, file: OnCallFile, source: str) -> list[Override]:
         try:
             override = Override.model_validate(localize_override(entry, schedule.tz()))
         except ValidationError as exc:
-            raise OnCallError(f"{where}.{_describe(exc)}") from None
+            raise OnCallError(f"{source}: {_describe(exc, f'overrides.{i}')}") from None
         if override.user not in known:
             raise OnCallError(f"{where}.user: {override.user} is not a participant of any schedule")
         result.append(override)
