@@ -32,7 +32,6 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.service import RPCError
 
 import activities.settings as ports
-from activities.paging.ical import calendar as ical_calendar
 from activities.paging.schedule import (
     OnCall,
     OnCallError,
@@ -984,6 +983,8 @@ def oncall_export(
     One event per shift, in UTC, with UIDs that stay the same from one export to the next, so a
     calendar subscribed to the file (served over HTTP) updates in place.
     """
+    from activities.paging.ical import calendar as ical_calendar  # icalendar only when exporting
+
     oncall = _load_oncall()
     schedule = _known_schedule(oncall, name)
     begin = _parse_time(start or "now", schedule.tz(), "--from")
