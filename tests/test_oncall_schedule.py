@@ -612,3 +612,33 @@ def test_an_unrestricted_layer_has_exactly_one_person_at_every_instant(
             meant = datetime.combine(wall.date(), handoff)
             assert wall_to_utc(meant, tz) == start
             assert start.astimezone(tz).replace(tzinfo=None) != meant
+
+
+def test_override_times_come_back_in_utc():
+    cover = override("U0ERIN", local(BERLIN, 2026, 1, 14, 12), local(BERLIN, 2026, 1, 14, 18))
+    (got,) = [
+        sh
+        for sh in shifts(schedule(layer(), overrides=[cover]), utc(2026, 1, 14), utc(2026, 1, 15))
+        if sh.participant.user == "U0ERIN"
+    ]
+    assert (got.start, got.end) == (utc(2026, 1, 14, 11), utc(2026, 1, 14, 17))
+    assert got.start.utcoffset() == timedelta(0) and got.end.utcoffset() == timedelta(0)
+
+
+def test_schedules_stay_out_of_workflow_code():
+    """workflows/ never imports the paging library, and the library imports no workflow code."""
+    import ast
+
+    def imports(path: Path) -> set[str]:
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+        return names
+
+    for path in (ROOT / "workflows").rglob("*.py"):
+        assert not any(name.startswith("activities") for name in imports(path)), path
+    for path in (ROOT / "activities" / "paging").rglob("*.py"):
+        assert not any(name.startswith(("temporalio", "workflows")) for name in imports(path)), path

@@ -690,7 +690,7 @@ def _segments(
         layer_shifts(lay, start, end) for lay in schedule.layers
     ]
     sources += [
-        [(max(o.start, start), min(o.end, end), o.user)]
+        [(max(o.start.astimezone(UTC), start), min(o.end.astimezone(UTC), end), o.user)]
         for o in schedule.overrides
         if o.start < end and o.end > start
     ]
