@@ -298,8 +298,8 @@ class Layer(_Strict):
 
     name: str = ""
     participants: list[str]
-    length: str = "weekly"
-    handoff: str = "monday 09:00"
+    length: str
+    handoff: str
     start: date
     time_zone: str | None = None  # None in the file: the schedule's
     restrict: list[Restriction] = Field(default_factory=list)
