@@ -9,15 +9,19 @@ Set INCIDENT_DEBUG=1 to see tracebacks of unexpected errors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import functools
 import getpass
 import os
 import re
 import sys
-from collections.abc import Callable, Coroutine
+import tempfile
+from collections.abc import Callable, Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
+from zoneinfo import ZoneInfo
 
 import typer
 from pydantic import ValidationError
@@ -28,6 +32,18 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.service import RPCError
 
 import activities.settings as ports
+from activities.paging.schedule import (
+    OnCall,
+    OnCallError,
+    Override,
+    Participant,
+    Schedule,
+    active_override,
+    current_shift,
+    load_oncall,
+    overrides_document,
+    wall_to_utc,
+)
 from activities.settings import Settings
 from starter.connect import TemporalUnreachable, connect
 from starter.declare import (
@@ -825,6 +841,324 @@ def devices(
     out.print(
         f"wrote {escape(str(switched.path))}; the worker reloads it at its next device check", soft_wrap=True
     )
+
+
+# ------------------------------------------------------------------ on-call schedules
+
+oncall_app = typer.Typer(
+    help="Who is on call for each schedule now (or --at TIME): since when, until the next handoff. "
+    "The commands export a schedule's calendar feed and manage overrides. "
+    "Schedules: config/oncall.yaml, or the file $INCIDENT_ONCALL names.",
+    add_completion=False,
+    rich_markup_mode=None,
+)
+app.add_typer(oncall_app, name="oncall")
+
+TIME_HELP = (
+    "ISO 8601, e.g. 2026-12-01T14:00 (the schedule's time zone) or 2026-12-01T14:00+01:00 / ...T13:00Z; "
+    "'now' is now."
+)
+
+
+def _load_oncall() -> OnCall:
+    try:
+        return load_oncall()
+    except OnCallError as exc:
+        fail(str(exc))
+
+
+def _parse_time(text: str, tz: ZoneInfo, option: str) -> datetime:
+    """TIME as the options take it: ISO 8601; without an offset, wall time in `tz` (DST rule of the schedules)."""
+    value = text.strip()
+    if value.lower() == "now":
+        return datetime.now(UTC)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        fail(
+            f"{option} {text!r} is not a time: use ISO 8601, e.g. 2026-12-01T14:00 or 2026-12-01T14:00+01:00",
+            USAGE,
+        )
+    if parsed.tzinfo is None:
+        return wall_to_utc(parsed, tz)
+    return parsed.astimezone(UTC)
+
+
+def _known_schedule(oncall: OnCall, name: str) -> Schedule:
+    if name not in oncall.file.schedules:
+        fail(f"unknown schedule {name!r}: use one of {', '.join(oncall.names())}", USAGE)
+    return oncall.schedule(name)
+
+
+def _when(value: datetime, tz: ZoneInfo) -> str:
+    """`Mon 2026-03-30 10:00 CEST (08:00 UTC)`: the schedule's zone first, then UTC."""
+    here, there = value.astimezone(tz), value.astimezone(UTC)
+    same_day = here.date() == there.date()
+    return f"{here:%a %Y-%m-%d %H:%M %Z} ({there:{'%H:%M' if same_day else '%m-%d %H:%M'}} UTC)"
+
+
+@oncall_app.callback(invoke_without_command=True)
+@_command
+def oncall_now(
+    ctx: typer.Context,
+    at: Annotated[str | None, typer.Option("--at", help=f"When (default: now). {TIME_HELP}")] = None,
+    schedule_name: Annotated[
+        str | None, typer.Option("--schedule", "-s", help="Only this schedule (default: all).")
+    ] = None,
+) -> None:
+    """Who is on call for each schedule: since when, and until the next handoff."""
+    if ctx.invoked_subcommand is not None:
+        return
+    oncall = _load_oncall()
+    schedules = (
+        [_known_schedule(oncall, schedule_name)]
+        if schedule_name
+        else [oncall.schedule(n) for n in oncall.names()]
+    )
+    zones = sorted({s.time_zone for s in schedules})
+    if at is not None and at.strip().lower() != "now" and len(zones) > 1:
+        try:
+            naive = datetime.fromisoformat(at.strip()).tzinfo is None
+        except ValueError:
+            naive = False
+        if naive:
+            fail(
+                f"--at {at!r} has no UTC offset and the schedules are in different zones ({', '.join(zones)}):"
+                " add one (e.g. +01:00 or Z) or pick a schedule with --schedule",
+                USAGE,
+            )
+    instant = _parse_time(at or "now", schedules[0].tz(), "--at")
+    title = _when(instant, schedules[0].tz()) if len(zones) == 1 else f"{instant:%a %Y-%m-%d %H:%M} UTC"
+    table = Table(
+        title=f"On call at {title}",
+        title_justify="left",
+        show_edge=False,
+        pad_edge=False,
+    )
+    table.add_column("Schedule", no_wrap=True)
+    table.add_column("On call")
+    table.add_column("Since", no_wrap=True)
+    table.add_column("Until (next handoff)", no_wrap=True)
+    table.add_column("Note", overflow="fold")
+    for schedule in schedules:
+        tz = schedule.tz()
+        config = oncall.file.schedules[schedule.name]
+        note = f"next in {config.offset_from}'s rotation" if config.offset_from and config.offset == 1 else ""
+        if config.offset_from and config.offset != 1:
+            note = f"{config.offset_from}, {config.offset:+d} in its rotation"
+        shift = current_shift(schedule, instant)
+        if shift is None:
+            table.add_row(escape(schedule.name), "[yellow]nobody[/yellow]", "", "", escape(note))
+            continue
+        covering = active_override(schedule, instant)
+        if covering is not None:
+            note = f"override {covering.id}" + (f": {covering.reason}" if covering.reason else "")
+        who = shift.participant
+        table.add_row(
+            escape(schedule.name),
+            escape(f"{who.display} ({who.user})" if who.name else who.user),
+            _when(shift.start, tz),
+            _when(shift.end, tz),
+            escape(note),
+        )
+    out.print(table)
+
+
+@oncall_app.command("export")
+@_command
+def oncall_export(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The schedule, e.g. network-primary.")],
+    weeks: Annotated[
+        int, typer.Option("--weeks", "-w", help="How many weeks of shifts.", min=1, max=104)
+    ] = 8,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the .ics here (default: standard output).")
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help=f"First day (default: now). {TIME_HELP}")
+    ] = None,
+) -> None:
+    """Write an iCalendar (.ics) feed of the schedule's shifts for the next weeks, for calendar apps.
+
+    One event per shift, in UTC, with UIDs that stay the same from one export to the next, so a
+    calendar subscribed to the file (served over HTTP) updates in place.
+    """
+    from activities.paging.ical import calendar as ical_calendar  # icalendar only when exporting
+
+    oncall = _load_oncall()
+    schedule = _known_schedule(oncall, name)
+    begin = _parse_time(start or "now", schedule.tz(), "--from")
+    feed = ical_calendar(schedule, begin, begin + timedelta(weeks=weeks))
+    data = feed.to_ical()
+    if output is None:
+        sys.stdout.write(data.decode())
+        sys.stdout.flush()
+        return
+    try:
+        _write_atomically(output, data)
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror or exc}")
+    count = len(feed.walk("VEVENT"))
+    out.print(
+        f"wrote {count} shift(s) of {escape(name)} for {weeks} week(s) from {_when(begin, schedule.tz())}"
+        f" to {escape(str(output))}",
+        soft_wrap=True,
+    )
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then rename it over: readers see the old or the new file."""
+    path = path.expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+
+
+@contextlib.contextmanager
+def _overrides_lock(path: Path) -> Iterator[None]:
+    """One `incident oncall override` at a time edits the overrides file (read, change, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+OVERRIDES_HEADER = (
+    b"# On-call overrides: who covers a schedule from when to when; they win over every layer.\n"
+    b"# Written by `incident oncall override`; editing by hand is fine (times without an offset\n"
+    b"# are the schedule's local time). The last one listed wins where two overlap.\n"
+)
+
+
+def _save_overrides(path: Path, overrides: list[Override]) -> None:
+    import yaml
+
+    body = yaml.safe_dump(overrides_document(overrides), sort_keys=False, allow_unicode=True)
+    _write_atomically(path, OVERRIDES_HEADER + body.encode())
+
+
+@oncall_app.command("override")
+@_command
+def oncall_override(
+    name: Annotated[
+        str | None, typer.Argument(metavar="NAME", help="The schedule, e.g. network-primary.")
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", help="Slack user id of who covers, e.g. U0BOB.")
+    ] = None,
+    start: Annotated[str | None, typer.Option("--from", help=f"Start. {TIME_HELP}")] = None,
+    end: Annotated[str | None, typer.Option("--to", help=f"End. {TIME_HELP}")] = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why, e.g. 'Alice at the dentist'.")] = "",
+    remove: Annotated[
+        str | None,
+        typer.Option("--remove", metavar="ID", help="Remove this override instead (see `oncall overrides`)."),
+    ] = None,
+) -> None:
+    """Someone covers a schedule from --from to --to (wins over every layer); or --remove ID.
+
+    The override goes into the overrides file ($INCIDENT_ONCALL_OVERRIDES, default oncall-overrides.yaml
+    next to the schedule file), which is replaced atomically.
+    """
+    oncall = _load_oncall()
+    path = Path(oncall.overrides_source)
+    if remove is not None:
+        if any(v is not None for v in (name, user, start, end)) or reason:
+            fail("--remove ID takes no NAME, --user, --from, --to or --reason", USAGE)
+        with _overrides_lock(path):
+            current = _load_oncall().overrides
+            kept = [o for o in current if o.id != remove]
+            if len(kept) == len(current):
+                fail(f"no override {remove!r} in {path} (`incident oncall overrides --all` lists them)")
+            _save_overrides(path, kept)
+        out.print(f"removed override {escape(remove)} from {escape(str(path))}", soft_wrap=True)
+        return
+    missing = [
+        flag
+        for flag, value in (("NAME", name), ("--user", user), ("--from", start), ("--to", end))
+        if not value
+    ]
+    if missing:
+        fail(f"missing {', '.join(missing)} (or --remove ID)", USAGE)
+    assert name and user and start and end
+    schedule = _known_schedule(oncall, name)
+    who = user.strip()
+    if who not in oncall.file.participants():
+        fail(
+            f"--user {who!r} is not a participant of any schedule in {oncall.source}"
+            " (Slack user ids like U0ALICE, listed under people:)",
+            USAGE,
+        )
+    tz = schedule.tz()
+    begin, finish = _parse_time(start, tz, "--from"), _parse_time(end, tz, "--to")
+    if finish <= begin:
+        fail(f"--to {_when(finish, tz)} is not after --from {_when(begin, tz)}", USAGE)
+    if finish <= datetime.now(UTC):
+        fail(f"the override would already be over (--to {_when(finish, tz)}): nothing would change", USAGE)
+    override = _build(
+        Override,
+        schedule=name,
+        user=who,
+        start=begin.astimezone(tz),
+        end=finish.astimezone(tz),
+        reason=reason.strip(),
+        created_by=default_user(),
+        created_at=datetime.now(UTC).replace(microsecond=0),
+    )
+    with _overrides_lock(path):
+        current = _load_oncall().overrides
+        if any(o.id == override.id for o in current):
+            fail(f"{name} already has that override ({override.id}): {who} from {_when(begin, tz)}", USAGE)
+        _save_overrides(path, [*current, override])
+    person = schedule.participant(who) if who in schedule.people else Participant(user=who)
+    out.print(
+        f"[green]override {override.id}[/green]: {escape(person.display)} covers {escape(name)}"
+        f" from {_when(begin, tz)} to {_when(finish, tz)} (in {escape(str(path))})",
+        soft_wrap=True,
+    )
+
+
+@oncall_app.command("overrides")
+@_command
+def oncall_overrides(
+    name: Annotated[str | None, typer.Argument(metavar="[NAME]", help="Only this schedule's.")] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Also the ones that are over.")] = False,
+) -> None:
+    """List overrides (current and upcoming; --all for past ones too)."""
+    oncall = _load_oncall()
+    if name is not None:
+        _known_schedule(oncall, name)
+    now = datetime.now(UTC)
+    rows = [o for o in oncall.overrides if (name is None or o.schedule == name) and (show_all or o.end > now)]
+    if not rows:
+        out.print(f"no overrides ({escape(oncall.overrides_source)})", soft_wrap=True)
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("ID", "Schedule", "Who", "From", "To", "Reason", "By"):
+        table.add_column(column, no_wrap=column in ("ID", "Schedule"))
+    for o in rows:
+        schedule = oncall.schedule(o.schedule)
+        tz, person = schedule.tz(), schedule.participant(o.user)
+        style = "dim" if o.end <= now else ("green" if o.start <= now else None)
+        table.add_row(
+            o.id,
+            escape(o.schedule),
+            escape(f"{person.display} ({o.user})" if person.name else o.user),
+            _when(o.start, tz),
+            _when(o.end, tz),
+            escape(o.reason),
+            escape(o.created_by),
+            style=style,
+        )
+    out.print(table)
 
 
 # ------------------------------------------------------------------ main
