@@ -631,7 +631,7 @@ class AnnouncerFeed:
         self._tasks: set[asyncio.Task] = set()
 
     def declared(self, declaration: IncidentDeclaration) -> None:
-        channel = self._policy.for_severity(declaration.severity).channel
+        channel = self._policy.channel(declaration.severity)
         pending = self._pending.get(channel)
         if pending is None:
             pending = self._pending[channel] = []

@@ -22,7 +22,7 @@ from worker import build_worker
 from workflows.announcer_models import announcer_id
 from workflows.incident import IncidentWorkflow
 from workflows.models import IncidentDeclaration, IncidentState
-from workflows.policy import ActivityTimeouts, Policy
+from workflows.policy import Policy
 
 TOKEN = "xoxb-test-token"
 T = TypeVar("T")
@@ -32,8 +32,8 @@ def fast_retry_policy(policy: Policy) -> Policy:
     """The default policy with Slack calls retried within seconds, so tests of outages stay short."""
     return policy.model_copy(
         update={
-            "timeouts": ActivityTimeouts(
-                slack_start_to_close=timedelta(seconds=2), slack_max_retry_interval=timedelta(seconds=1)
+            "chat": policy.chat.model_copy(
+                update={"call_timeout": timedelta(seconds=2), "max_retry_interval": timedelta(seconds=1)}
             )
         }
     )

@@ -141,7 +141,7 @@ async def test_a_second_chat_backend_plugs_in_by_name_and_gets_the_same_activiti
 
     declaration, team_formed = chat.posts[:2]
     assert (declaration.template, team_formed.template) == ("declaration", "team_formed")
-    assert declaration.channel.lstrip("#") == policy.severities[Severity.P2].channel
+    assert declaration.channel.lstrip("#") == policy.channel(Severity.P2)
     assert declaration.incident.title == "Core switch down"
     assert (state.slack_channel, state.slack_thread_ts) == ("ROOM-1", "1.000000")
     assert (team_formed.channel, team_formed.thread_ts) == ("ROOM-1", "1.000000")

@@ -9,7 +9,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from workflows.incident import IncidentWorkflow
-from workflows.models import ClaimSignal, Phase, ResolveSignal, ReviewDoneSignal, UpdateSignal
+from workflows.models import ClaimSignal, Phase, ResolveSignal, ReviewDoneSignal, Severity, UpdateSignal
 
 from .conftest import TEMPORAL_CLI
 from .stack import (
@@ -197,7 +197,7 @@ async def test_a_post_whose_answer_was_lost_is_not_posted_twice(local_env, sandb
 
 async def test_unknown_channel_is_not_retried_and_the_incident_goes_on(local_env, sandbox, policy):
     broken = policy.model_copy(deep=True)
-    broken.severities[next(iter(broken.severities))].channel = "no-such-channel"  # P1
+    broken.chat.channels[Severity.P1] = "no-such-channel"
     async with incident_worker(local_env.client, sandbox.api_url, broken) as declare:
         handle = await declare("P1")
         await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="alice", request_id="c"))

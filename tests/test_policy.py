@@ -8,9 +8,10 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import yaml
 
 from workflows.models import Severity
-from workflows.policy import PolicyError, load_policy
+from workflows.policy import Policy, PolicyError, default_policy_file, load_policy
 
 from .conftest import ROOT
 
@@ -34,8 +35,44 @@ def test_default_policy_is_the_usual_severity_table(policy):
         "next_business_day",
         None,
     )
-    assert policy.for_severity(Severity.P1).channel == "incidents"
-    assert policy.for_severity(Severity.P1).reactions.declared == "rotating_light"
+    assert policy.channel(Severity.P1) == "incidents"
+    assert policy.chat.reactions.declared == "rotating_light"
+
+
+def test_policy_from_before_the_chat_section_is_read_into_it(tmp_path, caplog):
+    """Running incidents carry the policy they were declared with (per-severity `channel` and
+    `reactions`, `timeouts.slack_*`): it still parses, into `chat`. An old file is read the same,
+    with a warning naming what moved where."""
+    current = load_policy()
+    old = current.model_dump(mode="json", exclude={"chat"})
+    for severity, entry in old["severities"].items():
+        entry["channel"] = current.chat.channels[Severity(severity)]
+        entry["reactions"] = {**current.chat.reactions.model_dump(), "declared": "fire"}
+    old["timeouts"] = {"slack_start_to_close": "PT7S", "slack_max_retry_interval": "PT45S"}
+    migrated = Policy.model_validate(old)
+    assert migrated.chat.channels == current.chat.channels
+    assert migrated.chat.reactions.declared == "fire"
+    assert (migrated.chat.call_timeout, migrated.chat.max_retry_interval) == (
+        timedelta(seconds=7),
+        timedelta(seconds=45),
+    )
+    assert migrated.model_dump(exclude={"chat"}) == current.model_dump(exclude={"chat"})
+
+    file = tmp_path / "old-policy.yaml"
+    file.write_text(yaml.safe_dump(old))
+    with caplog.at_level("WARNING"):
+        assert load_policy(file) == migrated
+    assert "severities.P1.channel -> chat.channels.P1" in caplog.text
+    assert "timeouts.slack_start_to_close -> chat.call_timeout" in caplog.text
+
+
+def test_a_policy_without_channels_says_so(tmp_path):
+    file = tmp_path / "policy.yaml"
+    raw = yaml.safe_load(default_policy_file().read_text())
+    del raw["chat"]["channels"]["P3"]
+    file.write_text(yaml.safe_dump(raw))
+    with pytest.raises(PolicyError, match="chat.channels: Value error, no channel for P3"):
+        load_policy(file)
 
 
 @pytest.mark.parametrize(
@@ -64,8 +101,8 @@ def test_next_business_day_skips_the_weekend(policy):
             "severities.P1.update_every: Value error, 'soon' is not a duration",
         ),
         (
-            ("channel: netclaw-general", "channel: ''"),
-            "severities.P4.channel: Value error, channel must not be empty",
+            ("P4: netclaw-general", "P4: ''"),
+            "chat.channels: Value error, the channel of P4 must not be empty",
         ),
         (("  P4:\n", "  P5:\n"), "severities: Value error, unknown severity 'P5'"),
         (("    escalate_after: 30m", "    escalate_after: -5m"), "severities.P2.escalate_after"),

@@ -631,7 +631,10 @@ def test_the_declaration_and_resolution_say_where_the_ticket_is_or_why_there_is_
         f"*ServiceNow:* <{url}|INC0010001>",
         f"*ServiceNow:* <{url}|INC0010001> resolved",
     )
-    assert lines(ticket_ref=TicketReference(number="INC0010001")) == ("*ServiceNow:* INC0010001", "*ServiceNow:* INC0010001 resolved")
+    assert lines(ticket_ref=TicketReference(number="INC0010001")) == (
+        "*ServiceNow:* INC0010001",
+        "*ServiceNow:* INC0010001 resolved",
+    )
     off = "tickets are off: SERVICENOW_URL is not set"
     assert lines(ticket_status=off) == (f"*ServiceNow:* {off}", f"*ServiceNow:* {off}")
     assert lines() == (

@@ -199,16 +199,16 @@ class ChannelAnnouncer:
 
     async def _slack(self, post: SlackPost) -> PostedMessage:
         assert self._policy is not None, "the policy is loaded before anything is posted"
-        timeouts = self._policy.timeouts
+        chat = self._policy.chat
         try:
             return await workflow.execute_activity(
                 POST_SLACK_MESSAGE,
                 post,
                 result_type=PostedMessage,
-                start_to_close_timeout=timeouts.slack_start_to_close,
+                start_to_close_timeout=chat.call_timeout,
                 # Unlimited attempts, as for the incidents' own posts: a rate limit
                 # (Retry-After) or an outage delays a post, it never drops it.
-                retry_policy=unlimited_retries(timeouts.slack_max_retry_interval),
+                retry_policy=unlimited_retries(chat.max_retry_interval),
             )
         finally:
             self._state.last_post_at = workflow.now()

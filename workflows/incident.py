@@ -57,7 +57,7 @@ with workflow.unsafe.imports_passed_through():
         TimelineNote,
         UpdateSignal,
     )
-    from .policy import Policy, SeverityPolicy, format_duration
+    from .policy import Policy, Reactions, SeverityPolicy, format_duration
     from .retries import history_too_long
     from .ticket_models import (
         TicketChangeKind,
@@ -247,12 +247,13 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
         s.ticket_status = "[INC pending]" if tickets.enabled else tickets.off_reason
         as_posted = s.ticket_status
         ticket = asyncio.create_task(self._start_ticket())
-        posted = await self._post("declaration", channel=sev.channel, in_thread=False, mentions=sev.notify)
+        channel = self._require_policy().channel(s.severity)
+        posted = await self._post("declaration", channel=channel, in_thread=False, mentions=sev.notify)
         await ticket
         if posted is not None:  # before the outbox: posted already
             s.conversation = Conversation(channel=posted.channel, thread=posted.ts)
         if posted is not None or self._outbox_on:
-            await self._react(sev.reactions.declared)
+            await self._react(self._reactions().declared)
         if not in_triage:
             self._set_phase(Phase.triage)
         await self._start_investigation()
@@ -303,8 +304,8 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
                 self._set_phase(Phase.investigating)
             self._schedule()
             await self._post("team_formed")
-            await self._react(self._severity_policy().reactions.claimed)
-            await self._react(self._severity_policy().reactions.investigating)
+            await self._react(self._reactions().claimed)
+            await self._react(self._reactions().investigating)
             await self._tell_investigation("investigate", signal.user, "claimed")
         else:
             self._record(
@@ -333,9 +334,8 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
             "status_update",
             extra={"status": status, "message": signal.message, "eta": signal.eta, "author": signal.user},
         )
-        reactions = self._severity_policy().reactions
         if status in ("fixing", "waiting"):
-            await self._react(getattr(reactions, status))
+            await self._react(getattr(self._reactions(), status))
         await self._refresh_header()
         await self._ticket(
             TicketChangeKind.update, signal.user, text=signal.message, status=status, eta=signal.eta
@@ -357,7 +357,7 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
             after_investigation=self._outbox_on,
         )
         sev = self._severity_policy()
-        await self._react(sev.reactions.resolved)
+        await self._react(self._reactions().resolved)
         if sev.review_within is not None:
             s.review_due_at = s.resolved_at + sev.review_within
             self._record(
@@ -365,7 +365,7 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
             )
             self._set_phase(Phase.review)
             await self._post("review_scheduled")
-            await self._react(sev.reactions.review)
+            await self._react(self._reactions().review)
         await self._refresh_header()
         await self._ticket(
             TicketChangeKind.resolve,
@@ -705,6 +705,9 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
 
     def _severity_policy(self) -> SeverityPolicy:
         return self._require_policy().for_severity(self._state.severity)
+
+    def _reactions(self) -> Reactions:
+        return self._require_policy().chat.reactions
 
 
 def _declared_at(declaration: IncidentDeclaration, now: datetime) -> datetime:

@@ -147,6 +147,7 @@ class Children:
         if not s.devices or s.investigation_workflow_id is not None:
             return
         settings = self._require_policy().investigation
+        chat = self._require_policy().chat
         child_id = investigation_workflow_id(s.workflow_id)
         thread_follows = self._declaration_waiting()
         try:
@@ -162,7 +163,11 @@ class Children:
                     thread_follows=thread_follows,
                     verify_on_request=self._outbox_on,
                     wait_at_most=settings.wait_for_claim,
-                    timeouts=InvestigationTimeouts(device=settings.device_timeout),
+                    timeouts=InvestigationTimeouts(
+                        device=settings.device_timeout,
+                        slack=chat.call_timeout,
+                        slack_max_retry_interval=chat.max_retry_interval,
+                    ),
                 ),
                 id=child_id,
                 parent_close_policy=ParentClosePolicy.ABANDON,

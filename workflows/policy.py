@@ -90,10 +90,8 @@ class SeverityPolicy(_Strict):
     update_every: timedelta
     escalate_after: timedelta | str  # a duration, or "next_business_day"
     review_within: timedelta | None = None  # None: no review for this severity
-    channel: str
     notify: list[str] = Field(default_factory=list)
     escalation_tiers: list[list[str]] = Field(default_factory=list)
-    reactions: Reactions = Field(default_factory=Reactions)
     # When every alert of the incident has cleared: resolve it without a person?
     resolve_when_alerts_clear: bool = False
 
@@ -114,14 +112,6 @@ class SeverityPolicy(_Strict):
         if str(value).strip().lower().replace(" ", "_").replace("-", "_") == NEXT_BUSINESS_DAY:
             return NEXT_BUSINESS_DAY
         return parse_duration(value)
-
-    @field_validator("channel")
-    @classmethod
-    def _channel(cls, value: str) -> str:
-        value = value.strip().lstrip("#")
-        if not value:
-            raise ValueError("channel must not be empty")
-        return value
 
     @field_validator("update_every")
     @classmethod
@@ -145,16 +135,97 @@ class BusinessHours(_Strict):
     weekdays: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])  # Monday = 0
 
 
-class ActivityTimeouts(_Strict):
-    """How long one Slack call may take before Temporal retries it elsewhere."""
+class ChatSettings(_Strict):
+    """What the chat backend is told: where each severity's incidents live and how they are marked.
 
-    slack_start_to_close: timedelta = timedelta(seconds=10)
-    slack_max_retry_interval: timedelta = timedelta(seconds=30)
+    The backend itself is the worker's (CHAT_BACKEND, Slack today); these are its settings that
+    travel with the incident. Before release-2026-12-01 they sat under each severity
+    (`channel`, `reactions`) and under `timeouts` (`slack_*`); `Policy` still reads them there.
+    """
 
-    @field_validator("slack_start_to_close", "slack_max_retry_interval", mode="before")
+    channels: dict[Severity, str]
+    reactions: Reactions = Field(default_factory=Reactions)
+    # One call (a post, an edit, a reaction) before Temporal retries it, maybe on another worker.
+    call_timeout: timedelta = timedelta(seconds=10)
+    # Backoff ceiling between retries of a failing call; retries never stop (an outage delays).
+    max_retry_interval: timedelta = timedelta(seconds=30)
+
+    @field_validator("call_timeout", "max_retry_interval", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value)
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _channel_keys(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {Severity.parse(k): v for k, v in value.items()}
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_names(cls, value: dict[Severity, str]) -> dict[Severity, str]:
+        cleaned = {severity: str(name).strip().lstrip("#") for severity, name in value.items()}
+        empty = [severity.value for severity, name in cleaned.items() if not name]
+        if empty:
+            raise ValueError(f"the channel of {', '.join(empty)} must not be empty")
+        missing = [s.value for s in Severity if s not in cleaned]
+        if missing:
+            raise ValueError(f"no channel for {', '.join(missing)}")
+        return cleaned
+
+
+# Where release-2026-12-01 moved the chat settings from (old name -> new place), for the policy
+# JSON in running incidents' histories and for policy files written before it.
+_CHAT_TIMEOUTS = {"slack_start_to_close": "call_timeout", "slack_max_retry_interval": "max_retry_interval"}
+
+
+def _chat_settings_moved(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """`raw` with per-severity `channel`/`reactions` and `timeouts.slack_*` moved into `chat`,
+    and the old places that were read (empty when the policy is in the current form)."""
+    severities = raw.get("severities")
+    if not isinstance(severities, dict):
+        return raw, []
+    raw = dict(raw)
+    chat = dict(raw.get("chat") or {}) if isinstance(raw.get("chat", {}), dict) else raw["chat"]
+    if not isinstance(chat, dict):
+        return raw, []
+    moved: list[str] = []
+    channels = dict(chat.get("channels") or {})
+    new_severities: dict[Any, Any] = {}
+    for name, entry in severities.items():
+        if isinstance(entry, dict) and ("channel" in entry or "reactions" in entry):
+            entry = dict(entry)
+            if "channel" in entry:
+                try:
+                    key: Any = Severity.parse(name)
+                except ValueError:
+                    key = name  # the severities' own validator names it
+                channels.setdefault(key, entry.pop("channel"))
+                moved.append(f"severities.{name}.channel -> chat.channels.{name}")
+            if "reactions" in entry:
+                # One set for all severities now; they were the defaults for all of them.
+                chat.setdefault("reactions", entry.pop("reactions"))
+                moved.append(f"severities.{name}.reactions -> chat.reactions")
+        new_severities[name] = entry
+    timeouts = raw.pop("timeouts", None)
+    if isinstance(timeouts, dict):
+        timeouts = dict(timeouts)
+        for old, new in _CHAT_TIMEOUTS.items():
+            if old in timeouts:
+                chat.setdefault(new, timeouts.pop(old))
+                moved.append(f"timeouts.{old} -> chat.{new}")
+        if timeouts:  # anything else there is unknown: let the model say so
+            raw["timeouts"] = timeouts
+    elif timeouts is not None:
+        raw["timeouts"] = timeouts
+    if not moved:
+        return raw, []
+    if channels:
+        chat["channels"] = channels
+    raw["severities"] = new_severities
+    raw["chat"] = chat
+    return raw, moved
 
 
 class TicketSettings(_Strict):
@@ -235,12 +306,19 @@ class Policy(_Strict):
     severities: dict[Severity, SeverityPolicy]
     alerts: AlertMapping = Field(default_factory=AlertMapping)
     business_hours: BusinessHours = Field(default_factory=BusinessHours)
-    timeouts: ActivityTimeouts = Field(default_factory=ActivityTimeouts)
+    chat: ChatSettings
     tickets: TicketSettings = Field(default_factory=TicketSettings)
     investigation: InvestigationSettings = Field(default_factory=InvestigationSettings)
     # Continue-as-new when history grows past this many events even if the
     # server has not suggested it yet (the server suggests it near 4k-10k+).
     max_history_events: int = Field(default=10_000, ge=100)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _chat_moved(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return _chat_settings_moved(value)[0]
+        return value
 
     @field_validator("severities", mode="before")
     @classmethod
@@ -258,6 +336,10 @@ class Policy(_Strict):
 
     def for_severity(self, severity: Severity) -> SeverityPolicy:
         return self.severities[severity]
+
+    def channel(self, severity: Severity) -> str:
+        """Where incidents of `severity` are declared."""
+        return self.chat.channels[severity]
 
     def escalation_delay(self, severity: Severity, since: datetime) -> timedelta:
         """How long after `since` the next escalation is due."""
@@ -299,6 +381,14 @@ def load_policy(path: str | Path | None = None) -> Policy:
     if not isinstance(raw, dict):
         raise PolicyError(f"{file}: expected a mapping with a 'severities' key at the top")
     try:
-        return Policy.model_validate(raw)
+        policy = Policy.model_validate(raw)
     except ValidationError as exc:
         raise PolicyError(f"{file}: {_describe(exc)}") from None
+    moved = _chat_settings_moved(raw)[1]
+    if moved:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "%s: read in its pre-2026-12-01 form; move %s", file, "; ".join(moved)
+        )
+    return policy

@@ -69,12 +69,12 @@ class SlackVoice:
         def _verify_beside(self) -> None: ...
 
     def _slack_options(self) -> dict[str, Any]:
-        timeouts = self._require_policy().timeouts
+        chat = self._require_policy().chat
         return {
-            "start_to_close_timeout": timeouts.slack_start_to_close,
+            "start_to_close_timeout": chat.call_timeout,
             # Unlimited attempts: a Slack outage delays messages, it never drops them.
             # Bad tokens, unknown channels and the like are raised non-retryable.
-            "retry_policy": unlimited_retries(timeouts.slack_max_retry_interval),
+            "retry_policy": unlimited_retries(chat.max_retry_interval),
         }
 
     def _snapshot(self) -> IncidentState:
