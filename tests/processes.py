@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from activities.settings import Settings
 from starter.connect import TemporalUnreachable, connect
 
@@ -24,11 +26,10 @@ def free_port() -> int:
 
 def write_fast_policy(directory: Path) -> Path:
     """The default policy with Slack calls timing out after 2 s, so a killed worker's call is retried soon."""
-    text = (ROOT / "config" / "policy.yaml").read_text()
-    text = text.replace("slack_start_to_close: 10s", "slack_start_to_close: 2s")
-    text = text.replace("slack_max_retry_interval: 30s", "slack_max_retry_interval: 1s")
+    policy = yaml.safe_load((ROOT / "config" / "policy.yaml").read_text())
+    policy["chat"].update(call_timeout="2s", max_retry_interval="1s")
     path = directory / "policy.yaml"
-    path.write_text(text)
+    path.write_text(yaml.safe_dump(policy, sort_keys=False))
     return path
 
 

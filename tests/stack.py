@@ -150,7 +150,7 @@ async def end_announcers(client: Client, policy: Policy, queue: str | None) -> N
     receiver can still be telling an announcer of a declaration when its test's
     worker stops, so tests that count roll-ups end any announcer before they start.
     """
-    for channel in {s.channel for s in policy.severities.values()}:
+    for channel in set(policy.chat.channels.values()):
         handle = client.get_workflow_handle(announcer_id(channel))
         try:
             described = await handle.describe()

@@ -80,7 +80,7 @@ pytestmark = pytest.mark.skipif(
 def fast_policy(directory: Path) -> Path:
     """config/policy.yaml with Slack calls retried within a second and P1 escalating after 3 s."""
     policy = yaml.safe_load((ROOT / "config" / "policy.yaml").read_text())
-    policy["timeouts"] = {"slack_start_to_close": "2s", "slack_max_retry_interval": "1s"}
+    policy["chat"].update(call_timeout="2s", max_retry_interval="1s")
     policy["severities"]["P1"]["escalate_after"] = f"{ESCALATE_AFTER}s"
     path = directory / "policy.yaml"
     path.write_text(yaml.safe_dump(policy, sort_keys=False))
