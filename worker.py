@@ -20,6 +20,10 @@ from temporalio.worker import Worker
 
 from activities.backends import BackendError, Backends
 from activities.chat import ChatActivities
+from activities.chat.slack import SlackChat
+from activities.chat.slack.pager import SlackPager
+from activities.paging.activities import PagingActivities
+from activities.paging.backend import PagingBackend
 from activities.policy import PolicyActivities
 from activities.settings import Settings, get_settings
 from activities.temporal import TemporalActivities
@@ -27,6 +31,7 @@ from activities.tickets import TicketActivities
 from workflows.announcer import ChannelAnnouncer
 from workflows.incident import IncidentWorkflow
 from workflows.investigation import InvestigationWorkflow
+from workflows.paging_models import PagingService
 from workflows.policy import Policy, PolicyError, load_policy
 from workflows.tickets import TicketWorkflow
 
@@ -47,6 +52,16 @@ def precompile_workflow_code() -> None:
         pass
 
 
+def paging_activities(client: Client, settings: Settings, backends: Backends) -> PagingActivities:
+    """Slack DMs (and Do Not Disturb) when the chat backend is Slack, and the paging services."""
+    pagers: dict[PagingService, PagingBackend] = dict(getattr(backends, "paging", {}))
+    dnd = None
+    if isinstance(backends.chat, SlackChat):
+        dnd = SlackPager(backends.chat)
+        pagers.setdefault(PagingService.slack, dnd)
+    return PagingActivities(pagers, client, dnd, settings.incident_oncall, settings.incident_oncall_overrides)
+
+
 def build_worker(
     client: Client, settings: Settings, policy: Policy, backends: Backends | None = None
 ) -> Worker:
@@ -58,6 +73,7 @@ def build_worker(
     tickets = TicketActivities(backends.tickets, off_reason=backends.tickets_off_because)
     devices = backends.devices
     policies = PolicyActivities(policy, tickets_off_because=backends.tickets_off_because)
+    paging = paging_activities(client, settings, backends)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -80,6 +96,7 @@ def build_worker(
             devices.run_investigation_step,
             devices.analyse_investigation,
             devices.verify_against_baseline,
+            *paging.activities,
         ],
     )
 

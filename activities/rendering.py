@@ -85,6 +85,19 @@ def _mention(name: str) -> str:
     return name if name.startswith("@") else f"@{name}"
 
 
+_GROUP_ID = re.compile(r"^S[A-Z0-9]{2,20}$")
+
+
+def _broadcast(target: str) -> str:
+    """`channel` becomes @channel and a user group id (S...) a group mention; anything else stays text."""
+    target = target.strip()
+    if target == "channel":
+        return "<!channel>"
+    if _GROUP_ID.match(target):
+        return f"<!subteam^{target}>"
+    return target
+
+
 def _link(url: str | None, label: str) -> str:
     """A Slack link `<url|label>` (both already escaped), or the label alone without a URL."""
     return f"<{url}|{label}>" if url else label
@@ -125,7 +138,13 @@ def environment() -> Environment:
         autoescape=False,  # Slack mrkdwn, not HTML: the context is escaped instead (render)
     )
     env.filters.update(
-        hhmm=_hhmm, when=_when, mention=_mention, duration=_duration, shorten=_shorten, link=_link
+        hhmm=_hhmm,
+        when=_when,
+        mention=_mention,
+        broadcast=_broadcast,
+        duration=_duration,
+        shorten=_shorten,
+        link=_link,
     )
     env.globals["limits"] = limits
     return env

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     pyats_command_timeout: float = 60.0
 
     incident_policy: str | None = None  # path to a policy YAML; default config/policy.yaml
+    incident_oncall: str | None = None  # the on-call schedules; default config/oncall.yaml
+    incident_oncall_overrides: str | None = None  # default: oncall-overrides.yaml beside them
     incident_data_dir: str = ".data"
 
 

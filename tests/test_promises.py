@@ -237,7 +237,7 @@ async def test_a_generic_alerts_fields_land_in_the_incident_and_its_declaration(
     assert state.symptoms[:2] == alert["symptoms"]
     assert state.impact == alert["impact"]
     assert attributes["IncidentSeverity"] == "P2" and attributes["IncidentService"] == service
-    assert {c["id"]: c["name"] for c in channels}[state.slack_channel] == policy.for_severity("P2").channel
+    assert {c["id"]: c["name"] for c in channels}[state.slack_channel] == policy.channel(Severity.P2)
     for line in (
         "INCIDENT DECLARED — Core switch CPU 95%",
         "*Severity:* P2",

@@ -39,7 +39,9 @@ async def register_search_attributes(client: Client) -> None:
 
 
 @asynccontextmanager
-async def recorded_worker(env: WorkflowEnvironment, policy: Policy, workflow_class: type = IncidentWorkflow):
+async def recorded_worker(
+    env: WorkflowEnvironment, policy: Policy, workflow_class: type = IncidentWorkflow, activities: list = ()
+):
     """A worker with fake Slack activities; terminates what it started on exit.
 
     The incidents here keep no ticket (policy `tickets.enabled: false`) and name
@@ -75,7 +77,9 @@ async def recorded_worker(env: WorkflowEnvironment, policy: Policy, workflow_cla
         started.append(handle)
         return handle
 
-    async with Worker(env.client, task_queue=queue, workflows=[workflow_class], activities=fake.activities):
+    async with Worker(
+        env.client, task_queue=queue, workflows=[workflow_class], activities=[*fake.activities, *activities]
+    ):
         try:
             yield declare, fake
         finally:

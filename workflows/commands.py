@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from .models import (
     UPDATE_STATUSES,
+    AcknowledgeSignal,
     ClaimSignal,
     IncidentState,
     Phase,
@@ -32,6 +33,7 @@ from .models import (
 # Every command, by its update (and signal) name.
 COMMAND_MODELS: dict[str, type[Signal]] = {
     "claim": ClaimSignal,
+    "acknowledge": AcknowledgeSignal,
     "update": UpdateSignal,
     "resolve": ResolveSignal,
     "set_severity": SeveritySignal,
@@ -53,6 +55,12 @@ def refusal(kind: str, command: BaseModel, state: IncidentState) -> str | None:
             return f"the incident is already {phase.value}; it cannot be claimed"
         if state.commander == command.user:
             return f"{command.user} is already the Incident Commander"
+    elif isinstance(command, AcknowledgeSignal):
+        if closed:
+            return f"the incident is already {phase.value}; there is nothing to acknowledge"
+        if state.paging.acknowledged_at is not None:
+            by = state.paging.acknowledged_by or "someone"
+            return f"already acknowledged by {by} at {state.paging.acknowledged_at:%H:%M} UTC"
     elif isinstance(command, UpdateSignal):
         if command.status.strip().lower() not in UPDATE_STATUSES:
             return f"unknown status {command.status!r}: use one of {', '.join(UPDATE_STATUSES)}"

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from .incident_children import EARLY_PER_OCCURRENCE_PATCH, INVESTIGATION_IN_TURN_PATCH, Children
     from .incident_commands import CommandSurface, Rejected
     from .incident_input import CHILD_MODELS, IncidentInput, PendingSignal
+    from .incident_paging import Paging
     from .investigation_models import (
         VerificationReport,
     )
@@ -39,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         SERVICE_ATTR,
         SEVERITY_ATTR,
         TICKET_ATTR,
+        AcknowledgeSignal,
         AlertBatch,
         ClaimSignal,
         Conversation,
@@ -57,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
         TimelineNote,
         UpdateSignal,
     )
+    from .paging_models import PagingAction
     from .policy import Policy, Reactions, SeverityPolicy, format_duration
     from .retries import history_too_long
     from .ticket_models import (
@@ -81,7 +84,7 @@ RELEASE_2026_12_01 = "release-2026-12-01"
 
 
 @workflow.defn
-class IncidentWorkflow(CommandSurface, Children, SlackVoice):
+class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging):
     @workflow.init
     def __init__(self, input: IncidentInput) -> None:
         self._policy: Policy | None = input.policy
@@ -119,6 +122,7 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
         self._deadline_table.add("escalation", self._escalation_due, self._escalate)
         self._deadline_table.add("reminder", self._reminder_due, self._remind)
         self._deadline_table.add("review", self._review_due, self._review_expired)
+        self._add_paging_deadlines()
 
     # ------------------------------------------------------------ messages
 
@@ -186,6 +190,7 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
                     continue
                 if self._outbox_on:
                     await self._outbox_quiet()
+                await workflow.wait_condition(self._paging_quiet)
                 workflow.continue_as_new(
                     IncidentInput(
                         declaration=input.declaration,
@@ -202,9 +207,9 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
         # reports they wait for (the verification) are still heard meanwhile.
         while True:
             await self._refuse_leftovers()
-            if self._outbox_on and (self._outbox or self._sending):
+            if (self._outbox_on and (self._outbox or self._sending)) or not self._paging_quiet():
                 await workflow.wait_condition(
-                    lambda: bool(self._inbox) or not (self._outbox or self._sending)
+                    lambda: bool(self._inbox) or not (self._outbox or self._sending) and self._paging_quiet()
                 )
                 continue
             if workflow.all_handlers_finished():
@@ -272,6 +277,8 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
         try:
             if isinstance(signal, ClaimSignal):
                 await self._on_claim(signal)
+            elif isinstance(signal, AcknowledgeSignal):
+                await self._on_acknowledge(signal)
             elif isinstance(signal, UpdateSignal):
                 await self._on_update(signal)
             elif isinstance(signal, ResolveSignal):
@@ -298,6 +305,7 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
         previous = s.commander
         s.commander = signal.user
         if previous is None:
+            self._stop_paging(signal.user, "claim")
             s.claimed_at = workflow.now()
             self._record("claimed", signal.user, f"{signal.user} is Incident Commander", signal.request_id)
             if s.phase in (Phase.declared, Phase.triage):
@@ -345,6 +353,8 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
         s = self._state
         self._refuse("resolve", signal)
         s.resolved_at = workflow.now()
+        if self._chain() is not None:
+            self._tell_services(PagingAction.resolve, signal.user)
         s.resolution = signal.resolution
         s.root_cause = signal.root_cause or None
         self._record("resolved", signal.user, signal.resolution, signal.request_id)
@@ -516,8 +526,8 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
 
     def _escalation_due(self) -> Deadline | None:
         s = self._state
-        if s.phase not in OPEN_PHASES or s.commander is not None:
-            return None
+        if s.phase not in OPEN_PHASES or s.commander is not None or self._chain() is not None:
+            return None  # a severity with an escalation chain pages instead (incident_paging.py)
         since = s.last_escalation_at or s.declared_at
         due = since + self._require_policy().escalation_delay(s.severity, since)
         return Deadline("escalation", due, f"escalation {s.escalations + 1} due")
@@ -551,12 +561,13 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice):
         timeout = None if next_ is None else max(next_.due - workflow.now(), timedelta(milliseconds=1))
         try:
             await workflow.wait_condition(
-                lambda: bool(self._inbox),
+                lambda: bool(self._inbox) or self._wake,
                 timeout=timeout,
                 timeout_summary=next_.label if next_ is not None else None,
             )
         except TimeoutError:
             pass  # a deadline passed: _fire_due_timers handles it
+        self._wake = False
 
     async def _fire_due_timers(self) -> bool:
         # The table reads its rules itself; the state's copy is refreshed before the next sleep.

@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from . import commands
     from .commands import REFUSED
     from .models import (
+        AcknowledgeSignal,
         ClaimSignal,
         IncidentState,
         ResolveSignal,
@@ -63,6 +64,10 @@ class CommandSurface:
         self._command_signal("claim", raw)
 
     @workflow.signal
+    def acknowledge(self, raw: Any) -> None:
+        self._command_signal("acknowledge", raw)
+
+    @workflow.signal
     def update(self, raw: Any) -> None:
         self._command_signal("update", raw)
 
@@ -81,6 +86,10 @@ class CommandSurface:
     @workflow.update(name="claim")
     async def claim_command(self, command: ClaimSignal) -> TimelineEntry:
         return await self._command("claim", command)
+
+    @workflow.update(name="acknowledge")
+    async def acknowledge_command(self, command: AcknowledgeSignal) -> TimelineEntry:
+        return await self._command("acknowledge", command)
 
     @workflow.update(name="update")
     async def update_command(self, command: UpdateSignal) -> TimelineEntry:
@@ -105,6 +114,10 @@ class CommandSurface:
     @claim_command.validator
     def _validate_claim(self, command: ClaimSignal) -> None:
         self._validate("claim", command)
+
+    @acknowledge_command.validator
+    def _validate_acknowledge(self, command: AcknowledgeSignal) -> None:
+        self._validate("acknowledge", command)
 
     @update_command.validator
     def _validate_update(self, command: UpdateSignal) -> None:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from .device_models import Analysis, Baseline
 from .investigation_models import VerificationReport
 from .models import (
+    AcknowledgeSignal,
     AlertBatch,
     ClaimSignal,
     IncidentDeclaration,
@@ -33,6 +34,7 @@ SIGNAL_MODELS: dict[str, type[Signal]] = {
     "alerts": AlertBatch,
     "add_to_timeline": TimelineNote,
     "claim": ClaimSignal,
+    "acknowledge": AcknowledgeSignal,
     "update": UpdateSignal,
     "resolve": ResolveSignal,
     "set_severity": SeveritySignal,

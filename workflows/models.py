@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validat
 from temporalio.common import SearchAttributeKey
 
 from .device_models import Baseline, Verification
+from .paging_state import PagingState
 
 WORKFLOW_ID_PREFIX = "incident-"
 TASK_QUEUE_DEFAULT = "incidents"
@@ -143,6 +144,12 @@ class Signal(Model):
 
 class ClaimSignal(Signal):
     pass
+
+
+class AcknowledgeSignal(Signal):
+    """Stop paging: somebody is on it (not necessarily taking IC; the policy says)."""
+
+    source: str = ""  # "slack", "pagerduty", "opsgenie", "cli": where it came from
 
 
 class UpdateSignal(Signal):
@@ -290,6 +297,7 @@ class IncidentState(Model):
     reminders: int = 0
     escalations: int = 0
     messages_posted: int = 0  # also the sequence for idempotency keys
+    paging: PagingState = Field(default_factory=PagingState)  # the escalation chain's progress
     timeline: list[TimelineEntry] = Field(default_factory=list)
 
     @property

@@ -16,16 +16,13 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from .models import Severity
+from .paging_state import PageRecord, PagingService, PagingState
+
+__all__ = ["PageRecord", "PagingService", "PagingState"]  # the state's part, re-exported
 
 
 class Model(BaseModel):
     pass
-
-
-class PagingService(StrEnum):
-    slack = "slack"  # a direct message from the bot, with Claim / Acknowledge buttons
-    pagerduty = "pagerduty"  # Events API v2
-    opsgenie = "opsgenie"  # Alert API
 
 
 class PagedPerson(Model):
@@ -52,6 +49,8 @@ class Page(Model):
     person: PagedPerson
     reason: str  # "level 1, primary on call (network-primary)"
     urgent: bool = False  # P1: never held back by Do Not Disturb
+    # A time-based rule for an incident claimed but not resolved: acknowledged, and paged anyway.
+    despite_acknowledgement: bool = False
     # incident-<key>/page/<loop>/<level>/<user_id>/<service>: a retry finds the earlier delivery.
     idempotency_key: str
 
@@ -61,6 +60,7 @@ class PageDelivered(Model):
     reference: str  # PagerDuty's dedup_key, Opsgenie's requestId, the DM's channel:ts
     delivered_at: datetime | None = None
     duplicate: bool = False  # an earlier attempt had delivered it
+    held: bool = False  # not sent: the incident was acknowledged before the page went out
 
 
 class PagingAction(StrEnum):
@@ -84,3 +84,41 @@ class DndStatus(Model):
     user_id: str
     snoozed: bool  # Do Not Disturb on now (scheduled DND or a snooze)
     until: datetime | None = None
+
+
+# ------------------------------------------------------------------ the incident's side
+
+
+class TargetSpec(Model):
+    """A policy target as the resolving activity needs it (workflows/policy.py's PagingTarget)."""
+
+    user: str | None = None
+    schedule: str | None = None
+    group: str | None = None
+    channel: bool = False
+    via: list[PagingService]
+
+
+class ResolveTargets(Model):
+    """Who the targets of one level (or one unresolved rule) name at `at`, and their DND."""
+
+    incident_workflow_id: str
+    targets: list[TargetSpec]
+    at: datetime
+    check_dnd: bool = True
+    round_robin: int | None = None  # the level's turn: pick one person, the (n mod count)-th
+
+
+class ResolvedTarget(Model):
+    person: PagedPerson
+    via: list[PagingService]
+    why: str  # "primary on call (network-primary)", "U0LEAD"
+    dnd: DndStatus | None = None
+
+
+class TargetsResolved(Model):
+    people: list[ResolvedTarget] = Field(default_factory=list)
+    broadcasts: list[str] = Field(
+        default_factory=list
+    )  # "channel", a user group id (S...): told in the thread
+    problems: list[str] = Field(default_factory=list)  # "schedule network-x is not in oncall.yaml"

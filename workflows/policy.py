@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from .models import Severity
+from .paging_models import PagingService
 
 NEXT_BUSINESS_DAY = "next_business_day"
 _DURATION = re.compile(
@@ -85,15 +86,127 @@ class Reactions(_Strict):
     review: str = "bookmark"
 
 
+class PagingTarget(_Strict):
+    """Who a level pages: exactly one of a person, a schedule's on-call, a Slack user group, the channel."""
+
+    user: str | None = None  # a Slack user id (U...)
+    schedule: str | None = None  # config/oncall.yaml: whoever is on call when the level fires
+    group: str | None = None  # a Slack user group id (S...): mentioned in the thread
+    channel: bool = False  # @channel in the incident's thread
+    # Which services page this target; None: the chain's `via`. A group or the channel is only
+    # ever told in the thread.
+    via: list[PagingService] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PagingTarget:
+        given = [n for n in ("user", "schedule", "group") if getattr(self, n)] + (
+            ["channel"] if self.channel else []
+        )
+        if len(given) != 1:
+            raise ValueError(
+                "a target is exactly one of user, schedule, group or channel"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+    def describe(self) -> str:
+        if self.user:
+            return self.user
+        if self.schedule:
+            return f"on call for {self.schedule}"
+        if self.group:
+            return f"group {self.group}"
+        return "the channel"
+
+
+class PagingLevel(_Strict):
+    targets: list[PagingTarget] = Field(min_length=1)
+    # No acknowledgement this long after this level is paged: page the next level. On the last
+    # level: how long before the chain repeats (with `repeat`); none there ends the chain.
+    escalate_after: timedelta | None = None
+    # all: everyone the targets name; round_robin: one of them, the next one each time it fires.
+    notify: Literal["all", "round_robin"] = "all"
+
+    @field_validator("escalate_after", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if value is None or isinstance(value, timedelta):
+            return value
+        if str(value).strip() in {"0", "0m", "0s", "PT0S", "immediately", "at once"}:
+            return timedelta(0)
+        return parse_duration(value)
+
+
+class UnresolvedRule(_Strict):
+    """Claimed (or acknowledged) but not resolved this long after the declaration: page these too."""
+
+    after: timedelta
+    targets: list[PagingTarget] = Field(min_length=1)
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value)
+
+
+class PagingPolicy(_Strict):
+    """A severity's escalation chain, frozen into each incident when it is declared."""
+
+    levels: list[PagingLevel] = Field(min_length=1)
+    repeat: int = Field(
+        default=0, ge=0, le=9
+    )  # passes through the chain after the first, as PagerDuty's loops
+    repeat_from: int = Field(default=1, ge=1)  # the level (1-based) a repeat starts at
+    via: list[PagingService] = Field(default_factory=lambda: [PagingService.slack])
+    # The first acknowledgement (button, PagerDuty, Opsgenie) also makes its sender the IC.
+    acknowledge_claims: bool = False
+    unresolved: list[UnresolvedRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _chain(self) -> PagingPolicy:
+        if self.repeat_from > len(self.levels):
+            raise ValueError(f"repeat_from is {self.repeat_from} but there are {len(self.levels)} levels")
+        for number, level in enumerate(self.levels[:-1], start=1):
+            if level.escalate_after is None:
+                raise ValueError(f"level {number} needs escalate_after (how long before level {number + 1})")
+        if self.repeat and self.levels[-1].escalate_after is None:
+            raise ValueError(
+                "the last level needs escalate_after when the chain repeats (the wait before it does)"
+            )
+        if [r.after for r in self.unresolved] != sorted(r.after for r in self.unresolved):
+            raise ValueError("unresolved rules must be in the order of their `after`")
+        return self
+
+    def steps(self) -> list[tuple[int, int, timedelta]]:
+        """Every page of the chain in order: (loop, level index, offset from the declaration)."""
+        order = [(0, i) for i in range(len(self.levels))]
+        for loop in range(1, self.repeat + 1):
+            order += [(loop, i) for i in range(self.repeat_from - 1, len(self.levels))]
+        found, offset = [], timedelta(0)
+        for loop, index in order:
+            found.append((loop, index, offset))
+            offset += self.levels[index].escalate_after or timedelta(0)
+        return found
+
+
 class SeverityPolicy(_Strict):
     name: str = ""
     update_every: timedelta
-    escalate_after: timedelta | str  # a duration, or "next_business_day"
+    # Before paging chains (and still for a severity without `paging`): how long unclaimed before
+    # the thread mentions the next of `escalation_tiers`; a duration, or "next_business_day".
+    escalate_after: timedelta | str | None = None
     review_within: timedelta | None = None  # None: no review for this severity
     notify: list[str] = Field(default_factory=list)
     escalation_tiers: list[list[str]] = Field(default_factory=list)
+    paging: PagingPolicy | None = None  # the escalation chain; None: the thread mentions above
     # When every alert of the incident has cleared: resolve it without a person?
     resolve_when_alerts_clear: bool = False
+
+    @model_validator(mode="after")
+    def _some_escalation(self) -> SeverityPolicy:
+        if self.paging is None and self.escalate_after is None:
+            raise ValueError("either paging (an escalation chain) or escalate_after is required")
+        return self
 
     @field_validator("update_every", "review_within", mode="before")
     @classmethod
@@ -107,7 +220,7 @@ class SeverityPolicy(_Strict):
     @field_validator("escalate_after", mode="before")
     @classmethod
     def _escalate_after(cls, value: Any) -> Any:
-        if isinstance(value, timedelta):
+        if value is None or isinstance(value, timedelta):
             return value
         if str(value).strip().lower().replace(" ", "_").replace("-", "_") == NEXT_BUSINESS_DAY:
             return NEXT_BUSINESS_DAY
@@ -344,6 +457,7 @@ class Policy(_Strict):
     def escalation_delay(self, severity: Severity, since: datetime) -> timedelta:
         """How long after `since` the next escalation is due."""
         value = self.severities[severity].escalate_after
+        assert value is not None, "a severity without escalate_after has a paging chain instead"
         if isinstance(value, timedelta):
             return value
         return self.next_business_day_start(since) - since

@@ -1,0 +1,410 @@
+"""The escalation chain in virtual time: each page at its exact minute, stopped by a claim or an ack.
+
+The incident runs on the time-skipping test server with the real page activities
+(activities/paging/activities.py: the real schedules from a YAML file, read at the moment a
+level fires), recorded paging services (a unit test of the workflow's logic: the services
+themselves are tested over HTTP against their sandboxes) and a recorded Slack whose Do Not
+Disturb the test sets. Each page's minute is the minute (after the declaration) at which the
+server scheduled its activity, so a page a worker sent late would show as late.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import yaml
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.paging.activities import PagingActivities
+from workflows.incident import IncidentWorkflow
+from workflows.models import AcknowledgeSignal, ClaimSignal, IncidentState, ResolveSignal, Severity
+from workflows.paging_models import (
+    DndStatus,
+    Page,
+    PageDelivered,
+    PagingAction,
+    PagingService,
+    PagingUpdate,
+)
+from workflows.policy import PagingPolicy, Policy
+
+from .fakes import RecordedSlack
+from .workflow_harness import minutes, recorded_worker, state_of
+
+PEOPLE = {
+    "U0PRIME": "Pia Primary",
+    "U0SECOND": "Sam Second",
+    "U0NEXT": "Nora Next",
+    "U0MANAGER": "Mia Manager",
+    "U0EXEC": "Eli Executive",
+    "U0LEAD": "Lee Lead",
+}
+
+
+@dataclass
+class RecordedPager:
+    """A paging service that records each page with the virtual minute it was scheduled at."""
+
+    service: PagingService
+    slack: RecordedSlack | None = None  # the Slack DM pager fails while Slack is down
+    pages: list[tuple[datetime, Page]] = field(default_factory=list)
+    updates: list[tuple[datetime, PagingUpdate]] = field(default_factory=list)
+
+    async def page(self, page: Page) -> PageDelivered:
+        if self.slack is not None:
+            self.slack._outage()
+        self.pages.append((activity.info().current_attempt_scheduled_time, page))
+        return PageDelivered(service=self.service, reference=f"{self.service.value}-{len(self.pages)}")
+
+    async def update(self, update: PagingUpdate) -> None:
+        self.updates.append((activity.info().current_attempt_scheduled_time, update))
+
+    async def aclose(self) -> None:
+        pass
+
+    def at(self, declared: datetime) -> list[tuple[int, str]]:
+        """(minute after declaration, user) of each page, in order."""
+        return [(round((t - declared) / timedelta(minutes=1)), p.person.user_id) for t, p in self.pages]
+
+
+@dataclass
+class RecordedDnd:
+    snoozed: set[str] = field(default_factory=set)
+    slack: RecordedSlack | None = None
+
+    async def do_not_disturb(self, user_id: str) -> DndStatus:
+        if self.slack is not None and self.slack.down_until is not None:
+            if activity.info().current_attempt_scheduled_time < self.slack.down_until:
+                raise ApplicationError("Slack answered 500", type="SlackServerError")
+        return DndStatus(user_id=user_id, snoozed=user_id in self.snoozed)
+
+
+def oncall_file(directory: Path, handoff_at: datetime | None = None) -> Path:
+    """Schedules in UTC: a primary rotation (its daily handoff `handoff_at`, else far from now)."""
+    handoff = (handoff_at or datetime.now(UTC) + timedelta(hours=12)).strftime("%H:%M")
+    start = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
+
+    def one(user: str) -> dict:
+        return {
+            "time_zone": "UTC",
+            "layers": [
+                {"participants": [user], "length": "weekly", "handoff": "monday 10:00", "start": start}
+            ],
+        }
+
+    document = {
+        "people": {u: {"name": n} for u, n in PEOPLE.items()},
+        "schedules": {
+            "primary": {
+                "time_zone": "UTC",
+                "layers": [
+                    {
+                        "participants": ["U0PRIME", "U0NEXT"],
+                        "length": "daily",
+                        "handoff": handoff,
+                        "start": start,
+                    }
+                ],
+            },
+            "secondary": one("U0SECOND"),
+            "manager": one("U0MANAGER"),
+            "executive": one("U0EXEC"),
+        },
+    }
+    path = directory / "oncall.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def with_chain(policy: Policy, severity: Severity, chain: dict) -> Policy:
+    severities = dict(policy.severities)
+    severities[severity] = severities[severity].model_copy(
+        update={"paging": PagingPolicy.model_validate(chain)}
+    )
+    return policy.model_copy(update={"severities": severities})
+
+
+SEED_P1 = {  # the seed's chain: primary 5 min -> secondary 10 min -> manager 15 min -> executive
+    "levels": [
+        {"targets": [{"schedule": "primary"}], "escalate_after": "5m"},
+        {"targets": [{"schedule": "secondary"}], "escalate_after": "10m"},
+        {"targets": [{"schedule": "manager"}], "escalate_after": "15m"},
+        {"targets": [{"schedule": "executive"}], "escalate_after": "30m"},
+    ],
+    "repeat": 1,
+    "via": ["slack", "pagerduty"],
+    "unresolved": [
+        {"after": "30m", "targets": [{"user": "U0LEAD"}]},
+        {"after": "1h", "targets": [{"schedule": "manager"}, {"schedule": "executive"}]},
+        {"after": "2h", "targets": [{"channel": True}]},
+    ],
+}
+
+
+class Stack:
+    def __init__(self, tmp_path: Path, handoff_at: datetime | None = None) -> None:
+        self.slack_pager = RecordedPager(PagingService.slack)
+        self.pagerduty = RecordedPager(PagingService.pagerduty)
+        self.dnd = RecordedDnd()
+        self.paging = PagingActivities(
+            {PagingService.slack: self.slack_pager, PagingService.pagerduty: self.pagerduty},
+            client=None,
+            dnd=self.dnd,
+            oncall_file=oncall_file(tmp_path, handoff_at),
+            overrides_file=tmp_path / "none.yaml",
+        )
+
+    def bind(self, slack: RecordedSlack) -> None:
+        self.slack_pager.slack = slack
+        self.dnd.slack = slack
+
+
+def paging_entries(state: IncidentState) -> list[tuple[int, str]]:
+    return [
+        (round((e.at - state.declared_at) / timedelta(minutes=1)), e.text)
+        for e in state.timeline
+        if e.kind in ("paging", "paging_note")
+    ]
+
+
+async def test_a_p1_nobody_acknowledges_pages_each_level_on_its_minute_repeats_once_then_stops(
+    time_skipping_env, policy, tmp_path
+):
+    env, stack = time_skipping_env, Stack(tmp_path)
+    stack.dnd.snoozed = {"U0PRIME"}  # P1 is never held back by Do Not Disturb
+    chain_policy = with_chain(policy, Severity.P1, SEED_P1)
+    async with recorded_worker(env, chain_policy, activities=stack.paging.activities) as (declare, slack):
+        handle = await declare("P1")
+        await env.sleep(timedelta(hours=2, minutes=10))
+        state = await state_of(handle)
+
+    expected = [
+        (0, "U0PRIME"),
+        (5, "U0SECOND"),
+        (15, "U0MANAGER"),
+        (30, "U0EXEC"),
+        (60, "U0PRIME"),  # the repeat, from level 1
+        (65, "U0SECOND"),
+        (75, "U0MANAGER"),
+        (90, "U0EXEC"),
+    ]
+    assert stack.slack_pager.at(state.declared_at) == expected
+    assert stack.pagerduty.at(state.declared_at) == expected
+    assert minutes(state, "paging") == [0, 5, 15, 30, 60, 65, 75, 90]  # and nothing after the repeat
+    assert state.commander is None and "escalation" not in [e.kind for e in state.timeline]
+    # The thread says who was paged; the primary in DND was paged anyway and it says so.
+    paged = [p for p in slack.posts if p.template == "paged"]
+    assert len(paged) == 8
+    first = paged[0].extra["people"][0]
+    assert first["user"] == "U0PRIME" and "Do Not Disturb, paged anyway" in first["note"]
+    assert {r.outcome for r in state.paging.pages} == {"sent"}
+    assert "page level" not in " ".join(d.label for d in state.deadlines)  # the chain is over
+
+
+async def test_a_p2_whose_primary_is_in_dnd_pages_the_secondary_at_minute_0(
+    time_skipping_env, policy, tmp_path
+):
+    env, stack = time_skipping_env, Stack(tmp_path)
+    stack.dnd.snoozed = {"U0PRIME"}
+    chain = {
+        "levels": [
+            {"targets": [{"schedule": "primary"}], "escalate_after": "15m"},
+            {"targets": [{"schedule": "secondary"}], "escalate_after": "15m"},
+            {"targets": [{"schedule": "manager"}]},
+        ],
+        "via": ["slack"],
+    }
+    async with recorded_worker(
+        env, with_chain(policy, Severity.P2, chain), activities=stack.paging.activities
+    ) as (
+        declare,
+        _,
+    ):
+        handle = await declare("P2")
+        await env.sleep(timedelta(minutes=40))
+        state = await state_of(handle)
+
+    # The primary is skipped, the secondary paged at once, and the rest of the chain moves up.
+    assert stack.slack_pager.at(state.declared_at) == [(0, "U0SECOND"), (15, "U0MANAGER")]
+    skipped = [r for r in state.paging.pages if r.outcome == "skipped: Do Not Disturb"]
+    assert [(r.user_id, r.level) for r in skipped] == [("U0PRIME", 1)]
+    texts = [t for _, t in paging_entries(state)]
+    assert any("U0PRIME is in Do Not Disturb: skipped" in t for t in texts), texts
+
+
+async def test_a_claim_at_14m59s_means_no_page_at_15m_anywhere(time_skipping_env, policy, tmp_path):
+    env, stack = time_skipping_env, Stack(tmp_path)
+    chain = {
+        "levels": [
+            {"targets": [{"schedule": "primary"}], "escalate_after": "15m"},
+            {"targets": [{"schedule": "secondary"}]},
+        ],
+        "via": ["slack", "pagerduty"],
+    }
+    async with recorded_worker(
+        env, with_chain(policy, Severity.P2, chain), activities=stack.paging.activities
+    ) as (
+        declare,
+        _,
+    ):
+        handle = await declare("P2")
+        await env.sleep(timedelta(minutes=14, seconds=59))
+        await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="U0PRIME"))
+        await env.sleep(timedelta(minutes=30))
+        state = await state_of(handle)
+
+    assert stack.slack_pager.at(state.declared_at) == [(0, "U0PRIME")]
+    assert stack.pagerduty.at(state.declared_at) == [(0, "U0PRIME")]
+    assert minutes(state, "paging") == [0]
+    # PagerDuty hears the acknowledgement (the claim) once.
+    assert [(u.action, u.service) for _, u in stack.pagerduty.updates] == [
+        (PagingAction.acknowledge, PagingService.pagerduty)
+    ]
+    assert state.paging.acknowledged_by == "U0PRIME"
+
+
+async def test_an_acknowledgement_stops_paging_without_taking_ic_unless_the_policy_says(
+    time_skipping_env, policy, tmp_path
+):
+    env, stack = time_skipping_env, Stack(tmp_path)
+    chain = {
+        "levels": [
+            {"targets": [{"schedule": "primary"}], "escalate_after": "5m"},
+            {"targets": [{"schedule": "secondary"}]},
+        ],
+    }
+    async with recorded_worker(
+        env, with_chain(policy, Severity.P3, chain), activities=stack.paging.activities
+    ) as (
+        declare,
+        _,
+    ):
+        handle = await declare("P3")
+        await env.sleep(timedelta(minutes=3))
+        await handle.signal(IncidentWorkflow.acknowledge, AcknowledgeSignal(user="U0PRIME", source="slack"))
+        await env.sleep(timedelta(minutes=20))
+        state = await state_of(handle)
+
+    assert stack.slack_pager.at(state.declared_at) == [(0, "U0PRIME")]
+    assert state.commander is None and state.paging.acknowledged_by == "U0PRIME"
+    assert minutes(state, "acknowledged") == [3]
+
+
+async def test_a_claimed_p1_unresolved_pages_the_time_based_rules_at_30_60_120_and_none_after_resolve(
+    time_skipping_env, policy, tmp_path
+):
+    env, stack = time_skipping_env, Stack(tmp_path)
+    async with recorded_worker(
+        env, with_chain(policy, Severity.P1, SEED_P1), activities=stack.paging.activities
+    ) as (
+        declare,
+        slack,
+    ):
+        handle = await declare("P1")
+        await env.sleep(timedelta(minutes=2))
+        await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="U0PRIME"))
+        await env.sleep(timedelta(minutes=123))
+        await handle.signal(IncidentWorkflow.resolve, ResolveSignal(user="U0PRIME", resolution="fixed"))
+        await env.sleep(timedelta(hours=3))
+        state = await state_of(handle)
+
+    assert [m for m, _ in paging_entries(state)] == [0, 30, 60, 120]
+    assert sorted(stack.slack_pager.at(state.declared_at)) == [
+        (0, "U0PRIME"),
+        (30, "U0LEAD"),
+        (60, "U0EXEC"),
+        (60, "U0MANAGER"),
+    ]
+    # Two hours unresolved: the whole channel, in the thread (nobody's phone).
+    broadcast = [p for p in slack.posts if p.template == "paged" and p.extra["broadcasts"]]
+    assert [p.extra["broadcasts"] for p in broadcast] == [["channel"]]
+    # PagerDuty: acknowledged at the claim, resolved at the resolve.
+    assert [u.action for _, u in stack.pagerduty.updates] == [PagingAction.acknowledge, PagingAction.resolve]
+
+
+async def test_a_rotation_handing_off_mid_incident_pages_the_new_person_at_the_next_level(
+    time_skipping_env, policy, tmp_path
+):
+    env = time_skipping_env
+    now = await env.get_current_time()
+    handoff = (now + timedelta(minutes=10)).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    stack = Stack(tmp_path, handoff_at=handoff)
+    chain = {
+        "levels": [{"targets": [{"schedule": "primary"}], "escalate_after": "15m"}],
+        "repeat": 1,
+    }
+    async with recorded_worker(
+        env, with_chain(policy, Severity.P3, chain), activities=stack.paging.activities
+    ) as (
+        declare,
+        _,
+    ):
+        handle = await declare("P3")
+        await env.sleep(timedelta(minutes=20))
+        state = await state_of(handle)
+
+    pages = stack.slack_pager.at(state.declared_at)
+    assert [m for m, _ in pages] == [0, 15]
+    assert pages[0][1] != pages[1][1] and {u for _, u in pages} == {"U0PRIME", "U0NEXT"}
+
+
+async def test_slack_down_for_an_hour_during_a_p1_pagerduty_is_paged_on_time(
+    time_skipping_env, policy, tmp_path
+):
+    env, stack = time_skipping_env, Stack(tmp_path)
+    async with recorded_worker(
+        env, with_chain(policy, Severity.P1, SEED_P1), activities=stack.paging.activities
+    ) as (
+        declare,
+        slack,
+    ):
+        stack.bind(slack)
+        slack.down_until = await env.get_current_time() + timedelta(minutes=60)
+        handle = await declare("P1")
+        await env.sleep(timedelta(minutes=40))
+        during = await state_of(handle)
+        pd_during = stack.pagerduty.at(during.declared_at)
+        dms_during = len(stack.slack_pager.pages)
+        await env.sleep(timedelta(minutes=40))
+        state = await state_of(handle)
+
+    assert pd_during == [(0, "U0PRIME"), (5, "U0SECOND"), (15, "U0MANAGER"), (30, "U0EXEC")]
+    assert dms_during == 0  # Slack is down: the DMs wait, PagerDuty does not wait for them
+    assert minutes(during, "paging") == [0, 5, 15, 30]
+    # Slack back: each DM delivered once, after the outage.
+    dms = [
+        (p.loop, round((t - state.declared_at) / timedelta(minutes=1)), p.person.user_id)
+        for t, p in stack.slack_pager.pages
+    ]
+    # The four of the outage once Slack is back, then the repeat's three at their own minutes.
+    assert sorted(u for loop, m, u in dms if loop == 0 and m >= 60) == [
+        "U0EXEC",
+        "U0MANAGER",
+        "U0PRIME",
+        "U0SECOND",
+    ]
+    assert [(m, u) for loop, m, u in dms if loop == 1] == [
+        (60, "U0PRIME"),
+        (65, "U0SECOND"),
+        (75, "U0MANAGER"),
+    ]
+    assert len(dms) == 7
+    keys = [p.idempotency_key for _, p in stack.slack_pager.pages]
+    assert len(set(keys)) == len(keys)
+
+
+def test_the_seed_chain_orders_its_steps_with_their_offsets():
+    chain = PagingPolicy.model_validate(SEED_P1)
+    assert [(loop, i, int(o.total_seconds() // 60)) for loop, i, o in chain.steps()] == [
+        (0, 0, 0),
+        (0, 1, 5),
+        (0, 2, 15),
+        (0, 3, 30),
+        (1, 0, 60),
+        (1, 1, 65),
+        (1, 2, 75),
+        (1, 3, 90),
+    ]
