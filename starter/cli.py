@@ -68,6 +68,7 @@ from workflows.models import (
     SERVICE_ATTR,
     SEVERITY_ATTR,
     UPDATE_STATUSES,
+    AcknowledgeSignal,
     ClaimSignal,
     IncidentDeclaration,
     IncidentState,
@@ -368,6 +369,14 @@ def claim(ident: IdArgument, user: UserOption = "", wait: WaitOption = DEFAULT_W
     """Become Incident Commander (or take over from the current one)."""
     signal = _build(ClaimSignal, user=user or default_user())
     _signal_and_report(ident, "claim", signal, wait)
+
+
+@app.command("ack")
+@_command
+def acknowledge(ident: IdArgument, user: UserOption = "", wait: WaitOption = DEFAULT_WAIT) -> None:
+    """Acknowledge the page: all paging for the incident stops (IC only if the policy says so)."""
+    signal = _build(AcknowledgeSignal, user=user or default_user(), source="cli")
+    _signal_and_report(ident, "acknowledge", signal, wait)
 
 
 @app.command()

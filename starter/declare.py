@@ -47,7 +47,7 @@ from workflows.models import (
 )
 
 # Signal names as IncidentWorkflow defines them.
-SIGNALS = ("claim", "update", "resolve", "set_severity", "review_done")
+SIGNALS = ("claim", "acknowledge", "update", "resolve", "set_severity", "review_done")
 # Commands, answered as updates of the same names (workflows/commands.py).
 COMMANDS = tuple(COMMAND_MODELS)
 STATE_QUERY = "state"

@@ -78,6 +78,7 @@ from temporalio.service import RPCError
 
 import activities.settings as ports
 from activities.chat.slack import CLAIM_ACTION, METADATA_EVENT, RESOLVE_ACTION, UPDATE_ACTION
+from activities.chat.slack.pager import ACKNOWLEDGE_ACTION
 from activities.rendering import mrkdwn_escape
 from activities.settings import Settings
 from starter.connect import TemporalUnreachable, connect
@@ -97,6 +98,7 @@ from workflows.limits import MAX_KEY, MAX_LINK, MAX_TEXT, MAX_TITLE, MAX_USER, s
 from workflows.models import (
     UPDATE_STATUSES,
     WORKFLOW_ID_PREFIX,
+    AcknowledgeSignal,
     ClaimSignal,
     IncidentDeclaration,
     IncidentState,
@@ -129,6 +131,7 @@ ClientFactory = Callable[[], Awaitable[Client]]
 HELP = f"""*{COMMAND}*: declare and run incidents from Slack
 • `{COMMAND} declare P1 &lt;title&gt;`: declare an incident (P1 to P4); you are its reporter
 • `{COMMAND} claim [ID]`: become its Incident Commander
+• `{COMMAND} ack [ID]`: acknowledge the page: paging stops (you are not made IC unless the policy says so)
 • `{COMMAND} update [ID] &lt;status&gt; &lt;message&gt;`: post a status update; status is one of {", ".join(UPDATE_STATUSES)}
 • `{COMMAND} resolve [ID] &lt;resolution&gt;`: resolve it
 • `{COMMAND} status [ID]`: where it stands
@@ -139,11 +142,18 @@ On a declaration: the Claim / Post update / Resolve buttons, or react :{CLAIM_RE
 _SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _DONE = {
     "claim": "claimed",
+    "acknowledge": "acknowledged: paging stopped",
     "update": "update posted",
     "resolve": "resolved",
     "add_to_timeline": "added to the timeline",
 }
-_WHAT = {"claim": "claim", "update": "update", "resolve": "resolution", "add_to_timeline": "timeline note"}
+_WHAT = {
+    "claim": "claim",
+    "acknowledge": "acknowledgement",
+    "update": "update",
+    "resolve": "resolution",
+    "add_to_timeline": "timeline note",
+}
 
 
 def _too_long(what: str, text: str, limit: int) -> str:
@@ -221,7 +231,9 @@ def parse_command(text: str, channel_name: str = "") -> CommandRequest:
         if problem := _too_long("the title", title, MAX_TITLE):
             return CommandRequest(verb, problem=problem)
         return CommandRequest(verb, severity=severity, title=title)
-    if verb in ("claim", "status"):
+    if verb in ("ack", "acknowledge"):
+        verb = "acknowledge"
+    if verb in ("claim", "acknowledge", "status"):
         incident, extra = _split_incident(rest, implied)
         if incident is None:
             return CommandRequest(verb, problem=missing_id)
@@ -418,6 +430,10 @@ class IncidentActions:
             return await self.status(request.incident)
         if request.verb == "claim":
             return await self.signal(request.incident, "claim", ClaimSignal(user=user))
+        if request.verb == "acknowledge":
+            return await self.signal(
+                request.incident, "acknowledge", AcknowledgeSignal(user=user, source="slack")
+            )
         if request.verb == "update":
             return await self.signal(
                 request.incident,
@@ -670,7 +686,7 @@ def form_errors(required: dict[str, tuple[str, str]], limits: dict[str, tuple[st
 
 # What the listeners below handle; any other (signed, well-formed) request is answered 200, nothing done.
 HANDLED_EVENTS = ("reaction_added", "pin_added")
-HANDLED_ACTIONS = (CLAIM_ACTION, UPDATE_ACTION, RESOLVE_ACTION)
+HANDLED_ACTIONS = (CLAIM_ACTION, ACKNOWLEDGE_ACTION, UPDATE_ACTION, RESOLVE_ACTION)
 HANDLED_VIEWS = (UPDATE_VIEW, RESOLVE_VIEW)
 # X-Slack-Request-Timestamp: whole seconds since the epoch (10 digits until the year 2286),
 # at most 5 minutes away from our clock (as Slack and bolt have it).
@@ -907,7 +923,7 @@ def check_request(body: dict[str, Any], command_form: bool = False) -> str | Non
             return f"a {action_id[:50]} action"
         _need_incident_id(actions[0], "value", "actions[0].")
         _maybe_url(body, "response_url", "")
-        if action_id != CLAIM_ACTION:
+        if action_id not in (CLAIM_ACTION, ACKNOWLEDGE_ACTION):
             _need_str(body, "trigger_id", "")  # the form opens with it
     elif kind == "view_submission":
         _need_user(_need_obj(body, "user", ""), "id", "user.")
@@ -1148,6 +1164,16 @@ def build_bolt_app(settings: Settings, client_factory: ClientFactory | None = No
             )
         except SLACK_UNREACHABLE as exc:
             log.warning("cannot open the form (%s)", _brief(exc))
+
+    @app.action(ACKNOWLEDGE_ACTION)
+    async def on_acknowledge_button(ack: Any, body: dict[str, Any], respond: Any) -> None:
+        await ack()
+        workflow_id, user = clicked(body)
+        if not workflow_id or not user:
+            await answer(respond, no_incident)
+            return
+        signal = AcknowledgeSignal(user=user, source="slack")
+        await answer(respond, await actions.signal(workflow_id, "acknowledge", signal))
 
     @app.action(UPDATE_ACTION)
     async def on_update_button(ack: Any, body: dict[str, Any], client: AsyncWebClient, respond: Any) -> None:

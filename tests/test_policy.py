@@ -145,5 +145,8 @@ def test_worker_refuses_to_start_on_a_bad_policy(tmp_path):
     )
     assert result.returncode == 2
     assert f"worker: bad policy: {bad}: " in result.stderr
-    assert "severities.P1: Value error, either paging (an escalation chain) or escalate_after is required" in result.stderr
+    assert (
+        "severities.P1: Value error, either paging (an escalation chain) or escalate_after is required"
+        in result.stderr
+    )
     assert "Traceback" not in result.stderr

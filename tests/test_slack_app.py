@@ -575,6 +575,13 @@ def test_parse_command_finds_the_incident_in_the_words_or_the_war_room() -> None
     assert parse_command("claim k-1").incident == "k-1"
     assert "name the incident" in parse_command("claim").problem
     assert parse_command("claim", "inc-k-1").incident == "k-1"
+    for verb in ("ack", "acknowledge", "ACK"):
+        ack = parse_command(f"{verb} k-1")
+        assert (ack.verb, ack.incident, ack.problem) == ("acknowledge", "k-1", "")
+    assert (
+        parse_command("ack", "inc-k-1").incident == "k-1"
+        and "name the incident" in parse_command("ack").problem
+    )
     update = parse_command("update k-1 bogus text here")
     assert (update.incident, update.status, update.message) == ("k-1", "bogus", "text here")
     assert "name the incident" in parse_command("update fixing the optic").problem

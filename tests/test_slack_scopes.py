@@ -38,6 +38,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.chat import ChatActivities
 from activities.chat.slack import SlackChat
+from activities.chat.slack.pager import SlackPager
 from activities.settings import Settings
 from sandbox.slack import DEFAULT_SCOPES, serve_in_background
 from sandbox.slack import create_app as create_sandbox
@@ -51,6 +52,7 @@ from workflows.models import (
     SlackPost,
     SlackReaction,
 )
+from workflows.paging_models import Page, PagedPerson, PagingService
 
 from .stack import (
     TOKEN,
@@ -79,6 +81,8 @@ PROJECT_METHODS = {
     "conversations.list",
     "conversations.history",
     "conversations.replies",
+    "conversations.open",
+    "dnd.info",
     "files.getUploadURLExternal",
     "files.completeUploadExternal",
     "views.open",
@@ -141,6 +145,20 @@ class Run:
     deliveries: list[dict[str, Any]]
     p1: IncidentState
     p2: IncidentState
+
+
+def a_page(state: IncidentState, tag: str) -> Page:
+    return Page(
+        service=PagingService.slack,
+        incident_workflow_id=state.workflow_id,
+        incident_key=state.key,
+        severity=state.severity,
+        title=state.title,
+        level=1,
+        person=PagedPerson(user_id=ALICE),
+        reason="level 1, on call for network-primary",
+        idempotency_key=f"{state.workflow_id}/page/{tag}/1/{ALICE}/slack",
+    )
 
 
 def activity_env(attempt: int = 1) -> ActivityEnvironment:
@@ -251,6 +269,13 @@ async def baseline(stack: Stack) -> Run:
     )
     posted = await activity_env(attempt=2).run(slack.post_slack_message, reply_post)
     assert not posted.duplicate
+    # Paging: a DM, the same page retried (found in the DM, not sent twice), Do Not Disturb.
+    pager = SlackPager(SlackChat.from_settings(stack.sandbox.api_url, TOKEN))
+    page = a_page(p1, "baseline")
+    sent = await activity_env().run(pager.page, page)
+    again_page = await activity_env(attempt=2).run(pager.page, page)
+    assert again_page.duplicate and again_page.reference == sent.reference
+    assert not (await activity_env().run(pager.do_not_disturb, ALICE)).snoozed
     return Run(stack.sandbox, await stack.calls_since(since), await stack.deliveries_since(since), p1, p2)
 
 
@@ -333,6 +358,11 @@ async def exercise(stack: Stack, run: Run, tag: str) -> None:
                 content="log line\n",
             ),
         ),
+    ]
+    pager = SlackPager(SlackChat.from_settings(stack.sandbox.api_url, TOKEN))
+    steps += [
+        activity_env(2).run(pager.page, a_page(p1, tag)),
+        activity_env().run(pager.do_not_disturb, ALICE),
     ]
     for step in steps:
         try:

@@ -37,6 +37,9 @@ DEFAULT_SCOPES: tuple[str, ...] = (
     "groups:history",  # ... in private channels
     "files:write",  # files.getUploadURLExternal, files.completeUploadExternal (long device output)
     "commands",  # the /incident slash command
+    "im:write",  # conversations.open: a page's DM, looked in before a retried page is sent again
+    "im:history",  # conversations.history in that DM
+    "dnd:read",  # dnd.info: whether a person paged is in Do Not Disturb
 )
 # A token with every scope the sandbox knows, for tests and people looking around (creating a
 # channel, users.info): what the project itself may do is decided by DEFAULT_SCOPES, never by this.
