@@ -74,6 +74,12 @@ def policy() -> Policy:
 
 
 @pytest.fixture(scope="session")
+def legacy_policy() -> Policy:
+    """Escalation by thread mentions for every severity (the default before paging chains)."""
+    return load_policy(ROOT / "tests" / "policies" / "legacy-escalation.yaml")
+
+
+@pytest.fixture(scope="session")
 async def slack_sandbox(tmp_path_factory):
     """The Slack sandbox served over real HTTP on a free port."""
     from sandbox.slack import create_app, serve_in_background

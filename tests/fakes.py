@@ -9,7 +9,9 @@ from datetime import datetime
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.paging.activities import PagingActivities
 from workflows.models import PostedMessage, SlackHeaderUpdate, SlackPost, SlackReaction
+from workflows.paging_models import Page, PageDelivered, PagingUpdate, ResolveTargets, TargetsResolved
 from workflows.policy import Policy
 
 
@@ -55,6 +57,23 @@ class RecordedSlack:
         self._outage()
         self.reactions.append(reaction)
 
+    # Paging (the default policy's chains): who is on call from config/oncall.yaml, as the
+    # worker resolves it; the pages themselves recorded. tests/test_paging_chain.py has its own.
+    pages: list[Page] = field(default_factory=list)
+
+    @activity.defn(name="resolve_page_targets")
+    async def resolve_page_targets(self, request: ResolveTargets) -> TargetsResolved:
+        return await PagingActivities({}, client=None, dnd=None).resolve_page_targets(request)
+
+    @activity.defn(name="send_page")
+    async def send_page(self, page: Page) -> PageDelivered:
+        self.pages.append(page)
+        return PageDelivered(service=page.service, reference=f"page-{len(self.pages)}")
+
+    @activity.defn(name="update_paging_service")
+    async def update_paging_service(self, update: PagingUpdate) -> None:
+        pass
+
     @property
     def activities(self) -> list:
         return [
@@ -62,6 +81,9 @@ class RecordedSlack:
             self.post_slack_message,
             self.update_slack_header,
             self.add_slack_reaction,
+            self.resolve_page_targets,
+            self.send_page,
+            self.update_paging_service,
         ]
 
     def templates(self) -> list[str]:

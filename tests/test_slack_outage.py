@@ -9,11 +9,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from workflows.incident import IncidentWorkflow
 from workflows.models import ClaimSignal, ResolveSignal, UpdateSignal
 from workflows.policy import format_duration
 
 from .workflow_harness import minutes, recorded_worker, state_of
+
+
+@pytest.fixture(scope="session")
+def policy(legacy_policy):
+    """Escalation here is the thread's mentions (a severity without a paging chain; see test_paging_chain)."""
+    return legacy_policy
 
 
 async def test_slack_down_for_an_hour_holds_up_the_thread_not_the_incident(time_skipping_env, policy):

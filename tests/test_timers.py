@@ -17,6 +17,13 @@ from workflows.models import ClaimSignal, SeveritySignal, UpdateSignal
 
 from .workflow_harness import minutes, recorded_worker, state_of
 
+
+@pytest.fixture(scope="session")
+def policy(legacy_policy):
+    """Escalation here is the thread's mentions (a severity without a paging chain; see test_paging_chain)."""
+    return legacy_policy
+
+
 DAY = 24 * 60
 # Sleep a little past the horizon: the workflow declares a moment after the sleep begins.
 SIMULATED_DAY = timedelta(minutes=DAY, seconds=30)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
+from temporalio import activity
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
@@ -77,13 +79,19 @@ async def recorded_worker(
         started.append(handle)
         return handle
 
+    # The test's own activities replace the fake's of the same name.
+    by_name = {activity_name(a): a for a in [*fake.activities, *activities]}
     async with Worker(
-        env.client, task_queue=queue, workflows=[workflow_class], activities=[*fake.activities, *activities]
+        env.client, task_queue=queue, workflows=[workflow_class], activities=list(by_name.values())
     ):
         try:
             yield declare, fake
         finally:
             await terminate_all(started)
+
+
+def activity_name(fn: Any) -> str:
+    return activity._Definition.must_from_callable(fn).name
 
 
 def without_tickets(policy: Policy) -> Policy:
