@@ -416,7 +416,7 @@ def api(handler):
         started = time.monotonic()
         if not _authorized(request):
             return _error(401, "Could not authenticate", started)
-        fault = sb.faults.take()
+        fault = sb.faults.take(request.method)
         response: Response | None = None
         if fault is None or fault["perform"]:
             try:
@@ -506,7 +506,7 @@ async def control_requests(request: Request) -> Response:
 
 
 async def control_faults(request: Request) -> Response:
-    """POST {"status", "count"?, "retry_after"?, "delay"?, "perform"?} (or a list); DELETE clears."""
+    """POST {"status", "method"?, "count"?, "retry_after"?, "delay"?, "perform"?} (or a list); DELETE clears."""
     sb: OpsgenieSandbox = request.app.state.sandbox
     if request.method == "DELETE":
         sb.faults.clear()

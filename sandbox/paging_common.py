@@ -4,7 +4,8 @@
   (a temp file, then os.replace), read back at start; a file that cannot be read is moved
   aside (`<name>.corrupt-<time>`) and the sandbox starts empty, as the ServiceNow sandbox does.
 - `FaultQueue`: what ``POST /_sandbox/faults`` queues, as in the Slack and ServiceNow sandboxes:
-  ``{"status": 500, "count": 2}`` makes the next two API calls answer 500;
+  ``{"status": 500, "count": 2}`` makes the next two API calls answer 500 (``"method": "POST"``:
+  only calls of that HTTP method);
   ``"retry_after"`` adds a Retry-After header; ``"perform": true`` does the call first and
   then answers with the fault (the answer is lost, the write is not: the exactly-once case);
   ``"count": -1`` until ``DELETE /_sandbox/faults``.
@@ -103,6 +104,7 @@ class FaultQueue:
         if status is None and delay is None:
             raise ValueError("a fault needs 'status' or 'delay'")
         fault: dict[str, Any] = {
+            "method": str(spec.get("method") or "*").upper(),
             "status": int(status) if status is not None else None,
             "count": int(spec.get("count", 1)),
             "retry_after": int(spec["retry_after"]) if spec.get("retry_after") is not None else None,
@@ -116,15 +118,16 @@ class FaultQueue:
         self.faults.append(fault)
         return fault
 
-    def take(self) -> dict[str, Any] | None:
-        if not self.faults:
-            return None
-        fault = self.faults[0]
-        if fault["count"] > 0:
-            fault["count"] -= 1
-            if fault["count"] == 0:
-                self.faults.pop(0)
-        return dict(fault)
+    def take(self, method: str = "POST") -> dict[str, Any] | None:
+        """The first fault for calls of this HTTP method (or any), used up by one."""
+        for i, fault in enumerate(self.faults):
+            if fault["method"] in ("*", method):
+                if fault["count"] > 0:
+                    fault["count"] -= 1
+                    if fault["count"] == 0:
+                        del self.faults[i]
+                return dict(fault)
+        return None
 
     def clear(self) -> None:
         self.faults.clear()
