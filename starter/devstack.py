@@ -1114,8 +1114,11 @@ class DevStack:
             )
             return 1
         if self.children:
+            # One line however many parts there are (eight now): tests and people grep it.
             self.console.print(
-                "stopped " + ", ".join(f"{c.name} (pid {c.pid})" for c in self.children), highlight=False
+                "stopped " + ", ".join(f"{c.name} (pid {c.pid})" for c in self.children),
+                highlight=False,
+                soft_wrap=True,
             )
         return code
 
