@@ -1,7 +1,7 @@
 """Which implementation stands behind each outside system: a setting names an entry here.
 
 CHAT_BACKEND, TICKET_BACKEND and DEVICE_BACKEND (activities/settings.py) each choose
-one factory below, and the worker registers its activities over what they build
+one factory below, PAGING_BACKENDS several (one per paging service), and the worker registers its activities over what they build
 (worker.py). Another chat tool, ticket system or device library is one module behind
 its package's interface (chat/backend.py, tickets/backend.py, devices/backend.py) and
 one entry here; the activity names the workflows call stay the same whichever
@@ -11,12 +11,17 @@ backend answers them.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
+
+from workflows.paging_models import PagingService
 
 from .chat import ChatBackend
 from .chat.slack import SlackChat
 from .devices import DeviceActivities, DeviceBackend
+from .paging.backend import PagingBackend
+from .paging.opsgenie import OpsgeniePaging
+from .paging.pagerduty import PagerDutyPaging
 from .settings import Settings
 from .tickets import ServiceNowTickets, TicketBackend
 
@@ -53,9 +58,32 @@ def pyats(settings: Settings) -> DeviceBackend:
     )
 
 
+def pagerduty(settings: Settings) -> PagingBackend:
+    if not settings.pagerduty_routing_key:
+        raise BackendError("PAGING_BACKENDS names pagerduty but PAGERDUTY_ROUTING_KEY is empty")
+    return PagerDutyPaging(
+        settings.pagerduty_events_url, settings.pagerduty_routing_key, timeout=settings.pagerduty_timeout
+    )
+
+
+def opsgenie(settings: Settings) -> PagingBackend:
+    if not settings.opsgenie_api_key:
+        raise BackendError("PAGING_BACKENDS names opsgenie but OPSGENIE_API_KEY is empty")
+    return OpsgeniePaging(
+        settings.opsgenie_api_url, settings.opsgenie_api_key, timeout=settings.opsgenie_timeout
+    )
+
+
 CHAT_BACKENDS: dict[str, Callable[[Settings], ChatBackend]] = {"slack": slack}
 TICKET_BACKENDS: dict[str, Callable[[Settings], TicketBackend]] = {"servicenow": servicenow}
 DEVICE_BACKENDS: dict[str, Callable[[Settings], DeviceBackend]] = {"pyats": pyats}
+# One entry per PagingService. The Slack direct-message backend (activities/paging/slack.py, with
+# Do Not Disturb) registers here as "slack"; until it does, "slack" is accepted and builds nothing.
+PAGING_BACKENDS: dict[str, Callable[[Settings], PagingBackend]] = {
+    PagingService.pagerduty.value: pagerduty,
+    PagingService.opsgenie.value: opsgenie,
+}
+PAGING_NOT_YET_BUILT = (PagingService.slack.value,)
 
 B = TypeVar("B")
 
@@ -80,7 +108,8 @@ class Backends:
     tickets: TicketBackend | None  # None: tickets are off
     tickets_off_because: str | None
     devices: DeviceBackend
-    names: str  # "chat slack, tickets off, devices pyats", for the worker's log
+    names: str  # "chat slack, tickets off, devices pyats, paging slack+pagerduty", for the worker's log
+    paging: dict[PagingService, PagingBackend] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Backends:
@@ -95,13 +124,37 @@ class Backends:
         tickets = None
         if ticket_name != TICKETS_OFF:
             tickets = chosen(TICKET_BACKENDS, "TICKET_BACKEND", ticket_name, also=(TICKETS_OFF,))
+        paging_names = paging_backend_names(settings)
+        paging = {
+            PagingService(name): PAGING_BACKENDS[name] for name in paging_names if name in PAGING_BACKENDS
+        }
         return cls(
             chat=chat(settings),
             tickets=tickets(settings) if tickets else None,
             tickets_off_because=None if tickets else off_because,
             devices=devices(settings),
-            names=f"chat {chat_name}, tickets {ticket_name}, devices {device_name}",
+            names=f"chat {chat_name}, tickets {ticket_name}, devices {device_name}, "
+            f"paging {'+'.join(paging_names) or 'off'}",
+            paging={service: build(settings) for service, build in paging.items()},
         )
+
+
+def paging_backend_names(settings: Settings) -> list[str]:
+    """PAGING_BACKENDS as names, in order; unset: slack, and each service whose URL is set.
+
+    A name no registry knows is a BackendError naming the variable and the choices.
+    """
+    given = [_name(part) for part in settings.paging_backends.split(",") if part.strip()]
+    if not given:
+        given = [PagingService.slack.value]
+        if "pagerduty_events_url" in settings.model_fields_set:
+            given.append(PagingService.pagerduty.value)
+        if "opsgenie_api_url" in settings.model_fields_set:
+            given.append(PagingService.opsgenie.value)
+    for name in given:
+        if name not in PAGING_NOT_YET_BUILT:
+            chosen(PAGING_BACKENDS, "PAGING_BACKENDS", name, also=PAGING_NOT_YET_BUILT)
+    return list(dict.fromkeys(given))
 
 
 def _name(setting: str) -> str:

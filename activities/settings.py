@@ -8,12 +8,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workflows.models import TASK_QUEUE_DEFAULT
 
+# What the paging sandboxes accept by default, and the worker sends (sandbox/pagerduty.py, sandbox/opsgenie.py).
+PAGERDUTY_SANDBOX_ROUTING_KEY = "R0UTINGKEY" + "0" * 18 + "DEV1"  # 32 characters, as an integration key
+OPSGENIE_SANDBOX_API_KEY = "sandbox-genie-key"
+
 # The local stack's ports: the defaults of these settings, of `incident dev` and of each part
 # run alone (the sandboxes, stand-ins of other systems, keep their own).
 TEMPORAL_PORT = 7233
 TEMPORAL_UI_PORT = 8233
 SLACK_SANDBOX_PORT = 8901
 SERVICENOW_SANDBOX_PORT = 8902
+PAGERDUTY_SANDBOX_PORT = 8903
+OPSGENIE_SANDBOX_PORT = 8904
 ALERT_RECEIVER_PORT = 8000
 SLACK_APP_PORT = 3000
 
@@ -58,6 +64,28 @@ class Settings(BaseSettings):
     servicenow_assignment_group: str = ""
     servicenow_timeout: float = 10.0
     servicenow_sandbox_port: int = SERVICENOW_SANDBOX_PORT
+
+    # Paging services (activities/paging/). PAGING_BACKENDS names those the worker can page
+    # through, comma separated; unset: slack, plus pagerduty when PAGERDUTY_EVENTS_URL is set and
+    # opsgenie when OPSGENIE_API_URL is set. The URLs default to the local sandboxes, so
+    # PAGING_BACKENDS=slack,pagerduty,opsgenie alone uses them; `incident dev` sets them.
+    paging_backends: str = ""
+    # PagerDuty Events API v2. Real: PAGERDUTY_EVENTS_URL=https://events.pagerduty.com and the
+    # 32-character integration key of a service's "Events API v2" integration. The webhook
+    # secret is the V3 webhook subscription's, for the receiver to check X-PagerDuty-Signature.
+    pagerduty_events_url: str = f"http://127.0.0.1:{PAGERDUTY_SANDBOX_PORT}"
+    pagerduty_routing_key: str = PAGERDUTY_SANDBOX_ROUTING_KEY
+    pagerduty_webhook_secret: str = "sandbox-pagerduty-webhook-secret"
+    pagerduty_timeout: float = 10.0
+    pagerduty_sandbox_port: int = PAGERDUTY_SANDBOX_PORT
+    # Opsgenie Alert API. Real: OPSGENIE_API_URL=https://api.opsgenie.com (EU accounts:
+    # https://api.eu.opsgenie.com) and an API integration's key. The webhook token is the
+    # custom header X-Opsgenie-Webhook-Token the Webhook integration sends with each callback.
+    opsgenie_api_url: str = f"http://127.0.0.1:{OPSGENIE_SANDBOX_PORT}"
+    opsgenie_api_key: str = OPSGENIE_SANDBOX_API_KEY
+    opsgenie_webhook_token: str = "sandbox-opsgenie-webhook-token"
+    opsgenie_timeout: float = 10.0
+    opsgenie_sandbox_port: int = OPSGENIE_SANDBOX_PORT
 
     # pyATS (activities/devices/): the testbed, its diagnostic plans, and timeouts.
     pyats_testbed: str = "config/testbed.yaml"

@@ -731,6 +731,14 @@ def dev(
         int,
         typer.Option("--servicenow-port", envvar="SERVICENOW_SANDBOX_PORT", help="ServiceNow sandbox port."),
     ] = ports.SERVICENOW_SANDBOX_PORT,
+    pagerduty_port: Annotated[
+        int,
+        typer.Option("--pagerduty-port", envvar="PAGERDUTY_SANDBOX_PORT", help="PagerDuty sandbox port."),
+    ] = ports.PAGERDUTY_SANDBOX_PORT,
+    opsgenie_port: Annotated[
+        int,
+        typer.Option("--opsgenie-port", envvar="OPSGENIE_SANDBOX_PORT", help="Opsgenie sandbox port."),
+    ] = ports.OPSGENIE_SANDBOX_PORT,
     alert_port: Annotated[
         int, typer.Option("--alert-port", envvar="ALERT_RECEIVER_PORT", help="Alert receivers' port.")
     ] = ports.ALERT_RECEIVER_PORT,
@@ -753,7 +761,7 @@ def dev(
         ),
     ] = "outage",
 ) -> None:
-    """Run everything locally: Temporal + UI, Slack and ServiceNow sandboxes, worker, receivers, Slack handler.
+    """Run everything locally: Temporal + UI, Slack, ServiceNow, PagerDuty and Opsgenie sandboxes, worker, receivers, Slack handler.
 
     A part that dies is restarted (same port, environment and state); Ctrl-C stops it all.
     """
@@ -765,6 +773,8 @@ def dev(
         ui_port=ui_port,
         slack_port=slack_port,
         servicenow_port=servicenow_port,
+        pagerduty_port=pagerduty_port,
+        opsgenie_port=opsgenie_port,
         alert_port=alert_port,
         slack_app_port=slack_app_port,
         data_dir=data_dir,

@@ -8,7 +8,10 @@ Starts, in order, and waits for each to answer before the next:
 2. the Slack sandbox (`python -m sandbox.slack`), unless SLACK_API_URL is set,
    delivering events and interactions to the Slack handler (5.);
 3. the ServiceNow sandbox (`python -m sandbox.servicenow`), unless SERVICENOW_URL
-   is set;
+   is set, and the PagerDuty and Opsgenie sandboxes (`python -m sandbox.pagerduty`,
+   `python -m sandbox.opsgenie`, state in `<data dir>/pagerduty/` and `opsgenie/`), unless
+   PAGERDUTY_EVENTS_URL / OPSGENIE_API_URL are set; their webhooks go to the alert
+   receiver's /webhooks/pagerduty and /webhooks/opsgenie;
 4. the worker (`python -m worker`) pointed at all of them, with the pyATS testbed
    PYATS_TESTBED, or else the mock lab's, written to `<data dir>/testbed.yaml` for
    its scenario (default outage; `incident devices recovered` switches it while
@@ -92,6 +95,8 @@ class DevConfig:
     ui_port: int = ports.TEMPORAL_UI_PORT
     slack_port: int = ports.SLACK_SANDBOX_PORT
     servicenow_port: int = ports.SERVICENOW_SANDBOX_PORT
+    pagerduty_port: int = ports.PAGERDUTY_SANDBOX_PORT
+    opsgenie_port: int = ports.OPSGENIE_SANDBOX_PORT
     alert_port: int = ports.ALERT_RECEIVER_PORT
     slack_app_port: int = ports.SLACK_APP_PORT
     data_dir: Path = Path(".data")
@@ -99,6 +104,13 @@ class DevConfig:
     temporal_address: str | None = None
     slack_api_url: str | None = None
     servicenow_url: str | None = None
+    pagerduty_events_url: str | None = None
+    opsgenie_api_url: str | None = None
+    # What the paging sandboxes accept and sign with, and the worker and receiver use (Settings' defaults).
+    pagerduty_routing_key: str = ports.PAGERDUTY_SANDBOX_ROUTING_KEY
+    pagerduty_webhook_secret: str = ""
+    opsgenie_api_key: str = ports.OPSGENIE_SANDBOX_API_KEY
+    opsgenie_webhook_token: str = ""
     signing_secret: str = "sandbox-signing-secret"
     testbed: str | None = None  # PYATS_TESTBED when the user set it; else the mock lab's, for `scenario`
     scenario: str = DEFAULT_SCENARIO
@@ -115,6 +127,12 @@ class DevConfig:
             temporal_address=(settings.temporal_address if "temporal_address" in given else None) or None,
             slack_api_url=os.environ.get("SLACK_API_URL") or None,
             servicenow_url=os.environ.get("SERVICENOW_URL") or None,
+            pagerduty_events_url=os.environ.get("PAGERDUTY_EVENTS_URL") or None,
+            opsgenie_api_url=os.environ.get("OPSGENIE_API_URL") or None,
+            pagerduty_routing_key=settings.pagerduty_routing_key,
+            pagerduty_webhook_secret=settings.pagerduty_webhook_secret,
+            opsgenie_api_key=settings.opsgenie_api_key,
+            opsgenie_webhook_token=settings.opsgenie_webhook_token,
             signing_secret=settings.slack_signing_secret,
             testbed=(settings.pyats_testbed if "pyats_testbed" in given else None) or None,
             namespace=settings.temporal_namespace,
@@ -331,6 +349,7 @@ class DevStack:
         self.temporal_address = ""
         self.slack_api_url = ""
         self.servicenow_env: dict[str, str] = {}
+        self.paging_env: dict[str, str] = {}
         self.testbed = ""  # what the worker's PYATS_TESTBED is
         self.lab_scenario: str | None = None  # the mock lab's scenario when the worker uses it
         self.log_dir = config.data_dir / "logs"
@@ -747,6 +766,72 @@ class DevStack:
             ("ServiceNow sandbox", f"http://localhost:{cfg.servicenow_port}/", f"pid {child.pid}")
         )
 
+    # ........................................................ paging sandboxes
+
+    async def start_paging(self) -> None:
+        """The PagerDuty and Opsgenie sandboxes, each unless its URL is set; their webhooks to the receiver."""
+        cfg = self.config
+        receiver = f"http://{cfg.host}:{cfg.alert_port}/webhooks"
+        if cfg.pagerduty_events_url:
+            self.rows.append(
+                ("PagerDuty", cfg.pagerduty_events_url, "from PAGERDUTY_EVENTS_URL; no sandbox started")
+            )
+        else:
+            url = await self._start_paging_sandbox(
+                "pagerduty",
+                cfg.pagerduty_port,
+                "--pagerduty-port",
+                f"{receiver}/pagerduty",
+                # Secrets by environment: `ps` shows command lines.
+                {
+                    "PAGERDUTY_SANDBOX_ROUTING_KEYS": cfg.pagerduty_routing_key,
+                    "PAGERDUTY_WEBHOOK_SECRET": cfg.pagerduty_webhook_secret,
+                },
+                "Events API v2 at /v2/enqueue",
+            )
+            self.paging_env.update(
+                PAGERDUTY_EVENTS_URL=url,
+                PAGERDUTY_ROUTING_KEY=cfg.pagerduty_routing_key,
+                PAGERDUTY_WEBHOOK_SECRET=cfg.pagerduty_webhook_secret,
+            )
+        if cfg.opsgenie_api_url:
+            self.rows.append(("Opsgenie", cfg.opsgenie_api_url, "from OPSGENIE_API_URL; no sandbox started"))
+        else:
+            url = await self._start_paging_sandbox(
+                "opsgenie",
+                cfg.opsgenie_port,
+                "--opsgenie-port",
+                f"{receiver}/opsgenie",
+                {
+                    "OPSGENIE_SANDBOX_API_KEYS": cfg.opsgenie_api_key,
+                    "OPSGENIE_WEBHOOK_TOKEN": cfg.opsgenie_webhook_token,
+                },
+                "Alert API at /v2/alerts",
+            )
+            self.paging_env.update(
+                OPSGENIE_API_URL=url,
+                OPSGENIE_API_KEY=cfg.opsgenie_api_key,
+                OPSGENIE_WEBHOOK_TOKEN=cfg.opsgenie_webhook_token,
+            )
+
+    async def _start_paging_sandbox(
+        self, name: str, port: int, flag: str, webhook_url: str, secrets: dict[str, str], note: str
+    ) -> str:
+        cfg = self.config
+        if port_in_use(cfg.host, port):
+            raise DevStackError(f"port {port} on {cfg.host} is already in use: choose another with {flag}")
+        command = [sys.executable, "-m", f"sandbox.{name}", "--host", cfg.host, "--port", str(port)]
+        command += ["--data-dir", str(cfg.data_dir / name), "--webhook-url", webhook_url]
+        env = self._child_env()
+        env.update({key: value for key, value in secrets.items() if value})
+        child = self._spawn(f"{name}-sandbox", command, env=env, echo=cfg.echo_logs)
+        url = f"http://{cfg.host}:{port}"
+        await self._wait_http(url + "/_sandbox/health", child, SANDBOX_READY_TIMEOUT)
+        child.ready = self._http_ready(url + "/_sandbox/health", SANDBOX_READY_TIMEOUT)
+        label = {"pagerduty": "PagerDuty sandbox", "opsgenie": "Opsgenie sandbox"}[name]
+        self.rows.append((label, f"http://localhost:{port}/", f"pid {child.pid}; {note}"))
+        return url
+
     # ........................................................ receivers
 
     async def start_receivers(self) -> None:
@@ -797,6 +882,7 @@ class DevStack:
         if self.slack_api_url:
             env["SLACK_API_URL"] = self.slack_api_url
         env.update(self.servicenow_env)
+        env.update(self.paging_env)
         if self.testbed:
             env["PYATS_TESTBED"] = self.testbed
         return env
@@ -966,6 +1052,8 @@ class DevStack:
                 ("temporal.db", self.started("temporal")),
                 ("slack-sandbox.json", self.started("slack-sandbox")),
                 ("servicenow-sandbox.json", self.started("servicenow-sandbox")),
+                ("pagerduty/", self.started("pagerduty-sandbox")),
+                ("opsgenie/", self.started("opsgenie-sandbox")),
                 (LAB_TESTBED, self.lab_scenario is not None),
             )
             if used
@@ -999,6 +1087,7 @@ class DevStack:
             client = await self.start_temporal()
             await self.start_slack()
             await self.start_servicenow()
+            await self.start_paging()
             self.prepare_testbed()
             await self.start_worker(client)
             await self.start_receivers()
@@ -1025,8 +1114,11 @@ class DevStack:
             )
             return 1
         if self.children:
+            # One line however many parts there are (eight now): tests and people grep it.
             self.console.print(
-                "stopped " + ", ".join(f"{c.name} (pid {c.pid})" for c in self.children), highlight=False
+                "stopped " + ", ".join(f"{c.name} (pid {c.pid})" for c in self.children),
+                highlight=False,
+                soft_wrap=True,
             )
         return code
 

@@ -72,7 +72,7 @@ async def test_by_default_the_worker_speaks_slack_servicenow_when_it_has_a_url_a
     assert isinstance(with_url.chat, SlackChat)
     assert isinstance(with_url.tickets, ServiceNowTickets) and with_url.tickets_off_because is None
     assert isinstance(with_url.devices, DeviceActivities)
-    assert with_url.names == "chat slack, tickets servicenow, devices pyats"
+    assert with_url.names == "chat slack, tickets servicenow, devices pyats, paging slack"
     await with_url.tickets.aclose()
 
     without_url = Backends.from_settings(settings())
@@ -84,7 +84,7 @@ def test_ticket_backend_turns_tickets_off_even_with_a_servicenow_url(monkeypatch
     monkeypatch.setenv("TICKET_BACKEND", "off")
     off = Backends.from_settings(settings(**SERVICENOW))
     assert off.tickets is None and off.tickets_off_because == "tickets are off: TICKET_BACKEND is off"
-    assert off.names == "chat slack, tickets off, devices pyats"
+    assert off.names == "chat slack, tickets off, devices pyats, paging slack"
 
 
 @pytest.mark.parametrize(

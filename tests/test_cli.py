@@ -347,7 +347,7 @@ class DevProcess:
         env["COLUMNS"] = "200"
         args = ["dev", "--temporal-port", str(ports["temporal"]), "--ui-port", str(ports["ui"])]
         args += ["--slack-port", str(ports["slack"]), "--data-dir", str(data_dir)]
-        for flag in ("servicenow", "alert", "slack-app"):
+        for flag in ("servicenow", "pagerduty", "opsgenie", "alert", "slack-app"):
             if flag in ports:
                 args += [f"--{flag}-port", str(ports[flag])]
         self.proc = subprocess.Popen(
@@ -401,7 +401,8 @@ needs_stack = pytest.mark.skipif(
 
 @needs_stack
 def test_dev_starts_everything_and_ctrl_c_leaves_nothing_running(tmp_path):
-    ports = {name: free_port() for name in ("temporal", "ui", "slack", "servicenow", "alert", "slack-app")}
+    names = ("temporal", "ui", "slack", "servicenow", "pagerduty", "opsgenie", "alert", "slack-app")
+    ports = {name: free_port() for name in names}
     data_dir = tmp_path / "data"
     env = {"TEMPORAL_ADDRESS": f"127.0.0.1:{ports['temporal']}", "TEMPORAL_UI_PORT": str(ports["ui"])}
     key = unique("dev")
@@ -415,6 +416,8 @@ def test_dev_starts_everything_and_ctrl_c_leaves_nothing_running(tmp_path):
                 "temporal",
                 "slack-sandbox",
                 "servicenow-sandbox",
+                "pagerduty-sandbox",
+                "opsgenie-sandbox",
                 "worker",
                 "alerts",
                 "slack-app",

@@ -43,7 +43,16 @@ from starter.devstack import (
 
 ROOT = Path(__file__).resolve().parent.parent
 INCIDENT = Path(sys.executable).parent / "incident"
-COMPONENTS = {"temporal", "slack-sandbox", "servicenow-sandbox", "worker", "alerts", "slack-app"}
+COMPONENTS = {
+    "temporal",
+    "slack-sandbox",
+    "servicenow-sandbox",
+    "pagerduty-sandbox",
+    "opsgenie-sandbox",
+    "worker",
+    "alerts",
+    "slack-app",
+}
 SANDBOX_USER = "admin:admin"
 runner = CliRunner()
 
@@ -97,7 +106,8 @@ class Stack:
     """`incident dev -q` as a subprocess with free ports and its own data dir and signing secret."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.ports = {name: free_port() for name in ("temporal", "ui", "slack", "servicenow", "alert", "app")}
+        names = ("temporal", "ui", "slack", "servicenow", "pagerduty", "opsgenie", "alert", "app")
+        self.ports = {name: free_port() for name in names}
         self.data_dir = data_dir
         self.secret = f"devstack-secret-{uuid.uuid4().hex[:12]}"
         self.address = f"127.0.0.1:{self.ports['temporal']}"
@@ -105,6 +115,8 @@ class Stack:
             "TEMPORAL_ADDRESS",
             "SLACK_API_URL",
             "SERVICENOW_URL",
+            "PAGERDUTY_EVENTS_URL",
+            "OPSGENIE_API_URL",
             "PYATS_TESTBED",
             "SLACK_SIGNING_SECRET",
         )
@@ -116,6 +128,7 @@ class Stack:
         args += ["--ui-port", str(p["ui"]), "--slack-port", str(p["slack"])]
         args += ["--servicenow-port", str(p["servicenow"]), "--alert-port", str(p["alert"])]
         args += ["--slack-app-port", str(p["app"])]
+        args += ["--pagerduty-port", str(p["pagerduty"]), "--opsgenie-port", str(p["opsgenie"])]
         self.proc = subprocess.Popen(
             [str(INCIDENT), *args],
             stdout=subprocess.PIPE,

@@ -28,7 +28,8 @@ INCIDENT = Path(sys.executable).parent / "incident"
 
 @pytest.fixture
 def dev_stack(tmp_path):
-    ports = {name: free_port() for name in ("temporal", "ui", "slack", "servicenow", "alerts", "slack_app")}
+    names = ("temporal", "ui", "slack", "servicenow", "pagerduty", "opsgenie", "alerts", "slack_app")
+    ports = {name: free_port() for name in names}
     env = {
         k: v
         for k, v in os.environ.items()
@@ -39,6 +40,8 @@ def dev_stack(tmp_path):
         TEMPORAL_UI_PORT=str(ports["ui"]),
         SLACK_SANDBOX_PORT=str(ports["slack"]),
         SERVICENOW_SANDBOX_PORT=str(ports["servicenow"]),
+        PAGERDUTY_SANDBOX_PORT=str(ports["pagerduty"]),
+        OPSGENIE_SANDBOX_PORT=str(ports["opsgenie"]),
         ALERT_RECEIVER_PORT=str(ports["alerts"]),
         SLACK_APP_PORT=str(ports["slack_app"]),
         INCIDENT_DATA_DIR=str(tmp_path / "data"),

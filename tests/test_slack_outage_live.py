@@ -91,7 +91,8 @@ class DevStack:
     """`incident dev -q` as a subprocess on free ports, with its own data dir and policy."""
 
     def __init__(self, data_dir: Path, policy: Path) -> None:
-        self.ports = {name: free_port() for name in ("temporal", "ui", "slack", "servicenow", "alert", "app")}
+        names = ("temporal", "ui", "slack", "servicenow", "pagerduty", "opsgenie", "alert", "app")
+        self.ports = {name: free_port() for name in names}
         self.address = f"127.0.0.1:{self.ports['temporal']}"
         self.data_dir = data_dir
         drop = ("TEMPORAL_ADDRESS", "SLACK_API_URL", "SERVICENOW_URL", "SERVICENOW_TOKEN", "PYATS_TESTBED")
@@ -107,6 +108,7 @@ class DevStack:
         args += ["--ui-port", str(p["ui"]), "--slack-port", str(p["slack"])]
         args += ["--servicenow-port", str(p["servicenow"]), "--alert-port", str(p["alert"])]
         args += ["--slack-app-port", str(p["app"]), "--scenario", "outage"]
+        args += ["--pagerduty-port", str(p["pagerduty"]), "--opsgenie-port", str(p["opsgenie"])]
         self.proc = subprocess.Popen(
             [str(INCIDENT), *args],
             stdout=subprocess.PIPE,

@@ -1,0 +1,106 @@
+"""How a paging service's HTTP answer becomes success, retry-later or give-up (both backends share it).
+
+400/401/403/404/422: a person must change something (the routing key, the API key, a field);
+non-retryable, with the service's own words. 429: retryable after Retry-After (or
+DEFAULT_RETRY_AFTER). 5xx, 408, 409, timeouts and refused connections: retryable, with
+Retry-After when the service sent one.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+from temporalio.exceptions import ApplicationError
+
+DEFAULT_RETRY_AFTER = timedelta(seconds=5)  # 429 without Retry-After
+
+
+async def send(
+    client: httpx.AsyncClient, service: str, what: str, method: str, path: str, **kwargs: Any
+) -> httpx.Response:
+    """One call; a failure raised as an ApplicationError sorted into retry-later and give-up."""
+    try:
+        response = await client.request(method, path, **kwargs)
+    except httpx.TimeoutException as exc:
+        raise ApplicationError(
+            f"{service} did not answer the {what} in time ({type(exc).__name__})", type=f"{service}Timeout"
+        ) from None
+    except httpx.TransportError as exc:
+        raise ApplicationError(
+            f"{service} is unreachable for the {what}: {type(exc).__name__}: {exc}",
+            type=f"{service}Unreachable",
+        ) from None
+    if response.status_code >= 400:
+        raise as_application_error(service, response, what)
+    return response
+
+
+def as_application_error(
+    service: str, response: httpx.Response, what: str, fix: str = ""
+) -> ApplicationError:
+    status = response.status_code
+    reason = error_reason(response)
+    if status == 429:
+        delay = retry_after(response) or DEFAULT_RETRY_AFTER
+        return ApplicationError(
+            f"{service} rate limit on the {what}: retry after {delay.total_seconds():.0f}s",
+            {"status": status},
+            type=f"{service}RateLimited",
+            next_retry_delay=delay,
+        )
+    if status >= 500 or status in (408, 409):
+        return ApplicationError(
+            f"{service} could not take the {what} now: {status} {reason}",
+            {"status": status},
+            type=f"{service}Unavailable",
+            next_retry_delay=retry_after(response),
+        )
+    hint = {
+        401: "check the API key / credentials",
+        403: "the key lacks the permission",
+        404: "check the URL and the identifier",
+    }.get(status, "")
+    return ApplicationError(
+        f"{service} rejected the {what}: {status} {reason}" + (f" ({hint})" if hint else ""),
+        {"status": status},
+        type=f"{service}Rejected",
+        non_retryable=True,
+    )
+
+
+def error_reason(response: httpx.Response) -> str:
+    """What the service said: PagerDuty's `errors` list, Opsgenie's `message` and `errors`, or the phrase."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return response.reason_phrase or "error"
+    parts = [str(body.get("message") or response.reason_phrase or "error")]
+    errors = body.get("errors")
+    if isinstance(errors, list) and errors:
+        parts.append("; ".join(str(e) for e in errors))
+    elif isinstance(errors, dict) and errors:
+        parts.append("; ".join(f"{k}: {v}" for k, v in errors.items()))
+    return ": ".join(parts)
+
+
+def retry_after(response: httpx.Response) -> timedelta | None:
+    """Retry-After as seconds or an HTTP date; at least one second."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return timedelta(seconds=max(1.0, seconds))
