@@ -18,7 +18,7 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.backends import BackendError, Backends
+from activities.backends import BackendError, Backends, paging_backend_names
 from activities.chat import ChatActivities
 from activities.chat.slack import SlackChat
 from activities.chat.slack.pager import SlackPager
@@ -54,11 +54,12 @@ def precompile_workflow_code() -> None:
 
 def paging_activities(client: Client, settings: Settings, backends: Backends) -> PagingActivities:
     """Slack DMs (and Do Not Disturb) when the chat backend is Slack, and the paging services."""
-    pagers: dict[PagingService, PagingBackend] = dict(getattr(backends, "paging", {}))
+    pagers: dict[PagingService, PagingBackend] = dict(backends.paging)
     dnd = None
     if isinstance(backends.chat, SlackChat):
-        dnd = SlackPager(backends.chat)
-        pagers.setdefault(PagingService.slack, dnd)
+        dnd = SlackPager(backends.chat)  # Do Not Disturb is asked of Slack whichever services page
+        if PagingService.slack.value in paging_backend_names(settings):
+            pagers[PagingService.slack] = dnd
     return PagingActivities(pagers, client, dnd, settings.incident_oncall, settings.incident_oncall_overrides)
 
 

@@ -77,8 +77,9 @@ def opsgenie(settings: Settings) -> PagingBackend:
 CHAT_BACKENDS: dict[str, Callable[[Settings], ChatBackend]] = {"slack": slack}
 TICKET_BACKENDS: dict[str, Callable[[Settings], TicketBackend]] = {"servicenow": servicenow}
 DEVICE_BACKENDS: dict[str, Callable[[Settings], DeviceBackend]] = {"pyats": pyats}
-# One entry per PagingService. The Slack direct-message backend (activities/paging/slack.py, with
-# Do Not Disturb) registers here as "slack"; until it does, "slack" is accepted and builds nothing.
+# One entry per PagingService. "slack" (direct messages and Do Not Disturb) is not built here: it
+# speaks through the chat backend's client, so worker.py builds it over that when the chat backend
+# is Slack (activities/chat/slack/pager.py).
 PAGING_BACKENDS: dict[str, Callable[[Settings], PagingBackend]] = {
     PagingService.pagerduty.value: pagerduty,
     PagingService.opsgenie.value: opsgenie,

@@ -555,7 +555,9 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=30, help="alerts (and floor starts) one at a time")
     parser.add_argument("--storm-alerts", type=int, default=2000, help="alerts per storm round")
     parser.add_argument("--storm-keys", type=int, default=20, help="incident keys the storm's alerts share")
-    parser.add_argument("--rounds", type=int, default=3, help="storm and new-keys rounds (each with its floor burst)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="storm and new-keys rounds (each with its floor burst)"
+    )
     parser.add_argument("--new-keys", type=int, default=100, help="new incidents declared at once (0: skip)")
     parser.add_argument("--throughput-alerts", type=int, default=10_000)
     parser.add_argument("--throughput-keys", type=int, default=20)
