@@ -211,16 +211,22 @@ class Paging:
         """Ask who the targets are now, then page each of them through each of their services."""
         s = self._state
         urgent = s.severity == Severity.P1
-        found = await workflow.execute_activity(
-            RESOLVE_PAGE_TARGETS,
-            ResolveTargets(
-                incident_workflow_id=s.workflow_id, targets=specs, at=workflow.now(), round_robin=turn
-            ),
-            result_type=TargetsResolved,
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=5)),
-            summary=f"who is paged: {what}",
-        )
+        try:
+            found = await workflow.execute_activity(
+                RESOLVE_PAGE_TARGETS,
+                ResolveTargets(
+                    incident_workflow_id=s.workflow_id, targets=specs, at=workflow.now(), round_robin=turn
+                ),
+                result_type=TargetsResolved,
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=5)),
+                summary=f"who is paged: {what}",
+            )
+        except (ActivityError, asyncio.CancelledError) as err:
+            # Acknowledged while the targets were being looked up (the task was cancelled).
+            why = "acknowledged meanwhile" if self._acknowledged() else str(err)
+            self._record("paging_note", "", f"{what}: not paged, {why}")
+            return
         for problem in found.problems:
             self._record("paging_note", "", f"{what}: {problem}")
         paged: list[tuple[ResolvedTarget, str]] = []
