@@ -2,6 +2,9 @@
 
     python -m starter.alerts --port 8000        (incident dev starts it too)
 
+The same app receives PagerDuty's and Opsgenie's acknowledgement webhooks at
+/webhooks/pagerduty and /webhooks/opsgenie (starter/paging_webhooks.py).
+
 Each firing alert maps to an incident key and a severity and is delivered to
 that incident's workflow with signal-with-start: the first alert for a key
 declares the incident, later ones are added to it, and nothing is declared
@@ -58,6 +61,7 @@ from starter.edge import (
 from starter.edge import error_response as _error
 from starter.edge import one_line as _one_line
 from starter.edge import validation_message as _validation_message
+from starter.paging_webhooks import webhook_routes
 from workflows import limits
 from workflows.announcer import ChannelAnnouncer
 from workflows.announcer_models import (
@@ -830,6 +834,8 @@ def create_app(
         ),
         Route("/alerts", endpoint(GenericAlert, lambda b: from_generic(b, mapping)), methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
+        # Acknowledgements from PagerDuty and Opsgenie: signed by them, not by ALERT_RECEIVER_TOKEN.
+        *webhook_routes(settings, lambda: receiver()[1].client()),
     ]
     return Starlette(routes=routes)
 

@@ -84,11 +84,11 @@ def error_response(
     return JSONResponse({"ok": False, "error": message, **extra}, status_code=status, headers=headers)
 
 
-def validation_message(exc: ValidationError) -> str:
-    """`field.path: what is wrong; ...` for the first five problems."""
+def validation_message(exc: ValidationError, within: str = "") -> str:
+    """`field.path: what is wrong; ...` for the first five problems; paths start at `within`."""
     parts = []
     for item in exc.errors()[:5]:
-        where = ".".join(str(p) for p in item["loc"]) or "body"
+        where = ".".join([within] * bool(within) + [str(p) for p in item["loc"]]) or "body"
         parts.append(f"{where}: {str(item['msg']).removeprefix('Value error, ')}")
     return "; ".join(parts)
 
