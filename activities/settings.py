@@ -11,6 +11,10 @@ from workflows.models import TASK_QUEUE_DEFAULT
 # What the paging sandboxes accept by default, and the worker sends (sandbox/pagerduty.py, sandbox/opsgenie.py).
 PAGERDUTY_SANDBOX_ROUTING_KEY = "R0UTINGKEY" + "0" * 18 + "DEV1"  # 32 characters, as an integration key
 OPSGENIE_SANDBOX_API_KEY = "sandbox-genie-key"
+# What `incident dev` has its paging sandboxes sign webhooks with, and its receiver check. Not the
+# settings' defaults: a receiver nobody configured trusts no webhook (this string is public).
+PAGERDUTY_SANDBOX_WEBHOOK_SECRET = "sandbox-pagerduty-webhook-secret"
+OPSGENIE_SANDBOX_WEBHOOK_TOKEN = "sandbox-opsgenie-webhook-token"
 
 # The local stack's ports: the defaults of these settings, of `incident dev` and of each part
 # run alone (the sandboxes, stand-ins of other systems, keep their own).
@@ -75,7 +79,7 @@ class Settings(BaseSettings):
     # secret is the V3 webhook subscription's, for the receiver to check X-PagerDuty-Signature.
     pagerduty_events_url: str = f"http://127.0.0.1:{PAGERDUTY_SANDBOX_PORT}"
     pagerduty_routing_key: str = PAGERDUTY_SANDBOX_ROUTING_KEY
-    pagerduty_webhook_secret: str = "sandbox-pagerduty-webhook-secret"
+    pagerduty_webhook_secret: str = ""  # unset: every PagerDuty webhook is refused (401)
     pagerduty_timeout: float = 10.0
     pagerduty_sandbox_port: int = PAGERDUTY_SANDBOX_PORT
     # Opsgenie Alert API. Real: OPSGENIE_API_URL=https://api.opsgenie.com (EU accounts:
@@ -83,7 +87,7 @@ class Settings(BaseSettings):
     # custom header X-Opsgenie-Webhook-Token the Webhook integration sends with each callback.
     opsgenie_api_url: str = f"http://127.0.0.1:{OPSGENIE_SANDBOX_PORT}"
     opsgenie_api_key: str = OPSGENIE_SANDBOX_API_KEY
-    opsgenie_webhook_token: str = "sandbox-opsgenie-webhook-token"
+    opsgenie_webhook_token: str = ""  # unset: every Opsgenie callback is refused (401)
     opsgenie_timeout: float = 10.0
     opsgenie_sandbox_port: int = OPSGENIE_SANDBOX_PORT
 

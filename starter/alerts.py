@@ -2,6 +2,9 @@
 
     python -m starter.alerts --port 8000        (incident dev starts it too)
 
+The same app receives PagerDuty's and Opsgenie's acknowledgement webhooks at
+/webhooks/pagerduty and /webhooks/opsgenie (starter/paging_webhooks.py).
+
 Each firing alert maps to an incident key and a severity and is delivered to
 that incident's workflow with signal-with-start: the first alert for a key
 declares the incident, later ones are added to it, and nothing is declared
@@ -48,7 +51,17 @@ import activities.settings as ports
 from activities.settings import Settings, get_settings
 from starter.connect import TemporalUnreachable, connect
 from starter.declare import start_options
-from starter.edge import Refused, read_bounded
+from starter.edge import (
+    RETRY_AFTER_SECONDS,
+    Refused,
+    is_transient,
+    parse_json,
+    read_bounded,
+)
+from starter.edge import error_response as _error
+from starter.edge import one_line as _one_line
+from starter.edge import validation_message as _validation_message
+from starter.paging_webhooks import webhook_routes
 from workflows import limits
 from workflows.announcer import ChannelAnnouncer
 from workflows.announcer_models import (
@@ -403,31 +416,6 @@ def from_generic(body: GenericAlert, mapping: AlertMapping) -> list[Delivery]:
 # ------------------------------------------------------------------ batching
 
 
-# Temporal errors that a later retry can fix: the sender hears 503 and retries.
-_TRANSIENT = frozenset(
-    {
-        RPCStatusCode.UNAVAILABLE,
-        RPCStatusCode.DEADLINE_EXCEEDED,
-        RPCStatusCode.RESOURCE_EXHAUSTED,
-        RPCStatusCode.ABORTED,
-        RPCStatusCode.CANCELLED,
-        RPCStatusCode.INTERNAL,
-        RPCStatusCode.UNKNOWN,
-    }
-)
-RETRY_AFTER_SECONDS = 5
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether retrying the same alert later can succeed (Temporal down or overloaded)."""
-    if isinstance(exc, TemporalUnreachable):
-        return True
-    if isinstance(exc, RPCError):
-        # gRPC says RESOURCE_EXHAUSTED for a message over its size limit too: that one is permanent.
-        return exc.status in _TRANSIENT and "larger than max" not in str(exc)
-    return not isinstance(exc, ValueError | TypeError)
-
-
 @dataclass
 class _Batch:
     deliveries: list[Delivery] = field(default_factory=list)
@@ -706,18 +694,6 @@ def _merge_declarations(firing: list[Delivery]) -> IncidentDeclaration:
 # ----------------------------------------------------------------------- app
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    return JSONResponse({"ok": False, "error": message, **extra}, status_code=status, headers=headers)
-
-
-def _validation_message(exc: ValidationError) -> str:
-    parts = []
-    for item in exc.errors()[:5]:
-        where = ".".join(str(p) for p in item["loc"]) or "body"
-        parts.append(f"{where}: {str(item['msg']).removeprefix('Value error, ')}")
-    return "; ".join(parts)
-
-
 def too_large(size: int) -> JSONResponse:
     return _error(
         413,
@@ -725,18 +701,6 @@ def too_large(size: int) -> JSONResponse:
         f"or Grafana group this big: set max_alerts (at most {limits.MAX_ALERTS_PER_REQUEST:,}) in its "
         "webhook configuration",
     )
-
-
-def parse_json(raw: bytes) -> Any:
-    """The body as JSON; ValueError with a one-line reason for anything the parser refuses."""
-    try:
-        return json.loads(raw)
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    except ValueError as exc:  # JSONDecodeError, and integers of over 4,300 digits
-        raise ValueError(_one_line(exc)) from None
 
 
 def _refusals(deliveries: list[Delivery], outcomes: list[Any]) -> list[str]:
@@ -870,12 +834,10 @@ def create_app(
         ),
         Route("/alerts", endpoint(GenericAlert, lambda b: from_generic(b, mapping)), methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
+        # Acknowledgements from PagerDuty and Opsgenie: signed by them, not by ALERT_RECEIVER_TOKEN.
+        *webhook_routes(settings, lambda: receiver()[1].client()),
     ]
     return Starlette(routes=routes)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200]
 
 
 def main(argv: Iterable[str] | None = None) -> None:

@@ -106,11 +106,12 @@ class DevConfig:
     servicenow_url: str | None = None
     pagerduty_events_url: str | None = None
     opsgenie_api_url: str | None = None
-    # What the paging sandboxes accept and sign with, and the worker and receiver use (Settings' defaults).
+    # What the paging sandboxes accept and sign with, and the worker and receiver use: the
+    # environment's, else the sandboxes' (the receiver's own default is none, trusting nothing).
     pagerduty_routing_key: str = ports.PAGERDUTY_SANDBOX_ROUTING_KEY
-    pagerduty_webhook_secret: str = ""
+    pagerduty_webhook_secret: str = ports.PAGERDUTY_SANDBOX_WEBHOOK_SECRET
     opsgenie_api_key: str = ports.OPSGENIE_SANDBOX_API_KEY
-    opsgenie_webhook_token: str = ""
+    opsgenie_webhook_token: str = ports.OPSGENIE_SANDBOX_WEBHOOK_TOKEN
     signing_secret: str = "sandbox-signing-secret"
     testbed: str | None = None  # PYATS_TESTBED when the user set it; else the mock lab's, for `scenario`
     scenario: str = DEFAULT_SCENARIO
@@ -130,9 +131,10 @@ class DevConfig:
             pagerduty_events_url=os.environ.get("PAGERDUTY_EVENTS_URL") or None,
             opsgenie_api_url=os.environ.get("OPSGENIE_API_URL") or None,
             pagerduty_routing_key=settings.pagerduty_routing_key,
-            pagerduty_webhook_secret=settings.pagerduty_webhook_secret,
+            pagerduty_webhook_secret=settings.pagerduty_webhook_secret
+            or ports.PAGERDUTY_SANDBOX_WEBHOOK_SECRET,
             opsgenie_api_key=settings.opsgenie_api_key,
-            opsgenie_webhook_token=settings.opsgenie_webhook_token,
+            opsgenie_webhook_token=settings.opsgenie_webhook_token or ports.OPSGENIE_SANDBOX_WEBHOOK_TOKEN,
             signing_secret=settings.slack_signing_secret,
             testbed=(settings.pyats_testbed if "pyats_testbed" in given else None) or None,
             namespace=settings.temporal_namespace,

@@ -110,6 +110,8 @@ class Stack:
         self.ports = {name: free_port() for name in names}
         self.data_dir = data_dir
         self.secret = f"devstack-secret-{uuid.uuid4().hex[:12]}"
+        self.pagerduty_secret = f"devstack-pd-secret-{uuid.uuid4().hex[:12]}"
+        self.opsgenie_token = f"devstack-og-token-{uuid.uuid4().hex[:12]}"
         self.address = f"127.0.0.1:{self.ports['temporal']}"
         drop = (
             "TEMPORAL_ADDRESS",
@@ -123,6 +125,7 @@ class Stack:
         env = {k: v for k, v in os.environ.items() if k not in drop}
         # TEMPORAL_ADDRESS names the dev server's own address: the expected case, no warning.
         env.update(COLUMNS="200", TEMPORAL_ADDRESS=self.address, SLACK_SIGNING_SECRET=self.secret)
+        env.update(PAGERDUTY_WEBHOOK_SECRET=self.pagerduty_secret, OPSGENIE_WEBHOOK_TOKEN=self.opsgenie_token)
         p = self.ports
         args = ["dev", "-q", "--data-dir", str(data_dir), "--temporal-port", str(p["temporal"])]
         args += ["--ui-port", str(p["ui"]), "--slack-port", str(p["slack"])]
@@ -229,11 +232,22 @@ def test_no_secret_on_any_command_line_and_the_parts_still_agree(stack: Stack) -
     for name, pid in pids.items():
         for member in group_of(pid) or [pid]:
             line = cmdline(member)
-            for secret in (stack.secret, SANDBOX_USER, "--signing-secret", "--user"):
+            secrets = (stack.secret, stack.pagerduty_secret, stack.opsgenie_token, SANDBOX_USER)
+            for secret in (*secrets, "--signing-secret", "--user", "--webhook-secret", "--webhook-token"):
                 assert secret not in line, f"{name} (pid {member}) shows {secret!r}: {line}"
     assert f"SLACK_SIGNING_SECRET={stack.secret}".encode() in Path(
         f"/proc/{pids['slack-sandbox']}/environ"
     ).read_bytes().split(b"\0")
+    # The paging sandboxes sign their webhooks with what the receiver checks.
+    pd_secret = f"PAGERDUTY_WEBHOOK_SECRET={stack.pagerduty_secret}".encode()
+    og_token = f"OPSGENIE_WEBHOOK_TOKEN={stack.opsgenie_token}".encode()
+    for name, wanted in (
+        ("pagerduty-sandbox", [pd_secret]),
+        ("opsgenie-sandbox", [og_token]),
+        ("alerts", [pd_secret, og_token]),
+    ):
+        environ = Path(f"/proc/{pids[name]}/environ").read_bytes().split(b"\0")
+        assert all(w in environ for w in wanted), f"{name} lacks a paging webhook secret"
 
     # The sandbox signs with the secret from its environment and the Slack handler accepts it;
     # the worker opens the ticket with the user the ServiceNow sandbox got from its environment.
@@ -244,6 +258,22 @@ def test_no_secret_on_any_command_line_and_the_parts_still_agree(stack: Stack) -
         return re.search(r"Ticket\s+INC\d+", text) and re.search(r"Slack\s+#(\S+), thread (\S+)", text)
 
     found = eventually(thread, 30, "the ticket and the Slack thread of the incident")
+
+    # Acknowledged in PagerDuty: the sandbox's signed webhook is accepted by the receiver (not 401).
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{stack.ports['pagerduty']}", trust_env=False, timeout=30
+    ) as pagerduty:
+        eventually(
+            lambda: pagerduty.get("/_sandbox/alerts", params={"dedup_key": "secrets"}).json(),
+            30,
+            "the incident's page at PagerDuty: " + stack.status("secrets"),
+        )
+        webhook = pagerduty.post(
+            "/_sandbox/acknowledge", json={"dedup_key": "secrets", "user": "Alice"}
+        ).json()
+    assert webhook["webhook"]["status"] == 202, webhook
+    assert "acknowledged via pagerduty" in stack.status("secrets")
+
     with httpx.Client(
         base_url=f"http://127.0.0.1:{stack.ports['slack']}", trust_env=False, timeout=30
     ) as http:
