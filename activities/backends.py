@@ -148,9 +148,10 @@ def paging_backend_names(settings: Settings) -> list[str]:
     given = [_name(part) for part in settings.paging_backends.split(",") if part.strip()]
     if not given:
         given = [PagingService.slack.value]
-        if "pagerduty_events_url" in settings.model_fields_set:
+        # Set and not empty (docker-compose passes an unset variable as ""): that service too.
+        if settings.pagerduty_events_url and "pagerduty_events_url" in settings.model_fields_set:
             given.append(PagingService.pagerduty.value)
-        if "opsgenie_api_url" in settings.model_fields_set:
+        if settings.opsgenie_api_url and "opsgenie_api_url" in settings.model_fields_set:
             given.append(PagingService.opsgenie.value)
     for name in given:
         if name not in PAGING_NOT_YET_BUILT:
