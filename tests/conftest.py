@@ -74,6 +74,12 @@ def policy() -> Policy:
 
 
 @pytest.fixture(scope="session")
+def paging_policy() -> Policy:
+    """P1-P3 paged through escalation chains (config/policy-paging.yaml)."""
+    return load_policy(ROOT / "config" / "policy-paging.yaml")
+
+
+@pytest.fixture(scope="session")
 def legacy_policy() -> Policy:
     """Escalation by thread mentions for every severity (the default before paging chains)."""
     return load_policy(ROOT / "tests" / "policies" / "legacy-escalation.yaml")
