@@ -62,6 +62,7 @@ from starter.declare import (
     worker_polling,
 )
 from workflows import limits
+from workflows.commands import snooze_problem
 from workflows.models import (
     COMMANDER_ATTR,
     PHASE_ATTR,
@@ -78,6 +79,7 @@ from workflows.models import (
     Severity,
     SeveritySignal,
     Signal,
+    SnoozeSignal,
     TimelineEntry,
     UpdateSignal,
     workflow_id_for,
@@ -369,6 +371,22 @@ def claim(ident: IdArgument, user: UserOption = "", wait: WaitOption = DEFAULT_W
     """Become Incident Commander (or take over from the current one)."""
     signal = _build(ClaimSignal, user=user or default_user())
     _signal_and_report(ident, "claim", signal, wait)
+
+
+@app.command()
+@_command
+def snooze(
+    ident: IdArgument,
+    duration: Annotated[str, typer.Argument(metavar="DURATION", help="How long: 30m, 2h (at most 1d).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why, for the thread and the timeline.")] = "",
+    user: UserOption = "",
+    wait: WaitOption = DEFAULT_WAIT,
+) -> None:
+    """Hold reminders, escalation and paging for DURATION; a new alert or a severity raise ends it."""
+    if problem := snooze_problem(duration):
+        raise CliError(f"DURATION: {problem}", code=2)
+    signal = _build(SnoozeSignal, user=user or default_user(), duration=duration, reason=reason)
+    _signal_and_report(ident, "snooze", signal, wait)
 
 
 @app.command("ack")

@@ -16,7 +16,7 @@ What a person can do:
 - react :stopwatch: on, or pin, any message of an incident's thread: add it,
   its author and time, to the incident's timeline;
 - click Claim / Post update / Resolve on a declaration (the last two open a form);
-- `/incident declare|claim|update|resolve|status|help` (see HELP).
+- `/incident declare|claim|ack|snooze|update|resolve|status|help` (see HELP).
 
 Every listener acknowledges at once (Slack wants an answer within 3 s), then
 signals the workflow and tells the person, in a message only they see, the
@@ -94,6 +94,7 @@ from starter.declare import (
     send_command,
 )
 from starter.edge import Refused, read_bounded
+from workflows.commands import snooze_problem
 from workflows.limits import MAX_KEY, MAX_LINK, MAX_TEXT, MAX_TITLE, MAX_USER, shorten
 from workflows.models import (
     UPDATE_STATUSES,
@@ -105,6 +106,7 @@ from workflows.models import (
     ResolveSignal,
     Severity,
     Signal,
+    SnoozeSignal,
     TimelineNote,
     UpdateSignal,
     workflow_id_for,
@@ -132,6 +134,7 @@ HELP = f"""*{COMMAND}*: declare and run incidents from Slack
 • `{COMMAND} declare P1 &lt;title&gt;`: declare an incident (P1 to P4); you are its reporter
 • `{COMMAND} claim [ID]`: become its Incident Commander
 • `{COMMAND} ack [ID]`: acknowledge the page: paging stops (you are not made IC unless the policy says so)
+• `{COMMAND} snooze [ID] 30m`: hold reminders, escalation and paging that long (a new alert ends it)
 • `{COMMAND} update [ID] &lt;status&gt; &lt;message&gt;`: post a status update; status is one of {", ".join(UPDATE_STATUSES)}
 • `{COMMAND} resolve [ID] &lt;resolution&gt;`: resolve it
 • `{COMMAND} status [ID]`: where it stands
@@ -143,6 +146,7 @@ _SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _DONE = {
     "claim": "claimed",
     "acknowledge": "acknowledged: paging stopped",
+    "snooze": "snoozed",
     "update": "update posted",
     "resolve": "resolved",
     "add_to_timeline": "added to the timeline",
@@ -150,6 +154,7 @@ _DONE = {
 _WHAT = {
     "claim": "claim",
     "acknowledge": "acknowledgement",
+    "snooze": "snooze",
     "update": "update",
     "resolve": "resolution",
     "add_to_timeline": "timeline note",
@@ -242,6 +247,15 @@ def parse_command(text: str, channel_name: str = "") -> CommandRequest:
         if extra:
             return CommandRequest(verb, problem=f"`{COMMAND} {verb}` takes only the incident's ID")
         return CommandRequest(verb, incident=incident)
+    if verb == "snooze":
+        incident, extra = _split_incident(rest, implied, lambda w: snooze_problem(w) is None)
+        if incident is None:
+            return CommandRequest(verb, problem=missing_id)
+        if len(extra) != 1:
+            return CommandRequest(verb, problem=f"say for how long: `{COMMAND} snooze [ID] 30m`")
+        if problem := snooze_problem(extra[0]):
+            return CommandRequest(verb, problem=problem)
+        return CommandRequest(verb, incident=incident, message=extra[0])
     if verb == "update":
         incident, extra = _split_incident(rest, implied, lambda w: w.lower() in UPDATE_STATUSES)
         if incident is None:
@@ -430,6 +444,10 @@ class IncidentActions:
             return await self.status(request.incident)
         if request.verb == "claim":
             return await self.signal(request.incident, "claim", ClaimSignal(user=user))
+        if request.verb == "snooze":
+            return await self.signal(
+                request.incident, "snooze", SnoozeSignal(user=user, duration=request.message)
+            )
         if request.verb == "acknowledge":
             return await self.signal(
                 request.incident, "acknowledge", AcknowledgeSignal(user=user, source="slack")

@@ -532,3 +532,9 @@ async def test_an_update_no_worker_takes_in_time_goes_as_a_signal(local_env, ser
     assert [s.signal_name for s in signals] == ["claim"]
     assert b"r-slow" in signals[0].input.payloads[0].data
     await handle.terminate("test done")
+
+
+def test_snooze_refuses_a_duration_it_cannot_read_before_asking_temporal() -> None:
+    for duration, needle in (("soon", "is not a duration"), ("3d", "at most 1d")):
+        result = invoke(["snooze", "k-1", duration], TEMPORAL_ADDRESS="127.0.0.1:1")
+        assert_one_error_line(result, 2, "DURATION", needle)

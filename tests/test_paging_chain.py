@@ -20,7 +20,16 @@ from temporalio.exceptions import ApplicationError
 
 from activities.paging.activities import PagingActivities
 from workflows.incident import IncidentWorkflow
-from workflows.models import AcknowledgeSignal, ClaimSignal, IncidentState, ResolveSignal, Severity
+from workflows.models import (
+    AcknowledgeSignal,
+    AlertBatch,
+    AlertEvent,
+    ClaimSignal,
+    IncidentState,
+    ResolveSignal,
+    Severity,
+    SnoozeSignal,
+)
 from workflows.paging_models import (
     DndStatus,
     Page,
@@ -435,3 +444,91 @@ def test_the_shipped_paging_policy_is_the_seed_chain(paging_policy):
     p2 = paging_policy.for_severity(Severity.P2).paging
     assert p2 is not None and [int(r.after.total_seconds() // 3600) for r in p2.unresolved] == [1, 4]
     assert paging_policy.for_severity(Severity.P4).paging is None  # next business day, in the thread
+
+
+# -- snooze: hold reminders, escalation and paging, then resume ------------------------------
+
+P2_CHAIN = {
+    "levels": [
+        {"targets": [{"schedule": "primary"}], "escalate_after": "15m"},
+        {"targets": [{"schedule": "secondary"}], "escalate_after": "15m"},
+        {"targets": [{"schedule": "manager"}]},
+    ],
+}
+
+
+async def test_a_snooze_holds_the_chain_and_it_resumes_with_its_spacing(time_skipping_env, policy, tmp_path):
+    env, stack = time_skipping_env, Stack(tmp_path)
+    async with recorded_worker(
+        env, with_chain(policy, Severity.P2, P2_CHAIN), activities=stack.paging.activities
+    ) as (
+        declare,
+        slack,
+    ):
+        handle = await declare("P2")
+        await env.sleep(timedelta(minutes=2))
+        await handle.signal(
+            IncidentWorkflow.snooze, SnoozeSignal(user="U0PRIME", duration="30m", reason="in a call")
+        )
+        await env.sleep(timedelta(minutes=3))
+        during = await state_of(handle)
+        await env.sleep(timedelta(minutes=60))
+        state = await state_of(handle)
+
+    assert any(d.label == "snooze ends" for d in during.deadlines)
+    assert any(d.label.endswith("(snoozed)") for d in during.deadlines)
+    # Level 2 was due at 15: held by the 30-minute snooze, the chain resumes 30 minutes later.
+    assert stack.slack_pager.at(state.declared_at) == [(0, "U0PRIME"), (45, "U0SECOND"), (60, "U0MANAGER")]
+    assert minutes(state, "snoozed") == [2] and minutes(state, "snooze_over") == [32]
+    assert [p.template for p in slack.posts if p.template.startswith("snooze")] == ["snoozed", "snooze_over"]
+
+
+async def test_a_new_alert_ends_a_snooze_at_once(time_skipping_env, policy, tmp_path):
+    env, stack = time_skipping_env, Stack(tmp_path)
+    async with recorded_worker(
+        env, with_chain(policy, Severity.P2, P2_CHAIN), activities=stack.paging.activities
+    ) as (
+        declare,
+        _,
+    ):
+        handle = await declare("P2")
+        await env.sleep(timedelta(minutes=2))
+        await handle.signal(IncidentWorkflow.snooze, SnoozeSignal(user="U0PRIME", duration="2h"))
+        await env.sleep(timedelta(minutes=8))
+        alert = AlertEvent(
+            source="alertmanager", fingerprint="fp-2", name="BGPDown", summary="BGP down on R2"
+        )
+        await handle.signal(IncidentWorkflow.alerts, AlertBatch(user="alertmanager", alerts=[alert]))
+        await env.sleep(timedelta(minutes=30))
+        state = await state_of(handle)
+
+    # Snoozed from minute 2 to 10 (the alert): level 2, due at 15, comes 8 minutes later.
+    assert stack.slack_pager.at(state.declared_at)[:2] == [(0, "U0PRIME"), (23, "U0SECOND")]
+    ended = [e for e in state.timeline if e.kind == "snooze_over"]
+    assert [e.text for e in ended] == ["snooze ended early: a new alert fired"]
+    assert state.snoozed_until is None
+
+
+async def test_a_snooze_holds_the_reminder_of_a_claimed_incident(time_skipping_env, legacy_policy):
+    env = time_skipping_env
+    async with recorded_worker(env, legacy_policy) as (declare, _):
+        handle = await declare("P1")  # reminders every 15 min after the claim
+        await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="U0PRIME"))
+        await env.sleep(timedelta(minutes=10))
+        await handle.signal(IncidentWorkflow.snooze, SnoozeSignal(user="U0PRIME", duration="20m"))
+        await env.sleep(timedelta(minutes=40))
+        state = await state_of(handle)
+
+    # Due at 15, held to the end of the snooze at 30, then every 15 minutes again.
+    assert minutes(state, "reminder") == [30, 45]
+
+
+def test_a_snooze_that_is_no_duration_or_too_long_is_refused():
+    from workflows.commands import refusal
+
+    state = IncidentState(
+        key="k", workflow_id="incident-k", severity=Severity.P2, title="t", declared_at=datetime.now(UTC)
+    )
+    assert "is not a duration" in (refusal("snooze", SnoozeSignal(user="u", duration="soon"), state) or "")
+    assert "at most 1d" in (refusal("snooze", SnoozeSignal(user="u", duration="2d"), state) or "")
+    assert refusal("snooze", SnoozeSignal(user="u", duration="30m"), state) is None

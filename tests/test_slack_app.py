@@ -582,6 +582,12 @@ def test_parse_command_finds_the_incident_in_the_words_or_the_war_room() -> None
         parse_command("ack", "inc-k-1").incident == "k-1"
         and "name the incident" in parse_command("ack").problem
     )
+    snooze = parse_command("snooze k-1 30m")
+    assert (snooze.verb, snooze.incident, snooze.message, snooze.problem) == ("snooze", "k-1", "30m", "")
+    assert parse_command("snooze 2h", "inc-k-1").incident == "k-1"
+    assert "name the incident" in parse_command("snooze 30m").problem
+    assert "is not a duration" in parse_command("snooze k-1 soon").problem
+    assert "at most 1d" in parse_command("snooze k-1 3d").problem
     update = parse_command("update k-1 bogus text here")
     assert (update.incident, update.status, update.message) == ("k-1", "bogus", "text here")
     assert "name the incident" in parse_command("update fixing the optic").problem

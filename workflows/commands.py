@@ -11,6 +11,7 @@ Pure data and functions: imported once by the worker (passed through the sandbox
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -26,14 +27,17 @@ from .models import (
     Severity,
     SeveritySignal,
     Signal,
+    SnoozeSignal,
     TimelineNote,
     UpdateSignal,
 )
+from .policy import format_duration, parse_duration
 
 # Every command, by its update (and signal) name.
 COMMAND_MODELS: dict[str, type[Signal]] = {
     "claim": ClaimSignal,
     "acknowledge": AcknowledgeSignal,
+    "snooze": SnoozeSignal,
     "update": UpdateSignal,
     "resolve": ResolveSignal,
     "set_severity": SeveritySignal,
@@ -61,6 +65,12 @@ def refusal(kind: str, command: BaseModel, state: IncidentState) -> str | None:
         if state.paging.acknowledged_at is not None:
             by = state.paging.acknowledged_by or "someone"
             return f"already acknowledged by {by} at {state.paging.acknowledged_at:%H:%M} UTC"
+    elif isinstance(command, SnoozeSignal):
+        if closed:
+            return f"the incident is already {phase.value}; there is nothing to snooze"
+        problem = snooze_problem(command.duration)
+        if problem:
+            return problem
     elif isinstance(command, UpdateSignal):
         if command.status.strip().lower() not in UPDATE_STATUSES:
             return f"unknown status {command.status!r}: use one of {', '.join(UPDATE_STATUSES)}"
@@ -81,6 +91,20 @@ def refusal(kind: str, command: BaseModel, state: IncidentState) -> str | None:
     elif isinstance(command, ReviewDoneSignal):
         if phase != Phase.review:
             return f"there is no open review (phase is {phase.value})"
+    return None
+
+
+MAX_SNOOZE = timedelta(hours=24)
+
+
+def snooze_problem(duration: str) -> str | None:
+    """Why `duration` is no snooze (`30m`, `2h`, at most a day), or None."""
+    try:
+        value = parse_duration(duration)
+    except ValueError as exc:
+        return str(exc)
+    if value > MAX_SNOOZE:
+        return f"a snooze is at most {format_duration(MAX_SNOOZE)}; {duration!r} is longer"
     return None
 
 

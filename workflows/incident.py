@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from .incident_commands import CommandSurface, Rejected
     from .incident_input import CHILD_MODELS, IncidentInput, PendingSignal
     from .incident_paging import Paging
+    from .incident_snooze import Snooze
     from .investigation_models import (
         VerificationReport,
     )
@@ -54,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         Severity,
         SeveritySignal,
         Signal,
+        SnoozeSignal,
         TicketReference,
         TimelineEntry,
         TimelineNote,
@@ -84,7 +86,7 @@ RELEASE_2026_12_01 = "release-2026-12-01"
 
 
 @workflow.defn
-class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging):
+class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze):
     @workflow.init
     def __init__(self, input: IncidentInput) -> None:
         self._policy: Policy | None = input.policy
@@ -119,6 +121,8 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging):
             e.request_id: e for e in self._state.timeline if e.request_id is not None
         }
         self._deadline_table = DeadlineTable()
+        # First: a snooze ends before what it held (moved to its end) fires at the same instant.
+        self._add_snooze_deadline()
         self._deadline_table.add("escalation", self._escalation_due, self._escalate)
         self._deadline_table.add("reminder", self._reminder_due, self._remind)
         self._deadline_table.add("review", self._review_due, self._review_expired)
@@ -279,6 +283,8 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging):
                 await self._on_claim(signal)
             elif isinstance(signal, AcknowledgeSignal):
                 await self._on_acknowledge(signal)
+            elif isinstance(signal, SnoozeSignal):
+                await self._on_snooze(signal)
             elif isinstance(signal, UpdateSignal):
                 await self._on_update(signal)
             elif isinstance(signal, ResolveSignal):
@@ -393,6 +399,8 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging):
         self._refuse("set_severity", signal)
         new = Severity.parse(signal.severity)
         old = s.severity
+        if new.value < old.value:  # P1 < P2: raised
+            await self._end_snooze(f"severity raised to {new.value}")
         s.severity = new
         reason = f" ({signal.reason})" if signal.reason else ""
         self._record(
@@ -436,6 +444,8 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging):
         s.timeline.extend(taken.entries)
         firing, cleared, raised_to = taken.firing, taken.cleared, taken.raised_to
         open_ = s.phase in OPEN_PHASES
+        if open_ and (firing or raised_to is not None):
+            await self._end_snooze("severity raised by an alert" if raised_to else "a new alert fired")
         if raised_to is not None and open_:
             old = s.severity
             s.severity = raised_to
@@ -530,14 +540,16 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging):
             return None  # a severity with an escalation chain pages instead (incident_paging.py)
         since = s.last_escalation_at or s.declared_at
         due = since + self._require_policy().escalation_delay(s.severity, since)
-        return Deadline("escalation", due, f"escalation {s.escalations + 1} due")
+        return self._held(Deadline("escalation", due, f"escalation {s.escalations + 1} due"))
 
     def _reminder_due(self) -> Deadline | None:
         s = self._state
         if s.phase not in OPEN_PHASES or s.commander is None:
             return None
         since = max(t for t in (s.claimed_at, s.last_update_at, s.last_reminder_at) if t is not None)
-        return Deadline("reminder", since + self._severity_policy().update_every, "update reminder due")
+        return self._held(
+            Deadline("reminder", since + self._severity_policy().update_every, "update reminder due")
+        )
 
     def _review_due(self) -> Deadline | None:
         s = self._state

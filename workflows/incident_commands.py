@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         ReviewDoneSignal,
         SeveritySignal,
         Signal,
+        SnoozeSignal,
         TimelineEntry,
         TimelineNote,
         UpdateSignal,
@@ -68,6 +69,10 @@ class CommandSurface:
         self._command_signal("acknowledge", raw)
 
     @workflow.signal
+    def snooze(self, raw: Any) -> None:
+        self._command_signal("snooze", raw)
+
+    @workflow.signal
     def update(self, raw: Any) -> None:
         self._command_signal("update", raw)
 
@@ -90,6 +95,10 @@ class CommandSurface:
     @workflow.update(name="acknowledge")
     async def acknowledge_command(self, command: AcknowledgeSignal) -> TimelineEntry:
         return await self._command("acknowledge", command)
+
+    @workflow.update(name="snooze")
+    async def snooze_command(self, command: SnoozeSignal) -> TimelineEntry:
+        return await self._command("snooze", command)
 
     @workflow.update(name="update")
     async def update_command(self, command: UpdateSignal) -> TimelineEntry:
@@ -118,6 +127,10 @@ class CommandSurface:
     @acknowledge_command.validator
     def _validate_acknowledge(self, command: AcknowledgeSignal) -> None:
         self._validate("acknowledge", command)
+
+    @snooze_command.validator
+    def _validate_snooze(self, command: SnoozeSignal) -> None:
+        self._validate("snooze", command)
 
     @update_command.validator
     def _validate_update(self, command: UpdateSignal) -> None:

@@ -24,6 +24,7 @@ from .models import (
     SeveritySignal,
     Signal,
     SlackPost,
+    SnoozeSignal,
     TimelineNote,
     UpdateSignal,
 )
@@ -35,6 +36,7 @@ SIGNAL_MODELS: dict[str, type[Signal]] = {
     "add_to_timeline": TimelineNote,
     "claim": ClaimSignal,
     "acknowledge": AcknowledgeSignal,
+    "snooze": SnoozeSignal,
     "update": UpdateSignal,
     "resolve": ResolveSignal,
     "set_severity": SeveritySignal,

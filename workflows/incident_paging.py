@@ -90,6 +90,8 @@ class Paging:
 
         def _refuse(self, kind: str, command: Any) -> None: ...
 
+        def _held(self, deadline: Deadline | None) -> Deadline | None: ...
+
     @workflow.query
     def paging_acknowledged(self) -> bool:
         """Asked by a page activity just before it pages: has anyone acknowledged meanwhile?"""
@@ -119,7 +121,7 @@ class Paging:
             return None
         loop, index, offset = steps[s.paging.next_step]
         label = f"page level {index + 1}" + (f" (repeat {loop})" if loop else "")
-        return Deadline("page", s.declared_at + offset - s.paging.advanced, f"{label} due")
+        return self._held(Deadline("page", s.declared_at + offset - s.paging.advanced, f"{label} due"))
 
     def _unresolved_due(self) -> Deadline | None:
         s, chain = self._state, self._chain()
@@ -128,7 +130,8 @@ class Paging:
         if s.paging.unresolved_fired >= len(chain.unresolved):
             return None
         rule = chain.unresolved[s.paging.unresolved_fired]
-        return Deadline("unresolved", s.declared_at + rule.after, f"unresolved {format_duration(rule.after)}")
+        due = s.declared_at + rule.after + s.paging.held
+        return self._held(Deadline("unresolved", due, f"unresolved {format_duration(rule.after)}"))
 
     # ------------------------------------------------------------ handlers
 

@@ -146,6 +146,13 @@ class ClaimSignal(Signal):
     pass
 
 
+class SnoozeSignal(Signal):
+    """Hold reminders, escalation and paging for `duration` (`30m`, `2h`); a new alert ends it."""
+
+    duration: str = Field(min_length=1, max_length=20)
+    reason: str = ""
+
+
 class AcknowledgeSignal(Signal):
     """Stop paging: somebody is on it (not necessarily taking IC; the policy says)."""
 
@@ -298,6 +305,8 @@ class IncidentState(Model):
     escalations: int = 0
     messages_posted: int = 0  # also the sequence for idempotency keys
     paging: PagingState = Field(default_factory=PagingState)  # the escalation chain's progress
+    snoozed_at: datetime | None = None  # reminders, escalation and paging held from ...
+    snoozed_until: datetime | None = None  # ... until this (None: not snoozed)
     timeline: list[TimelineEntry] = Field(default_factory=list)
 
     @property

@@ -38,6 +38,7 @@ class PagingState(Model):
     # How much earlier than its offsets the rest of the chain runs: a level whose people were all
     # in Do Not Disturb hands over to the next at once.
     advanced: timedelta = timedelta(0)
+    held: timedelta = timedelta(0)  # snoozed so far: the time-based rules move by it too
     unresolved_fired: int = 0  # rules of PagingPolicy.unresolved already paged
     acknowledged_at: datetime | None = None
     acknowledged_by: str | None = None

@@ -1,0 +1,108 @@
+"""Snooze: hold the incident's reminders, escalation and paging for a while, then resume.
+
+Mixed into IncidentWorkflow. `snooze 30m` (CLI, `/incident snooze`, the update or signal)
+holds every purpose that nags or pages, says so, and the "snooze" purpose of the deadline
+table ends it on time. A held deadline that falls due meanwhile fires when the snooze ends;
+the escalation chain's clock stops for the time snoozed, so its later levels keep their
+spacing. A new firing alert or a severity raise ends a snooze at once: something changed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from .deadlines import Deadline, DeadlineTable
+    from .models import IncidentState, PostedMessage, SnoozeSignal
+    from .policy import format_duration, parse_duration
+
+# The purposes a snooze holds.
+HELD = ("escalation", "reminder", "page", "unresolved")
+
+
+class Snooze:
+    _state: IncidentState
+    _deadline_table: DeadlineTable
+
+    if TYPE_CHECKING:  # provided by IncidentWorkflow and the other mixins
+
+        def _record(
+            self, kind: str, actor: str, text: str, request_id: str | None = None, at: Any = None
+        ) -> None: ...
+
+        def _publish(self) -> None: ...
+
+        def _schedule(self) -> None: ...
+
+        def _refuse(self, kind: str, command: Any) -> None: ...
+
+        async def _post(
+            self,
+            template: str,
+            *,
+            extra: dict[str, Any] | None = None,
+            mentions: list[str] | None = None,
+            channel: str | None = None,
+            in_thread: bool = True,
+            after_investigation: bool = False,
+        ) -> PostedMessage | None: ...
+
+    def _add_snooze_deadline(self) -> None:
+        self._deadline_table.add("snooze", self._snooze_due, self._snooze_over)
+
+    def _held(self, deadline: Deadline | None) -> Deadline | None:
+        """`deadline`, moved to the end of the snooze when it would fall inside it."""
+        until = self._state.snoozed_until
+        if deadline is None or until is None or deadline.due >= until:
+            return deadline
+        return Deadline(deadline.purpose, until, f"{deadline.label} (snoozed)")
+
+    def _snooze_due(self) -> Deadline | None:
+        until = self._state.snoozed_until
+        return None if until is None else Deadline("snooze", until, "snooze ends")
+
+    async def _on_snooze(self, signal: SnoozeSignal) -> None:
+        self._refuse("snooze", signal)
+        s = self._state
+        now = workflow.now()
+        if s.snoozed_until is not None:
+            self._resume(now)  # a new snooze replaces the one running: its time so far counts
+        length = parse_duration(signal.duration)
+        s.snoozed_at, s.snoozed_until = now, now + length
+        reason = f" ({signal.reason})" if signal.reason else ""
+        self._record(
+            "snoozed",
+            signal.user,
+            f"snoozed for {format_duration(length)} until {s.snoozed_until:%H:%M} UTC{reason}:"
+            " reminders, escalation and paging held",
+            signal.request_id,
+        )
+        self._schedule()
+        self._publish()
+        await self._post("snoozed", extra={"author": signal.user, "reason": signal.reason})
+
+    async def _snooze_over(self, now: datetime) -> None:
+        self._resume(now)
+        self._record("snooze_over", "", "snooze over: reminders, escalation and paging resume")
+        self._schedule()
+        await self._post("snooze_over", extra={"why": ""})
+
+    async def _end_snooze(self, why: str) -> None:
+        """A new alert or a severity raise: whatever was held is due again now."""
+        if self._state.snoozed_until is None:
+            return
+        self._resume(workflow.now())
+        self._record("snooze_over", "", f"snooze ended early: {why}")
+        self._schedule()
+        await self._post("snooze_over", extra={"why": why})
+
+    def _resume(self, now: datetime) -> None:
+        s = self._state
+        if s.snoozed_at is not None:
+            # The chain's clock stood still while snoozed: later levels move by the time held.
+            s.paging.advanced -= now - s.snoozed_at
+            s.paging.held += now - s.snoozed_at
+        s.snoozed_at = s.snoozed_until = None
