@@ -23,7 +23,7 @@ virtual minutes by tests/test_slack_outage.py; waiting here for a real minute bo
 two updates cost the suite about 40 s.)
 
 The policy is the default one with Slack calls retried within a second and P1 escalating after
-3 s, so an escalation fires in the outage too (before the claim). The 429 outage lasts 12 s at
+3 s, so an escalation fires in the outage too (before the claim). The 429 outage lasts 6 s at
 least, so the worker's channel pacing and Retry-After are exercised for several rounds.
 """
 
@@ -558,6 +558,6 @@ async def test_slack_429s_with_retry_after_during_a_p1_hold_up_the_thread_not_th
     dev: DevStack,
 ) -> None:
     fault = {"status": 429, "retry_after": 2}
-    seen = await run_outage(dev, f"live-429-{int(time.time())}", fault, hold=12)
+    seen = await run_outage(dev, f"live-429-{int(time.time())}", fault, hold=6)
     check_outage(seen, 429)
     check_thread(seen)
