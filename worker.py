@@ -31,6 +31,7 @@ from activities.tickets import TicketActivities
 from workflows.announcer import ChannelAnnouncer
 from workflows.incident import IncidentWorkflow
 from workflows.investigation import InvestigationWorkflow
+from workflows.maintenance import MaintenanceWorkflow
 from workflows.paging_models import PagingService
 from workflows.policy import Policy, PolicyError, load_policy
 from workflows.tickets import TicketWorkflow
@@ -78,7 +79,13 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
-        workflows=[IncidentWorkflow, TicketWorkflow, InvestigationWorkflow, ChannelAnnouncer],
+        workflows=[
+            IncidentWorkflow,
+            TicketWorkflow,
+            InvestigationWorkflow,
+            ChannelAnnouncer,
+            MaintenanceWorkflow,
+        ],
         # A worker killed with kill -9 leaves its incidents' next tasks on its own sticky queue
         # until this passes; Temporal's 10 s default held an incident up for 10 s after a crash.
         # A busy worker that misses it only replays the history on another poll.
@@ -92,6 +99,7 @@ def build_worker(
             tickets.open_ticket,
             tickets.update_ticket,
             TemporalActivities(client).incident_is_running,
+            TemporalActivities(client).maintenance_window,
             devices.capture_baseline,
             devices.plan_investigation,
             devices.run_investigation_step,

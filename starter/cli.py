@@ -29,7 +29,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
-from temporalio.service import RPCError
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 import activities.settings as ports
 from activities.paging.schedule import (
@@ -63,6 +64,12 @@ from starter.declare import (
 )
 from workflows import limits
 from workflows.commands import snooze_problem
+from workflows.maintenance import (
+    MaintenanceChange,
+    MaintenanceWindow,
+    MaintenanceWorkflow,
+    maintenance_workflow_id,
+)
 from workflows.models import (
     COMMANDER_ATTR,
     PHASE_ATTR,
@@ -84,7 +91,7 @@ from workflows.models import (
     UpdateSignal,
     workflow_id_for,
 )
-from workflows.policy import format_duration
+from workflows.policy import format_duration, parse_duration
 
 T = TypeVar("T")
 
@@ -1227,6 +1234,111 @@ def run(argv: list[str] | None = None) -> int:
         )
         return 1
     return result if isinstance(result, int) else 0
+
+
+# ------------------------------------------------------------------ maintenance windows
+
+maintenance_app = typer.Typer(
+    help="Maintenance windows: alerts for a service in one still open incidents, which page nobody "
+    "until the window ends (severities with a paging chain).",
+    add_completion=False,
+    rich_markup_mode=None,
+)
+app.add_typer(maintenance_app, name="maintenance")
+ServiceOption = Annotated[
+    str, typer.Option("--service", help="The service, as alerts and incidents name it.")
+]
+
+
+@maintenance_app.command("start")
+@_command
+def maintenance_start(
+    service: ServiceOption,
+    length: Annotated[str, typer.Option("--for", help="How long: 30m, 2h, 1d (at most 1w).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why, for the incidents' threads.")] = "",
+    user: UserOption = "",
+) -> None:
+    """Start a window (or move the end of the running one to --for from now)."""
+    service = service.strip()
+    if not service:
+        raise CliError("--service: must not be empty", code=2)
+    try:
+        duration = parse_duration(length)
+    except ValueError as exc:
+        raise CliError(f"--for: {exc}", code=2) from None
+    if duration > timedelta(weeks=1):
+        raise CliError(f"--for: a maintenance window is at most 1w; {length!r} is longer", code=2)
+    settings = _settings()
+    until = datetime.now(UTC) + duration
+    window = MaintenanceWindow(service=service, until=until, reason=reason, by=user or default_user())
+
+    async def go() -> str:
+        client = await _client(settings)
+        try:
+            await client.start_workflow(
+                MaintenanceWorkflow.run,
+                window,
+                id=maintenance_workflow_id(service),
+                task_queue=settings.temporal_task_queue,
+                static_summary=f"Maintenance · {service}",
+            )
+            return "started"
+        except WorkflowAlreadyStartedError:
+            handle = client.get_workflow_handle(maintenance_workflow_id(service))
+            await handle.signal(
+                MaintenanceWorkflow.change, MaintenanceChange(until=until, reason=reason, by=window.by)
+            )
+            return "moved"
+
+    what = _run(go)
+    out.print(f"maintenance of {escape(service)} {what}: until {until:%Y-%m-%d %H:%M} UTC")
+
+
+@maintenance_app.command("end")
+@_command
+def maintenance_end(service: ServiceOption, user: UserOption = "") -> None:
+    """End the service's window now: its open incidents page as usual."""
+    settings = _settings()
+
+    async def go() -> None:
+        client = await _client(settings)
+        handle = client.get_workflow_handle(maintenance_workflow_id(service))
+        try:
+            await handle.signal(
+                MaintenanceWorkflow.change, MaintenanceChange(until=None, by=user or default_user())
+            )
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                raise CliError(f"no maintenance window is open for {service}") from None
+            raise
+
+    _run(go)
+    out.print(f"maintenance of {escape(service)} ended")
+
+
+@maintenance_app.command("list")
+@_command
+def maintenance_list() -> None:
+    """The open windows."""
+    settings = _settings()
+
+    async def go() -> list[MaintenanceWindow]:
+        client = await _client(settings)
+        query = "WorkflowType='MaintenanceWorkflow' AND ExecutionStatus='Running'"
+        found = []
+        async for wf in client.list_workflows(query):
+            found.append(await client.get_workflow_handle(wf.id).query(MaintenanceWorkflow.window))
+        return found
+
+    windows = _run(go)
+    if not windows:
+        out.print("no maintenance window is open")
+        return
+    for w in windows:
+        reason = f" ({escape(w.reason)})" if w.reason else ""
+        out.print(
+            f"{escape(w.service)} until {w.until:%Y-%m-%d %H:%M} UTC{reason}, {len(w.held)} incident(s) held"
+        )
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.paging.activities import PagingActivities
 from workflows.incident import IncidentWorkflow
+from workflows.maintenance import MaintenanceNotice, MaintenanceQuestion
 from workflows.models import (
     AcknowledgeSignal,
     AlertBatch,
@@ -532,3 +533,67 @@ def test_a_snooze_that_is_no_duration_or_too_long_is_refused():
     assert "is not a duration" in (refusal("snooze", SnoozeSignal(user="u", duration="soon"), state) or "")
     assert "at most 1d" in (refusal("snooze", SnoozeSignal(user="u", duration="2d"), state) or "")
     assert refusal("snooze", SnoozeSignal(user="u", duration="30m"), state) is None
+
+
+# -- maintenance windows: the chain starts when the window ends --------------------------------
+
+
+@dataclass
+class RecordedWindow:
+    """The `maintenance_window` activity, answering a window of `minutes` from the question's time."""
+
+    minutes: int
+    asked: list[str] = field(default_factory=list)
+
+    @activity.defn(name="maintenance_window")
+    async def maintenance_window(self, question: MaintenanceQuestion) -> MaintenanceNotice:
+        self.asked.append(question.service)
+        until = activity.info().current_attempt_scheduled_time + timedelta(minutes=self.minutes)
+        return MaintenanceNotice(service=question.service, until=until, reason="router upgrade")
+
+
+async def test_an_incident_declared_in_a_maintenance_window_pages_nobody_until_it_ends(
+    time_skipping_env, policy, tmp_path
+):
+    env, stack, window = time_skipping_env, Stack(tmp_path), RecordedWindow(minutes=60)
+    chain_policy = with_chain(policy, Severity.P2, P2_CHAIN)
+    async with recorded_worker(
+        env, chain_policy, activities=[*stack.paging.activities, window.maintenance_window]
+    ) as (
+        declare,
+        slack,
+    ):
+        handle = await declare("P2", service="wan-site-a")
+        await env.sleep(timedelta(minutes=50))
+        during = await state_of(handle)
+        await env.sleep(timedelta(minutes=50))
+        state = await state_of(handle)
+
+    assert window.asked == ["wan-site-a"]
+    assert during.maintenance_until is not None
+    # Nothing in the window; then the chain as usual from its end: 60, 75, 90.
+    assert stack.slack_pager.at(state.declared_at) == [(60, "U0PRIME"), (75, "U0SECOND"), (90, "U0MANAGER")]
+    held = [p for p in slack.posts if p.template == "maintenance"]
+    assert len(held) == 1 and held[0].extra["reason"] == "router upgrade"
+
+
+async def test_a_maintenance_window_ended_early_starts_the_chain_then(time_skipping_env, policy, tmp_path):
+    env, stack, window = time_skipping_env, Stack(tmp_path), RecordedWindow(minutes=120)
+    chain_policy = with_chain(policy, Severity.P2, P2_CHAIN)
+    async with recorded_worker(
+        env, chain_policy, activities=[*stack.paging.activities, window.maintenance_window]
+    ) as (
+        declare,
+        _,
+    ):
+        handle = await declare("P2", service="wan-site-a")
+        await env.sleep(timedelta(minutes=20))
+        await handle.signal(IncidentWorkflow.maintenance, MaintenanceNotice(service="wan-site-a"))
+        await env.sleep(timedelta(minutes=30))
+        state = await state_of(handle)
+
+    assert stack.slack_pager.at(state.declared_at) == [(20, "U0PRIME"), (35, "U0SECOND"), (50, "U0MANAGER")]
+    assert [e.text for e in state.timeline if e.kind == "maintenance"][-1] == (
+        "maintenance of wan-site-a over: paging as usual"
+    )
+    assert state.maintenance_until is None

@@ -8,7 +8,9 @@ incident's own state and timeline show who acknowledged and through which servic
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,12 +18,14 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.client import WorkflowHandle
+from typer.testing import CliRunner
 
 from activities.settings import Settings
 from sandbox import opsgenie as og_sandbox
 from sandbox import pagerduty as pd_sandbox
 from sandbox.slack import serve_in_background
 from starter.alerts import create_app
+from starter.cli import app
 from workflows import limits
 from workflows.incident import IncidentWorkflow
 from workflows.models import IncidentState, Phase, Severity
@@ -382,3 +386,49 @@ async def test_temporal_unreachable_is_503_with_retry_after_and_other_events_are
     assert ignored.status_code == 200 and ignored.json() == {"ok": True, "ignored": "incident.annotated"}
     assert pinged.status_code == 200 and pinged.json() == {"ok": True, "ignored": "pagey.ping"}
     assert too_big.status_code == 413 and too_big.json()["error"].startswith("body: the body is over")
+
+
+# ------------------------------------------------------------- maintenance windows
+
+
+async def test_a_maintenance_window_holds_paging_until_incident_maintenance_end(
+    stack: Stack, local_env
+) -> None:
+    """`incident maintenance start`, an alert's incident for that service pages nobody and says so;
+    `incident maintenance end`: the chain starts, PagerDuty is paged."""
+    service = f"maint-{uuid.uuid4().hex[:8]}"
+    env = {
+        "TEMPORAL_ADDRESS": local_env.client.service_client.config.target_host,
+        "TEMPORAL_TASK_QUEUE": stack.declare.task_queue,
+        "INCIDENT_USER": "U0OPS",
+    }
+    runner = CliRunner()
+
+    async def cli(args: list[str], env: dict[str, str]) -> Any:  # the CLI runs its own event loop
+        return await asyncio.to_thread(runner.invoke, app, args, env=env)
+
+    started = await cli(
+        ["maintenance", "start", "--service", service, "--for", "1h", "--reason", "upgrade"], env=env
+    )
+    assert started.exit_code == 0 and f"maintenance of {service} started" in started.output, started.output
+    listed = await cli(["maintenance", "list"], env=env)
+    assert service in listed.output and "upgrade" in listed.output, listed.output
+
+    handle = await stack.declare("P1", title="R1 down during its upgrade", service=service)
+
+    async def held() -> IncidentState | None:
+        state = await state_of(handle)
+        return state if any(e.kind == "maintenance" for e in state.timeline) else None
+
+    state = await eventually(held, what="the incident to hold its paging")
+    assert state.maintenance_until is not None
+    assert any("paging held" in e.text for e in state.timeline if e.kind == "maintenance")
+    key = handle.id.removeprefix("incident-")
+    assert (await stack.pagerduty.get("/_sandbox/alerts", params={"dedup_key": key})).json() == []
+
+    ended = await cli(["maintenance", "end", "--service", service], env=env)
+    assert ended.exit_code == 0, ended.output
+    await stack.paged(handle)  # PagerDuty and Opsgenie both paged once the window is over
+    state = await state_of(handle)
+    assert state.maintenance_until is None
+    assert (await cli(["maintenance", "end", "--service", service], env=env)).exit_code == 1

@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from .investigation_models import (
         VerificationReport,
     )
+    from .maintenance import MaintenanceNotice
     from .models import (
         COMMANDER_ATTR,
         PHASE_ATTR,
@@ -133,6 +134,10 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze):
     @workflow.signal
     def alerts(self, batch: AlertBatch) -> None:
         self._enqueue("alerts", batch)
+
+    @workflow.signal
+    def maintenance(self, notice: MaintenanceNotice) -> None:
+        self._enqueue("maintenance", notice)
 
     @workflow.signal
     def ticket_opened(self, ref: TicketRef) -> None:
@@ -266,6 +271,8 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze):
         if not in_triage:
             self._set_phase(Phase.triage)
         await self._start_investigation()
+        if self._chain() is not None:  # a severity that pages: is its service in maintenance?
+            await self._check_maintenance()
         if s.ticket_status != as_posted or not in_triage:
             await self._refresh_header()  # the ticket child could not start
 
@@ -492,6 +499,9 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze):
     async def _on_child_report(self, report: BaseModel) -> None:
         """What the ticket and the investigation children tell the incident."""
         s = self._state
+        if isinstance(report, MaintenanceNotice):
+            await self._on_maintenance(report)
+            return
         if isinstance(report, TicketRef):
             if report.enabled:
                 s.ticket_ref = TicketReference(

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from .device_models import Analysis, Baseline
 from .investigation_models import VerificationReport
+from .maintenance import MaintenanceNotice
 from .models import (
     AcknowledgeSignal,
     AlertBatch,
@@ -50,6 +51,7 @@ CHILD_MODELS: dict[str, type[BaseModel]] = {
     "baseline_captured": Baseline,
     "investigation_done": Analysis,
     "verification_done": VerificationReport,
+    "maintenance": MaintenanceNotice,  # from the service's MaintenanceWorkflow
 }
 
 

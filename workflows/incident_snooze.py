@@ -9,18 +9,21 @@ spacing. A new firing alert or a severity raise ends a snooze at once: something
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from .deadlines import Deadline, DeadlineTable
+    from .maintenance import MaintenanceNotice, MaintenanceQuestion
     from .models import IncidentState, PostedMessage, SnoozeSignal
     from .policy import format_duration, parse_duration
 
-# The purposes a snooze holds.
-HELD = ("escalation", "reminder", "page", "unresolved")
+# Activity names, registered by worker.py (workflow code must not import activities/).
+MAINTENANCE_WINDOW = "maintenance_window"
 
 
 class Snooze:
@@ -54,11 +57,65 @@ class Snooze:
         self._deadline_table.add("snooze", self._snooze_due, self._snooze_over)
 
     def _held(self, deadline: Deadline | None) -> Deadline | None:
-        """`deadline`, moved to the end of the snooze when it would fall inside it."""
+        """`deadline`, moved to the end of a snooze it falls in."""
         until = self._state.snoozed_until
         if deadline is None or until is None or deadline.due >= until:
             return deadline
         return Deadline(deadline.purpose, until, f"{deadline.label} (snoozed)")
+
+    # ------------------------------------------------------------ maintenance windows
+
+    async def _check_maintenance(self) -> None:
+        """At declaration, for a severity that pages: is the service in a maintenance window?"""
+        s = self._state
+        if not s.service:
+            return
+        try:
+            notice = await workflow.execute_activity(
+                MAINTENANCE_WINDOW,
+                MaintenanceQuestion(service=s.service, incident_workflow_id=s.workflow_id),
+                result_type=MaintenanceNotice,
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+                summary=f"is {s.service} in maintenance?",
+            )
+        except ActivityError as err:
+            self._record(
+                "paging_note", "", f"maintenance window of {s.service} unknown: {err}; paging as usual"
+            )
+            return
+        if notice.until is not None and notice.until > workflow.now():
+            await self._on_maintenance(notice)
+
+    async def _on_maintenance(self, notice: MaintenanceNotice) -> None:
+        """The window starts, moves or ends: the escalation chain starts (again) at its end.
+
+        The chain's offsets move by the change, so the first level is paged when the window ends
+        and the next ones keep their spacing after it (not all at once)."""
+        s = self._state
+        now = workflow.now()
+        if notice.until is None and s.maintenance_until is None:
+            return
+        was = max(s.maintenance_until, now) if s.maintenance_until is not None else now
+        will = max(notice.until, now) if notice.until is not None else now
+        s.paging.advanced -= will - was
+        s.paging.held += will - was
+        reason = f" ({notice.reason})" if notice.reason else ""
+        if notice.until is None or notice.until <= now:
+            s.maintenance_until = None
+            self._record("maintenance", "", f"maintenance of {notice.service} over: paging as usual")
+        else:
+            s.maintenance_until = notice.until
+            self._record(
+                "maintenance",
+                "",
+                f"{notice.service} is in maintenance until {notice.until:%H:%M} UTC{reason}: paging held",
+            )
+        self._schedule()
+        self._publish()
+        await self._post(
+            "maintenance", extra={"service": notice.service, "until": notice.until, "reason": notice.reason}
+        )
 
     def _snooze_due(self) -> Deadline | None:
         until = self._state.snoozed_until

@@ -307,6 +307,8 @@ class IncidentState(Model):
     paging: PagingState = Field(default_factory=PagingState)  # the escalation chain's progress
     snoozed_at: datetime | None = None  # reminders, escalation and paging held from ...
     snoozed_until: datetime | None = None  # ... until this (None: not snoozed)
+    # Its service's maintenance window (a paging severity declared in one): paging held until then.
+    maintenance_until: datetime | None = None
     timeline: list[TimelineEntry] = Field(default_factory=list)
 
     @property
