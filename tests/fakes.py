@@ -10,6 +10,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.paging.activities import PagingActivities
+from workflows.maintenance import MaintenanceNotice, MaintenanceQuestion
 from workflows.models import PostedMessage, SlackHeaderUpdate, SlackPost, SlackReaction
 from workflows.paging_models import Page, PageDelivered, PagingUpdate, ResolveTargets, TargetsResolved
 from workflows.policy import Policy
@@ -74,6 +75,10 @@ class RecordedSlack:
     async def update_paging_service(self, update: PagingUpdate) -> None:
         pass
 
+    @activity.defn(name="maintenance_window")
+    async def maintenance_window(self, question: MaintenanceQuestion) -> MaintenanceNotice:
+        return MaintenanceNotice(service=question.service)  # no window open
+
     @property
     def activities(self) -> list:
         return [
@@ -84,6 +89,7 @@ class RecordedSlack:
             self.resolve_page_targets,
             self.send_page,
             self.update_paging_service,
+            self.maintenance_window,
         ]
 
     def templates(self) -> list[str]:

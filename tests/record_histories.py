@@ -119,13 +119,51 @@ async def p4_expires(env: Any, declare: Any) -> str:
     return handle.id
 
 
-async def _with_recorded_worker(env: Any, scenario: Callable[[Any, Any], Awaitable[str]]) -> str:
+async def p1_paged(env: Any, declare: Any) -> str:
+    """A P1 under config/policy-paging.yaml: levels 1 and 2 paged, a snooze, an acknowledgement,
+    the claim, a time-based rule, resolve, review."""
+    from workflows.incident import IncidentWorkflow
+    from workflows.models import AcknowledgeSignal, ClaimSignal, ResolveSignal, ReviewDoneSignal, SnoozeSignal
+
+    handle = await declare("P1", title="R1 unreachable, WAN outage Site A", service="wan-site-a")
+    await env.sleep(timedelta(minutes=7))  # levels 1 (minute 0) and 2 (minute 5)
+    await handle.signal(
+        IncidentWorkflow.snooze, SnoozeSignal(user="U0BOB", duration="10m", reason="rebooting")
+    )
+    await env.sleep(timedelta(minutes=13))
+    await handle.signal(IncidentWorkflow.acknowledge, AcknowledgeSignal(user="U0BOB", source="slack"))
+    await env.sleep(timedelta(minutes=5))
+    await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="U0BOB"))
+    await env.sleep(timedelta(minutes=31))  # the 30-minute rule, moved by the 10-minute snooze
+    await handle.signal(IncidentWorkflow.resolve, ResolveSignal(user="U0BOB", resolution="R1 reloaded"))
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(IncidentWorkflow.review_done, ReviewDoneSignal(user="U0BOB", notes="done"))
+    await handle.result()
+    return handle.id
+
+
+async def _with_recorded_worker(
+    env: Any, scenario: Callable[[Any, Any], Awaitable[str]], policy_file: str | None = None
+) -> str:
     from workflows.policy import load_policy
 
     from .workflow_harness import recorded_worker
 
-    async with recorded_worker(env, load_policy()) as (declare, _):
+    async with recorded_worker(env, load_policy(policy_file)) as (declare, _):
         return await scenario(env, declare)
+
+
+async def p1_paged_chain(env: Any, tmp: Path) -> list[Recording]:
+    """p1_paged with fake Slack and fake paging services, tickets off."""
+    workflow_id = await _with_recorded_worker(env, p1_paged, str(ROOT / "config" / "policy-paging.yaml"))
+    return [
+        Recording(
+            "p1-paged-snoozed-acknowledged",
+            workflow_id,
+            "P1 on config/policy-paging.yaml: levels 1-2 paged, snooze 10m, acknowledged, claimed, "
+            "unresolved rule, resolve, review (time-skipping server, fake Slack and pagers)",
+        )
+    ]
 
 
 async def r1_outage_p1(env: Any, tmp: Path) -> list[Recording]:
@@ -395,7 +433,11 @@ async def ticket_stand_in(env: Any, tmp: Path) -> list[Recording]:
     ]
 
 
-TIME_SKIPPING: dict[str, Scenario] = {"r1-outage-p1": r1_outage_p1, "p4-unclaimed": p4_unclaimed}
+TIME_SKIPPING: dict[str, Scenario] = {
+    "r1-outage-p1": r1_outage_p1,
+    "p4-unclaimed": p4_unclaimed,
+    "p1-paged": p1_paged_chain,
+}
 DEV_SERVER: dict[str, Scenario] = {
     "r1-outage-children": r1_outage_children,
     "ticket-stand-in": ticket_stand_in,
