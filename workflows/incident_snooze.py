@@ -24,6 +24,8 @@ with workflow.unsafe.imports_passed_through():
 
 # Activity names, registered by worker.py (workflow code must not import activities/).
 MAINTENANCE_WINDOW = "maintenance_window"
+# The escalation chain's purposes: their offsets move by the time snoozed.
+CHAIN = ("page", "unresolved")
 
 
 class Snooze:
@@ -57,11 +59,19 @@ class Snooze:
         self._deadline_table.add("snooze", self._snooze_due, self._snooze_over)
 
     def _held(self, deadline: Deadline | None) -> Deadline | None:
-        """`deadline`, moved to the end of a snooze it falls in."""
-        until = self._state.snoozed_until
-        if deadline is None or until is None or deadline.due >= until:
+        """`deadline` as the snooze moves it: the chain's pages by the snooze's length (its clock
+        stands still), a reminder or a mention escalation to the snooze's end."""
+        s = self._state
+        until = s.snoozed_until
+        if deadline is None or until is None:
             return deadline
-        return Deadline(deadline.purpose, until, f"{deadline.label} (snoozed)")
+        due = deadline.due
+        if deadline.purpose in CHAIN and s.snoozed_at is not None:
+            due += until - s.snoozed_at  # where it will be once the snooze is over
+        due = max(due, until)
+        if due == deadline.due:
+            return deadline
+        return Deadline(deadline.purpose, due, f"{deadline.label} (snoozed)")
 
     # ------------------------------------------------------------ maintenance windows
 
