@@ -601,3 +601,29 @@ async def test_a_maintenance_window_ended_early_starts_the_chain_then(time_skipp
         "maintenance of wan-site-a over: paging as usual"
     )
     assert state.maintenance_until is None
+
+
+def test_the_schedules_are_read_again_when_a_file_changes_not_at_every_page(tmp_path):
+    overrides = tmp_path / "overrides.yaml"
+    paging = PagingActivities(
+        {}, client=None, dnd=None, oncall_file=oncall_file(tmp_path), overrides_file=overrides
+    )
+    first = paging._oncall()
+    assert paging._oncall() is first  # unchanged files: parsed once
+    start = datetime.now(UTC) + timedelta(hours=1)
+    overrides.write_text(
+        yaml.safe_dump(
+            {
+                "overrides": [
+                    {
+                        "schedule": "primary",
+                        "user": "U0NEXT",
+                        "from": start.isoformat(),
+                        "to": (start + timedelta(hours=1)).isoformat(),
+                    }
+                ]
+            }
+        )
+    )
+    again = paging._oncall()
+    assert again is not first and [o.user for o in again.overrides] == ["U0NEXT"]

@@ -1,7 +1,8 @@
 """The paging activities: who a level's targets are now, a page, and telling a service it is over.
 
-- `resolve_page_targets` reads the schedules (config/oncall.yaml and its overrides, read again at
-  each call so an override added a minute ago counts) at the moment the level fires, and asks
+- `resolve_page_targets` reads the schedules (config/oncall.yaml and its overrides, read again
+  whenever either file changed, so an override added a minute ago counts) at the moment the
+  level fires, and asks
   Slack for each person's Do Not Disturb. Slack failing is no reason to page nobody: the person
   is then taken as not in DND and the problem is said in the incident's timeline.
 - `send_page` asks the incident, just before it pages, whether it was acknowledged meanwhile
@@ -35,7 +36,14 @@ from workflows.paging_models import (
 )
 
 from .backend import PagingBackend
-from .schedule import OnCall, OnCallError, load_oncall, on_call
+from .schedule import (
+    OnCall,
+    OnCallError,
+    default_oncall_file,
+    default_overrides_file,
+    load_oncall,
+    on_call,
+)
 
 DND_TIMEOUT = 3.0  # seconds for one dnd.info: a page waits for nobody's DND longer than this
 
@@ -56,11 +64,19 @@ class PagingActivities:
         self._backends = dict(backends)
         self._client = client
         self._dnd = dnd
-        self._oncall_file = oncall_file
-        self._overrides_file = overrides_file
+        self._oncall_file = Path(oncall_file) if oncall_file else default_oncall_file()
+        self._overrides_file = (
+            Path(overrides_file) if overrides_file else default_overrides_file(self._oncall_file)
+        )
+        self._loaded: tuple[tuple[float, float], OnCall] | None = None
 
     def _oncall(self) -> OnCall:
-        return load_oncall(self._oncall_file, self._overrides_file)
+        """The schedules and overrides, read again only when either file changed (an override
+        added a minute ago counts; a storm of pages does not parse the YAML once per level)."""
+        stamp = (_mtime(self._oncall_file), _mtime(self._overrides_file))
+        if self._loaded is None or self._loaded[0] != stamp:
+            self._loaded = (stamp, load_oncall(self._oncall_file, self._overrides_file))
+        return self._loaded[1]
 
     @activity.defn(name="resolve_page_targets")
     async def resolve_page_targets(self, request: ResolveTargets) -> TargetsResolved:
@@ -167,3 +183,10 @@ def _person(oncall: OnCall | None, user: str) -> PagedPerson:
     if known is None:
         return PagedPerson(user_id=user)
     return PagedPerson(user_id=user, name=known.name, email=known.email or None, phone=known.phone or None)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime_ns / 1e9
+    except OSError:
+        return -1.0  # missing (no overrides file yet): changes when it appears
