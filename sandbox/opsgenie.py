@@ -74,6 +74,10 @@ from .paging_common import (
     FaultQueue,
     JsonStateFile,
     WebhookLog,
+    bad_request,
+    control_faults,
+    control_json,
+    control_reset,
     deliver_webhook,
     iso,
     parse_keys,
@@ -401,13 +405,6 @@ def _authorized(request: Request) -> bool:
     return any(hmac.compare_digest(key.strip().encode(), k.encode()) for k in sb.api_keys)
 
 
-async def _json(request: Request) -> Any:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    return json.loads(raw)
-
-
 def api(handler):
     """Authentication, faults and timing around one Alert API endpoint."""
 
@@ -448,13 +445,13 @@ def _identifier(request: Request) -> tuple[str, str]:
 
 @api
 async def create_alert(sb: OpsgenieSandbox, request: Request, started: float) -> Response:
-    return _accepted(sb.create(await _json(request)), started)
+    return _accepted(sb.create(await control_json(request)), started)
 
 
 def _alert_action(action: str):
     async def handler(sb: OpsgenieSandbox, request: Request, started: float) -> Response:
         identifier, kind = _identifier(request)
-        body = await _json(request)
+        body = await control_json(request)
         if not isinstance(body, dict):
             raise Unprocessable({"body": "Request body must be a JSON object"})
         if action == "AddResponder":
@@ -489,10 +486,6 @@ async def request_status(sb: OpsgenieSandbox, request: Request, started: float) 
 # -- control API (/_sandbox) -----------------------------------------------------------------
 
 
-def _bad_request(message: str, status: int = 400) -> Response:
-    return JSONResponse({"ok": False, "error": message}, status_code=status)
-
-
 async def control_alerts(request: Request) -> Response:
     """Every alert, oldest first, with who was notified; ?alias= filters."""
     sb: OpsgenieSandbox = request.app.state.sandbox
@@ -505,36 +498,16 @@ async def control_requests(request: Request) -> Response:
     return JSONResponse([{"requestId": k, **v} for k, v in sb.requests.items()])
 
 
-async def control_faults(request: Request) -> Response:
-    """POST {"status", "method"?, "count"?, "retry_after"?, "delay"?, "perform"?} (or a list); DELETE clears."""
-    sb: OpsgenieSandbox = request.app.state.sandbox
-    if request.method == "DELETE":
-        sb.faults.clear()
-    elif request.method == "POST":
-        try:
-            spec = await _json(request)
-            for item in spec if isinstance(spec, list) else [spec]:
-                sb.faults.add(item)
-        except (ValueError, TypeError) as exc:
-            return _bad_request(str(exc))
-    return JSONResponse({"ok": True, "faults": sb.faults.faults})
-
-
-async def control_reset(request: Request) -> Response:
-    request.app.state.sandbox.reset()
-    return JSONResponse({"ok": True})
-
-
 async def control_config(request: Request) -> Response:
     """GET: where callbacks go; POST {"webhook_url"?, "webhook_token"?} changes it (the token is not shown)."""
     sb: OpsgenieSandbox = request.app.state.sandbox
     if request.method == "POST":
         try:
-            spec = await _json(request)
+            spec = await control_json(request)
             if not isinstance(spec, dict):
                 raise ValueError("expected {'webhook_url'?: str, 'webhook_token'?: str}")
         except ValueError as exc:
-            return _bad_request(str(exc))
+            return bad_request(str(exc))
         if "webhook_url" in spec:
             sb.webhook_url = spec["webhook_url"] or None
         if "webhook_token" in spec:
@@ -557,14 +530,14 @@ def _person_action(action: str):
         """POST {"alias", "user"}: a person acts on the alert in Opsgenie's app; the webhook callback follows."""
         sb: OpsgenieSandbox = request.app.state.sandbox
         try:
-            spec = await _json(request)
+            spec = await control_json(request)
             alias = str(spec["alias"])
             user = str(spec.get("user") or "sandbox.user@example.com")
         except (ValueError, TypeError, KeyError) as exc:
-            return _bad_request(f"expected {{'alias': str, 'user'?: str}}: {exc}")
+            return bad_request(f"expected {{'alias': str, 'user'?: str}}: {exc}")
         alert = sb.find(alias, "alias")
         if alert is None or alert["status"] != "open":
-            return _bad_request(f"no open alert with alias {alias!r}", status=404)
+            return bad_request(f"no open alert with alias {alias!r}", status=404)
         request_id, _ = sb.act(alias, "alias", action, {"user": user, "note": "from the app"})
         body = sb.webhook_body(alert, action, user)
         delivery = await deliver_webhook(sb.webhook_url, body, sb.webhook_headers(), sb.webhooks, action)

@@ -75,6 +75,10 @@ from .paging_common import (
     FaultQueue,
     JsonStateFile,
     WebhookLog,
+    bad_request,
+    control_faults,
+    control_json,
+    control_reset,
     deliver_webhook,
     iso,
     parse_keys,
@@ -474,15 +478,6 @@ async def _enqueue(sb: PagerDutySandbox, request: Request) -> Response:
 # -- control API (/_sandbox) -------------------------------------------------------------
 
 
-async def _control_json(request: Request) -> Any:
-    raw = await request.body()
-    return json.loads(raw) if raw.strip() else {}
-
-
-def _bad_request(message: str, status: int = 400) -> Response:
-    return JSONResponse({"ok": False, "error": message}, status_code=status)
-
-
 async def control_events(request: Request) -> Response:
     """Every event received, oldest first; ?dedup_key= filters."""
     sb: PagerDutySandbox = request.app.state.sandbox
@@ -497,36 +492,16 @@ async def control_alerts(request: Request) -> Response:
     return JSONResponse([sb.alert_view(a) for a in sb.alerts if wanted is None or a["dedup_key"] == wanted])
 
 
-async def control_faults(request: Request) -> Response:
-    """POST {"status", "count"?, "retry_after"?, "delay"?, "perform"?} (or a list); DELETE clears."""
-    sb: PagerDutySandbox = request.app.state.sandbox
-    if request.method == "DELETE":
-        sb.faults.clear()
-    elif request.method == "POST":
-        try:
-            spec = await _control_json(request)
-            for item in spec if isinstance(spec, list) else [spec]:
-                sb.faults.add(item)
-        except (ValueError, TypeError) as exc:
-            return _bad_request(str(exc))
-    return JSONResponse({"ok": True, "faults": sb.faults.faults})
-
-
-async def control_reset(request: Request) -> Response:
-    request.app.state.sandbox.reset()
-    return JSONResponse({"ok": True})
-
-
 async def control_config(request: Request) -> Response:
     """GET: where webhooks go; POST {"webhook_url"?, "webhook_secret"?} changes it (the secret is not shown)."""
     sb: PagerDutySandbox = request.app.state.sandbox
     if request.method == "POST":
         try:
-            spec = await _control_json(request)
+            spec = await control_json(request)
             if not isinstance(spec, dict):
                 raise ValueError("expected {'webhook_url'?: str, 'webhook_secret'?: str}")
         except ValueError as exc:
-            return _bad_request(str(exc))
+            return bad_request(str(exc))
         if "webhook_url" in spec:
             sb.webhook_url = spec["webhook_url"] or None
         if "webhook_secret" in spec:
@@ -550,14 +525,14 @@ def _person_action(action: str, event_type: str):
         """POST {"dedup_key", "user"}: a person acts on the open alert in PagerDuty's app; a V3 webhook follows."""
         sb: PagerDutySandbox = request.app.state.sandbox
         try:
-            spec = await _control_json(request)
+            spec = await control_json(request)
             dedup_key = str(spec["dedup_key"])
             user = str(spec.get("user") or "Sandbox User")
         except (ValueError, TypeError, KeyError) as exc:
-            return _bad_request(f"expected {{'dedup_key': str, 'user'?: str}}: {exc}")
+            return bad_request(f"expected {{'dedup_key': str, 'user'?: str}}: {exc}")
         done = sb.act(dedup_key, action, user)
         if done is None:
-            return _bad_request(f"no open alert with dedup_key {dedup_key!r}", status=404)
+            return bad_request(f"no open alert with dedup_key {dedup_key!r}", status=404)
         alert, record = done
         body = sb.webhook_body(alert, event_type, user, record["at"])
         delivery = await deliver_webhook(

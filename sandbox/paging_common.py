@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 log = logging.getLogger("sandbox.paging")
 
@@ -206,3 +208,36 @@ PAGE_STYLE = """
 def iso(at: float) -> str:
     """An epoch time as ISO 8601 UTC with milliseconds, as both services write times."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{int(at * 1000) % 1000:03d}Z"
+
+
+# -- control endpoints both sandboxes serve the same way ------------------------------------
+
+
+async def control_json(request: Request) -> Any:
+    """A control or API request's JSON body; an empty body is {}."""
+    raw = await request.body()
+    return json.loads(raw) if raw.strip() else {}
+
+
+def bad_request(message: str, status: int = 400) -> Response:
+    return JSONResponse({"ok": False, "error": message}, status_code=status)
+
+
+async def control_faults(request: Request) -> Response:
+    """POST {"status", "method"?, "count"?, "retry_after"?, "delay"?, "perform"?} (or a list); DELETE clears."""
+    sb = request.app.state.sandbox
+    if request.method == "DELETE":
+        sb.faults.clear()
+    elif request.method == "POST":
+        try:
+            spec = await control_json(request)
+            for item in spec if isinstance(spec, list) else [spec]:
+                sb.faults.add(item)
+        except (ValueError, TypeError) as exc:
+            return bad_request(str(exc))
+    return JSONResponse({"ok": True, "faults": sb.faults.faults})
+
+
+async def control_reset(request: Request) -> Response:
+    request.app.state.sandbox.reset()
+    return JSONResponse({"ok": True})
