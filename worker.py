@@ -76,6 +76,7 @@ def build_worker(
     devices = backends.devices
     policies = PolicyActivities(policy, tickets_off_because=backends.tickets_off_because)
     paging = paging_activities(client, settings, backends)
+    temporal = TemporalActivities(client)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -98,8 +99,8 @@ def build_worker(
             chat.upload_slack_file,
             tickets.open_ticket,
             tickets.update_ticket,
-            TemporalActivities(client).incident_is_running,
-            TemporalActivities(client).maintenance_window,
+            temporal.incident_is_running,
+            temporal.maintenance_window,
             devices.capture_baseline,
             devices.plan_investigation,
             devices.run_investigation_step,

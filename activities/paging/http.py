@@ -8,12 +8,13 @@ Retry-After when the service sent one.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import timedelta
 from typing import Any
 
 import httpx
 from temporalio.exceptions import ApplicationError
+
+from activities.retry_after import retry_after
 
 DEFAULT_RETRY_AFTER = timedelta(seconds=5)  # 429 without Retry-After
 
@@ -86,21 +87,3 @@ def error_reason(response: httpx.Response) -> str:
     elif isinstance(errors, dict) and errors:
         parts.append("; ".join(f"{k}: {v}" for k, v in errors.items()))
     return ": ".join(parts)
-
-
-def retry_after(response: httpx.Response) -> timedelta | None:
-    """Retry-After as seconds or an HTTP date; at least one second."""
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return timedelta(seconds=max(1.0, seconds))

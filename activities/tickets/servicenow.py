@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Generator
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -34,6 +33,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.rendering import render
+from activities.retry_after import retry_after
 from workflows.models import Severity
 from workflows.ticket_models import (
     TicketChange,
@@ -292,7 +292,7 @@ def _as_application_error(response: httpx.Response, what: str) -> ApplicationErr
     status = response.status_code
     reason = _error_reason(response)
     if status == 429:
-        delay = _retry_after(response) or DEFAULT_RETRY_AFTER
+        delay = retry_after(response) or DEFAULT_RETRY_AFTER
         return ApplicationError(
             f"ServiceNow rate limit on the {what}: retry after {delay.total_seconds():.0f}s",
             {"status": status},
@@ -304,7 +304,7 @@ def _as_application_error(response: httpx.Response, what: str) -> ApplicationErr
             f"ServiceNow could not take the {what} now: {status} {reason}",
             {"status": status},
             type="ServiceNowUnavailable",
-            next_retry_delay=_retry_after(response),
+            next_retry_delay=retry_after(response),
         )
     # 400 bad field or query, 401 credentials, 403 ACL, 404 no such ticket: a person must act.
     return ApplicationError(
@@ -324,21 +324,3 @@ def _error_reason(response: httpx.Response) -> str:
         message = detail = None
     message = message or response.reason_phrase or "error"
     return f"{message} ({detail})" if detail else str(message)
-
-
-def _retry_after(response: httpx.Response) -> timedelta | None:
-    """Retry-After as seconds or an HTTP date; at least one second."""
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return timedelta(seconds=max(1.0, seconds))
