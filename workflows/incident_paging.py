@@ -121,7 +121,7 @@ class Paging:
             return None
         loop, index, offset = steps[s.paging.next_step]
         label = f"page level {index + 1}" + (f" (repeat {loop})" if loop else "")
-        return self._held(Deadline("page", s.declared_at + offset - s.paging.advanced, f"{label} due"))
+        return self._held(Deadline("page", self._step_due(offset), f"{label} due"))
 
     def _unresolved_due(self) -> Deadline | None:
         s, chain = self._state, self._chain()
@@ -130,8 +130,17 @@ class Paging:
         if s.paging.unresolved_fired >= len(chain.unresolved):
             return None
         rule = chain.unresolved[s.paging.unresolved_fired]
-        due = s.declared_at + rule.after + s.paging.held
-        return self._held(Deadline("unresolved", due, f"unresolved {format_duration(rule.after)}"))
+        return self._held(
+            Deadline("unresolved", self._rule_due(rule.after), f"unresolved {format_duration(rule.after)}")
+        )
+
+    def _step_due(self, offset: timedelta) -> datetime:
+        """When a step of the chain is due: its offset, moved by skipped levels and snoozes."""
+        return self._state.declared_at + offset - self._state.paging.advanced
+
+    def _rule_due(self, after: timedelta) -> datetime:
+        """When a time-based rule is due: its `after`, moved by the time snoozed."""
+        return self._state.declared_at + after + self._state.paging.held
 
     # ------------------------------------------------------------ handlers
 
@@ -145,7 +154,7 @@ class Paging:
         if level.notify == "round_robin":
             turn = s.paging.turns.get(index, 0)
             s.paging.turns[index] = turn + 1
-        due = s.declared_at + offset - s.paging.advanced
+        due = self._step_due(offset)
         late = now - due
         what = f"level {index + 1}" + (f", repeat {loop}" if loop else "")
         why = (
@@ -179,7 +188,7 @@ class Paging:
             f"unresolved after {after}",
             loop=0,
             level=len(chain.levels) + s.paging.unresolved_fired,
-            due=s.declared_at + rule.after,
+            due=self._rule_due(rule.after),
             rule=f"unresolved {after}",
         )
 
