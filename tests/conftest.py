@@ -18,6 +18,12 @@ TEMPORAL_CLI = BIN / "temporal"
 TEST_SERVER = BIN / "temporal-test-server"
 ROOT = Path(__file__).resolve().parent.parent
 
+# pytest-xdist's workers inherit COLUMNS=80 and LINES=24, which would fix the CLI's console width
+# at import and wrap every table the tests read (and `incident dev`'s, a subprocess's); the tests
+# that care set COLUMNS themselves.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
+
 _exit_status = 0
 
 
