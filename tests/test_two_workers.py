@@ -29,6 +29,7 @@ from datetime import UTC, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
@@ -42,6 +43,10 @@ from workflows.incident import IncidentWorkflow
 from .conftest import ROOT
 from .processes import WorkerProcess
 from .stack import end_announcers, eventually, idempotency_keys, terminate_all
+
+# Its roll-up bound is a timing bound: beside another test process on 2 cores it was overtaken by
+# 18 of 24; scripts/test runs it alone, after the rest.
+pytestmark = pytest.mark.alone
 
 COUNT = int(os.environ.get("TWO_WORKERS_INCIDENTS", "24"))
 KILL_AFTER = max(5, COUNT // 4)  # declarations in Slack when a worker is killed
