@@ -158,9 +158,14 @@ class Stack:
     def __init__(self, tmp_path: Path, handoff_at: datetime | None = None) -> None:
         self.slack_pager = RecordedPager(PagingService.slack)
         self.pagerduty = RecordedPager(PagingService.pagerduty)
+        self.opsgenie = RecordedPager(PagingService.opsgenie)
         self.dnd = RecordedDnd()
         self.paging = PagingActivities(
-            {PagingService.slack: self.slack_pager, PagingService.pagerduty: self.pagerduty},
+            {
+                PagingService.slack: self.slack_pager,
+                PagingService.pagerduty: self.pagerduty,
+                PagingService.opsgenie: self.opsgenie,
+            },
             client=None,
             dnd=self.dnd,
             oncall_file=oncall_file(tmp_path, handoff_at),
@@ -252,7 +257,7 @@ async def test_a_claim_at_14m59s_means_no_page_at_15m_anywhere(time_skipping_env
             {"targets": [{"schedule": "primary"}], "escalate_after": "15m"},
             {"targets": [{"schedule": "secondary"}]},
         ],
-        "via": ["slack", "pagerduty"],
+        "via": ["slack", "pagerduty", "opsgenie"],
     }
     async with recorded_worker(
         env, with_chain(policy, Severity.P2, chain), activities=stack.paging.activities
@@ -268,11 +273,14 @@ async def test_a_claim_at_14m59s_means_no_page_at_15m_anywhere(time_skipping_env
 
     assert stack.slack_pager.at(state.declared_at) == [(0, "U0PRIME")]
     assert stack.pagerduty.at(state.declared_at) == [(0, "U0PRIME")]
+    assert stack.opsgenie.at(state.declared_at) == [(0, "U0PRIME")]
     assert minutes(state, "paging") == [0]
-    # PagerDuty hears the acknowledgement (the claim) once.
-    assert [(u.action, u.service) for _, u in stack.pagerduty.updates] == [
-        (PagingAction.acknowledge, PagingService.pagerduty)
-    ]
+    # PagerDuty and Opsgenie each hear the acknowledgement (the claim) once, at 14:59.
+    for pager in (stack.pagerduty, stack.opsgenie):
+        assert [(u.action, u.service) for _, u in pager.updates] == [
+            (PagingAction.acknowledge, pager.service)
+        ]
+        assert [round((t - state.declared_at).total_seconds()) for t, _ in pager.updates] == [899]
     assert state.paging.acknowledged_by == "U0PRIME"
 
 
