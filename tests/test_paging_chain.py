@@ -215,6 +215,12 @@ async def test_a_p1_nobody_acknowledges_pages_each_level_on_its_minute_repeats_o
     assert len(paged) == 8
     first = paged[0].extra["people"][0]
     assert first["user"] == "U0PRIME" and "Do Not Disturb, paged anyway" in first["note"]
+    # Past level 1 the line says why the chain moved on ("Escalated to @x ...: no acknowledgement after 5m").
+    assert [p.extra["escalated"] for p in paged[:3]] == [
+        "",
+        "no acknowledgement after 5m",
+        "no acknowledgement after 15m",
+    ]
     assert {r.outcome for r in state.paging.pages} == {"sent"}
     assert "page level" not in " ".join(d.label for d in state.deadlines)  # the chain is over
 

@@ -170,7 +170,16 @@ class Paging:
             + ")",
         )
         self._schedule()
-        self._start_pages(level.targets, chain, what, loop=loop, level=index + 1, due=due, turn=turn)
+        self._start_pages(
+            level.targets,
+            chain,
+            what,
+            loop=loop,
+            level=index + 1,
+            due=due,
+            turn=turn,
+            escalated="" if why == "declared" else why,
+        )
 
     async def _page_unresolved(self, now: datetime) -> None:
         s, chain = self._state, self._chain()
@@ -219,8 +228,13 @@ class Paging:
         due: datetime,
         turn: int | None = None,
         rule: str = "",
+        escalated: str = "",
     ) -> None:
-        """Ask who the targets are now, then page each of them through each of their services."""
+        """Ask who the targets are now, then page each of them through each of their services.
+
+        `escalated`: why the chain moved on to these people ("no acknowledgement after 5m"), for
+        the thread's "Escalated to ..." line.
+        """
         s = self._state
         urgent = s.severity == Severity.P1
         try:
@@ -264,6 +278,7 @@ class Paging:
                 "paged",
                 extra={
                     "what": what,
+                    "escalated": escalated,
                     "people": [
                         {
                             "user": t.person.user_id,
