@@ -73,6 +73,7 @@ from workflows.maintenance import (
 from workflows.models import (
     COMMANDER_ATTR,
     PHASE_ATTR,
+    ROLES,
     SERVICE_ATTR,
     SEVERITY_ATTR,
     UPDATE_STATUSES,
@@ -83,12 +84,14 @@ from workflows.models import (
     IncidentSummary,
     ResolveSignal,
     ReviewDoneSignal,
+    RoleSignal,
     Severity,
     SeveritySignal,
     Signal,
     SnoozeSignal,
     TimelineEntry,
     UpdateSignal,
+    role_name,
     workflow_id_for,
 )
 from workflows.policy import format_duration, parse_duration
@@ -424,6 +427,27 @@ def update(
 
 @app.command()
 @_command
+def role(
+    ident: IdArgument,
+    role_: Annotated[
+        str, typer.Argument(metavar="ROLE", help=f"One of {', '.join(ROLES)} (communications lead, ...).")
+    ],
+    person: Annotated[str, typer.Argument(metavar="PERSON", help="Who: a Slack user id (U0BOB) or a name.")],
+    remove: Annotated[bool, typer.Option("--remove", help="Take the role back from PERSON.")] = False,
+    user: UserOption = "",
+    wait: WaitOption = DEFAULT_WAIT,
+) -> None:
+    """Give a role besides the IC: comms (communications lead), tech, scribe, sme (any number)."""
+    if role_name(role_) is None:
+        raise CliError(f"ROLE: unknown role {role_!r}; use one of {', '.join(ROLES)}", code=2)
+    signal = _build(
+        RoleSignal, user=user or default_user(), role=role_, assignee=person.removeprefix("@"), remove=remove
+    )
+    _signal_and_report(ident, "assign_role", signal, wait)
+
+
+@app.command()
+@_command
 def resolve(
     ident: IdArgument,
     resolution: Annotated[str, typer.Option("--resolution", "-r", help="What fixed it.")],
@@ -528,6 +552,14 @@ def next_deadlines(state: IncidentState) -> str:
     return ", ".join(shown) or "—"
 
 
+def _role_rows(state: IncidentState) -> list[tuple[str, str]]:
+    """One row per role held besides the IC, and one for the subject-matter experts."""
+    rows = [(ROLES[r].capitalize(), state.roles[r]) for r in ROLES if r in state.roles]
+    if state.experts:
+        rows.append(("Experts", ", ".join(state.experts)))
+    return rows
+
+
 def _print_state(state: IncidentState, status: str, url: str) -> None:
     mtta = _fmt_duration((state.claimed_at - state.declared_at).total_seconds()) if state.claimed_at else ""
     mttr = _fmt_duration((state.resolved_at - state.declared_at).total_seconds()) if state.resolved_at else ""
@@ -545,6 +577,7 @@ def _print_state(state: IncidentState, status: str, url: str) -> None:
         ("Severity", state.severity.value),
         ("Phase", state.phase.value),
         ("Commander", state.commander or "— (awaiting claim)"),
+        *_role_rows(state),
         ("Service", state.service or "—"),
         ("Ticket", state.ticket or "—"),
         ("Slack", slack),

@@ -104,11 +104,13 @@ from workflows.models import (
     IncidentDeclaration,
     IncidentState,
     ResolveSignal,
+    RoleSignal,
     Severity,
     Signal,
     SnoozeSignal,
     TimelineNote,
     UpdateSignal,
+    role_name,
     workflow_id_for,
 )
 
@@ -135,6 +137,7 @@ HELP = f"""*{COMMAND}*: declare and run incidents from Slack
 • `{COMMAND} claim [ID]`: become its Incident Commander
 • `{COMMAND} ack [ID]`: acknowledge the page: paging stops (you are not made IC unless the policy says so)
 • `{COMMAND} snooze [ID] 30m`: hold reminders, escalation and paging that long (a new alert ends it)
+• `{COMMAND} role [ID] comms|tech|scribe|sme @person [remove]`: give a role besides the IC (or take it back)
 • `{COMMAND} update [ID] &lt;status&gt; &lt;message&gt;`: post a status update; status is one of {", ".join(UPDATE_STATUSES)}
 • `{COMMAND} resolve [ID] &lt;resolution&gt;`: resolve it
 • `{COMMAND} status [ID]`: where it stands
@@ -150,6 +153,7 @@ _DONE = {
     "update": "update posted",
     "resolve": "resolved",
     "add_to_timeline": "added to the timeline",
+    "assign_role": "role assigned",
 }
 _WHAT = {
     "claim": "claim",
@@ -158,6 +162,7 @@ _WHAT = {
     "update": "update",
     "resolve": "resolution",
     "add_to_timeline": "timeline note",
+    "assign_role": "role",
 }
 
 
@@ -182,6 +187,7 @@ class CommandRequest:
     status: str = ""
     message: str = ""
     problem: str = ""
+    remove: bool = False
 
 
 def war_room_key(channel_name: str) -> str | None:
@@ -271,6 +277,21 @@ def parse_command(text: str, channel_name: str = "") -> CommandRequest:
             return CommandRequest(verb, problem=problem)
         # The status is not checked here: the workflow judges it, and its reason is what the person hears.
         return CommandRequest(verb, incident=incident, status=extra[0], message=message)
+    if verb == "role":
+        incident, extra = _split_incident(rest, implied, lambda w: role_name(w) is not None)
+        usage = f"say the role and the person: `{COMMAND} role [ID] comms @bob` (comms, tech, scribe, sme)"
+        if incident is None:
+            return CommandRequest(verb, problem=missing_id)
+        remove = bool(extra) and extra[-1].lower() in ("remove", "off", "none")
+        if remove:
+            extra = extra[:-1]
+        if len(extra) != 2:
+            return CommandRequest(verb, problem=usage)
+        person = slack_user(extra[1])
+        if problem := _too_long("the incident ID", incident, MAX_ID) or _too_long("the person", person, 100):
+            return CommandRequest(verb, problem=problem)
+        # The role is not checked here: the workflow judges it, and its reason is what the person hears.
+        return CommandRequest(verb, incident=incident, status=extra[0], message=person, remove=remove)
     if verb == "resolve":
         incident, extra = _split_incident(rest, implied)
         if incident is None:
@@ -286,6 +307,17 @@ def parse_command(text: str, channel_name: str = "") -> CommandRequest:
             return CommandRequest(verb, problem=problem)
         return CommandRequest(verb, incident=incident, message=message)
     return CommandRequest("help", problem=f"there is no `{COMMAND} {verb}`")
+
+
+_ESCAPED_MENTION = re.compile(r"^<@([UW][A-Z0-9]{2,})(?:\|[^>]*)?>$")
+
+
+def slack_user(word: str) -> str:
+    """`<@U0BOB|bob>` (a mention as Slack escapes it) -> `U0BOB`; `@bob` -> `bob`; else as typed."""
+    match = _ESCAPED_MENTION.match(word)
+    if match:
+        return match.group(1)
+    return word.removeprefix("@")
 
 
 def help_text(problem: str = "") -> str:
@@ -458,6 +490,9 @@ class IncidentActions:
                 "update",
                 UpdateSignal(user=user, status=request.status, message=request.message),
             )
+        if request.verb == "role":
+            role = RoleSignal(user=user, role=request.status, assignee=request.message, remove=request.remove)
+            return await self.signal(request.incident, "assign_role", role)
         if request.verb == "resolve":
             return await self.signal(
                 request.incident, "resolve", ResolveSignal(user=user, resolution=request.message)

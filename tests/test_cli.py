@@ -257,6 +257,14 @@ async def test_signals_report_the_workflows_outcome(local_env, server, policy):
         result = await cli("severity", key, "sev2", "--reason", "partial", "-u", "alice")
         assert result.exit_code == 0 and "accepted: severity" in result.output, result.output
 
+        result = await cli("role", key, "comms", "@bob", "-u", "alice")
+        assert result.exit_code == 0 and "accepted: role" in result.output, result.output
+        assert "bob is the communications lead" in result.output, result.output
+        result = await cli("role", key, "comms", "bob", "-u", "alice")
+        assert_one_error_line(result, 1, "rejected:", "bob is already the communications lead")
+        result = await cli("role", key, "janitor", "bob")
+        assert_one_error_line(result, 2, "ROLE: unknown role 'janitor'", "comms, tech, scribe, sme")
+
         result = await cli("status", key)
         assert result.exit_code == 0, result.output
         for needle in (
@@ -266,6 +274,7 @@ async def test_signals_report_the_workflows_outcome(local_env, server, policy):
             "claimed",
             "replacing PSU",
             "P2",
+            "Communications lead",
         ):
             assert needle in result.output, (needle, result.output)
         # The refused claim was answered by the update's validator: nothing of it in the timeline.

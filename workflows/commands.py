@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .models import (
+    ROLES,
     UPDATE_STATUSES,
     AcknowledgeSignal,
     ClaimSignal,
@@ -24,12 +25,14 @@ from .models import (
     Phase,
     ResolveSignal,
     ReviewDoneSignal,
+    RoleSignal,
     Severity,
     SeveritySignal,
     Signal,
     SnoozeSignal,
     TimelineNote,
     UpdateSignal,
+    role_name,
 )
 from .policy import format_duration, parse_duration
 
@@ -43,6 +46,7 @@ COMMAND_MODELS: dict[str, type[Signal]] = {
     "set_severity": SeveritySignal,
     "review_done": ReviewDoneSignal,
     "add_to_timeline": TimelineNote,
+    "assign_role": RoleSignal,
 }
 OPEN_PHASES = (Phase.declared, Phase.triage, Phase.investigating, Phase.monitoring)
 # Why an update's caller was refused (the ApplicationError's type): the CLI and the Slack
@@ -88,9 +92,34 @@ def refusal(kind: str, command: BaseModel, state: IncidentState) -> str | None:
             return f"the incident is already {phase.value}"
         if new == state.severity:
             return f"the incident is already {new.value}"
+    elif isinstance(command, RoleSignal):
+        return role_problem(command, state)
     elif isinstance(command, ReviewDoneSignal):
         if phase != Phase.review:
             return f"there is no open review (phase is {phase.value})"
+    return None
+
+
+def role_problem(command: RoleSignal, state: IncidentState) -> str | None:
+    """Why this role cannot be given (or taken back) now, or None."""
+    role = role_name(command.role)
+    if role is None:
+        if command.role.strip().lower() in ("ic", "commander", "incident-commander"):
+            return "the Incident Commander takes over with `claim`"
+        return f"unknown role {command.role!r}: use one of {', '.join(ROLES)}"
+    if state.phase not in OPEN_PHASES:
+        return f"the incident is already {state.phase.value}"
+    who = command.assignee
+    if role == "sme":
+        if command.remove and who not in state.experts:
+            return f"{who} is not a subject-matter expert on this incident"
+        if not command.remove and who in state.experts:
+            return f"{who} is already a subject-matter expert"
+    elif command.remove:
+        if state.roles.get(role) != who:
+            return f"{who} is not the {ROLES[role]}"
+    elif state.roles.get(role) == who:
+        return f"{who} is already the {ROLES[role]}"
     return None
 
 

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from .models import (
         COMMANDER_ATTR,
         PHASE_ATTR,
+        ROLES,
         SERVICE_ATTR,
         SEVERITY_ATTR,
         TICKET_ATTR,
@@ -53,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         Phase,
         ResolveSignal,
         ReviewDoneSignal,
+        RoleSignal,
         Severity,
         SeveritySignal,
         Signal,
@@ -61,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         TimelineEntry,
         TimelineNote,
         UpdateSignal,
+        role_name,
     )
     from .paging_models import PagingAction
     from .policy import Policy, Reactions, SeverityPolicy, format_duration
@@ -300,6 +303,8 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze):
                 await self._on_severity(signal)
             elif isinstance(signal, ReviewDoneSignal):
                 await self._on_review_done(signal)
+            elif isinstance(signal, RoleSignal):
+                await self._on_role(signal)
             elif isinstance(signal, AlertBatch):
                 await self._on_alerts(signal)
             elif isinstance(signal, TimelineNote):
@@ -336,6 +341,45 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze):
             await self._post("handover", extra={"previous": previous}, mentions=[previous, signal.user])
         await self._refresh_header()
         await self._ticket(TicketChangeKind.claim, signal.user, assigned_to=signal.user)
+
+    async def _on_role(self, signal: RoleSignal) -> None:
+        s = self._state
+        self._refuse("assign_role", signal)
+        role = role_name(signal.role)
+        assert role is not None  # refused otherwise
+        who, name = signal.assignee, ROLES[role]
+        previous = None
+        if role == "sme":
+            if signal.remove:
+                s.experts.remove(who)
+            else:
+                s.experts.append(who)
+        elif signal.remove:
+            del s.roles[role]
+        else:
+            previous = s.roles.get(role)
+            s.roles[role] = who
+        if signal.remove:
+            text = f"{who} is no longer {'a' if role == 'sme' else 'the'} {name}"
+        elif previous:
+            text = f"{name} handover: {previous} → {who}"
+        else:
+            text = f"{who} is {'a' if role == 'sme' else 'the'} {name}"
+        self._record("role", signal.user, text, signal.request_id)
+        self._publish()
+        await self._post(
+            "role_assigned",
+            extra={
+                "role": role,
+                "role_name": name,
+                "assignee": who,
+                "previous": previous,
+                "removed": signal.remove,
+                "by": signal.user,
+            },
+            mentions=[] if signal.remove else [who],
+        )
+        await self._refresh_header()
 
     async def _on_update(self, signal: UpdateSignal) -> None:
         s = self._state

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         IncidentState,
         ResolveSignal,
         ReviewDoneSignal,
+        RoleSignal,
         SeveritySignal,
         Signal,
         SnoozeSignal,
@@ -88,6 +89,10 @@ class CommandSurface:
     def review_done(self, raw: Any) -> None:
         self._command_signal("review_done", raw)
 
+    @workflow.signal
+    def assign_role(self, raw: Any) -> None:
+        self._command_signal("assign_role", raw)
+
     @workflow.update(name="claim")
     async def claim_command(self, command: ClaimSignal) -> TimelineEntry:
         return await self._command("claim", command)
@@ -119,6 +124,14 @@ class CommandSurface:
     @workflow.update(name="add_to_timeline")
     async def add_to_timeline_command(self, command: TimelineNote) -> TimelineEntry:
         return await self._command("add_to_timeline", command)
+
+    @workflow.update(name="assign_role")
+    async def assign_role_command(self, command: RoleSignal) -> TimelineEntry:
+        return await self._command("assign_role", command)
+
+    @assign_role_command.validator
+    def _validate_assign_role(self, command: RoleSignal) -> None:
+        self._validate("assign_role", command)
 
     @claim_command.validator
     def _validate_claim(self, command: ClaimSignal) -> None:

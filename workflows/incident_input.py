@@ -11,38 +11,22 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from .commands import COMMAND_MODELS
 from .device_models import Analysis, Baseline
 from .investigation_models import VerificationReport
 from .maintenance import MaintenanceNotice
 from .models import (
-    AcknowledgeSignal,
     AlertBatch,
-    ClaimSignal,
     IncidentDeclaration,
     IncidentState,
-    ResolveSignal,
-    ReviewDoneSignal,
-    SeveritySignal,
     Signal,
     SlackPost,
-    SnoozeSignal,
-    TimelineNote,
-    UpdateSignal,
 )
 from .policy import Policy
 from .ticket_models import TicketProblem, TicketRef
 
-SIGNAL_MODELS: dict[str, type[Signal]] = {
-    "alerts": AlertBatch,
-    "add_to_timeline": TimelineNote,
-    "claim": ClaimSignal,
-    "acknowledge": AcknowledgeSignal,
-    "snooze": SnoozeSignal,
-    "update": UpdateSignal,
-    "resolve": ResolveSignal,
-    "set_severity": SeveritySignal,
-    "review_done": ReviewDoneSignal,
-}
+# Every command by its name (workflows/commands.py), and the receivers' alerts.
+SIGNAL_MODELS: dict[str, type[Signal]] = {"alerts": AlertBatch, **COMMAND_MODELS}
 # What the incident's children report (workflows/tickets.py, workflows/investigation.py).
 # They go through the same inbox, so they are handled in order and survive continue-as-new.
 CHILD_MODELS: dict[str, type[BaseModel]] = {

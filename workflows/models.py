@@ -159,6 +159,40 @@ class AcknowledgeSignal(Signal):
     source: str = ""  # "slack", "pagerduty", "opsgenie", "cli": where it came from
 
 
+# The roles besides the Incident Commander (seed 003): each held by one person, and any number
+# of subject-matter experts. The names people type, by role.
+ROLES: dict[str, str] = {
+    "comms": "communications lead",
+    "tech": "technical lead",
+    "scribe": "scribe",
+    "sme": "subject-matter expert",
+}
+ROLE_ALIASES: dict[str, str] = {
+    "communications": "comms",
+    "communication": "comms",
+    "technical": "tech",
+    "tl": "tech",
+    "expert": "sme",
+    "experts": "sme",
+}
+
+
+def role_name(text: str) -> str | None:
+    """`Comms`, `communications` -> `comms`; None for no role."""
+    word = text.strip().lower().removesuffix("-lead").removesuffix("_lead")
+    word = ROLE_ALIASES.get(word, word)
+    return word if word in ROLES else None
+
+
+class RoleSignal(Signal):
+    """Give `role` to `assignee` (or, with `remove`, take it back; an expert is one of several)."""
+
+    # A str, not an enum: an unknown role must reach the workflow to be refused with a reason.
+    role: str = Field(min_length=1, max_length=40)
+    assignee: str = Field(min_length=1, max_length=100)
+    remove: bool = False
+
+
 class UpdateSignal(Signal):
     # A str, not UpdateStatus: an unknown status must reach the workflow so it
     # can be rejected in the timeline with a reason, not dropped by the decoder.
@@ -269,6 +303,8 @@ class IncidentState(Model):
     phase: Phase = Phase.declared
     status: str | None = None  # the last update's status
     commander: str | None = None
+    roles: dict[str, str] = Field(default_factory=dict)  # comms, tech, scribe -> who holds it
+    experts: list[str] = Field(default_factory=list)  # subject-matter experts, in order of assignment
     ticket_ref: TicketReference | None = None  # once it is open
     # Why there is no ticket number yet or at all: "opening", "tickets are off: ...", a failure.
     ticket_status: str = ""
