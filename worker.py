@@ -93,10 +93,7 @@ def build_worker(
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=3),
         activities=[
             policies.load_incident_policy,
-            chat.post_slack_message,
-            chat.update_slack_header,
-            chat.add_slack_reaction,
-            chat.upload_slack_file,
+            *chat.activities,
             tickets.open_ticket,
             tickets.update_ticket,
             temporal.incident_is_running,

@@ -33,7 +33,9 @@ class BackendError(ValueError):
 
 
 def slack(settings: Settings) -> ChatBackend:
-    return SlackChat.from_settings(settings.slack_api_url, settings.slack_bot_token)
+    chat = SlackChat.from_settings(settings.slack_api_url, settings.slack_bot_token)
+    chat.ui_url = settings.incident_ui_url
+    return chat
 
 
 def servicenow(settings: Settings) -> TicketBackend:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from urllib.parse import quote
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -35,6 +36,13 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     temporal_task_queue: str = TASK_QUEUE_DEFAULT
     temporal_ui_port: int = TEMPORAL_UI_PORT
+    # Where people open the Temporal UI (the war room's bookmark); empty: http://localhost:<ui port>.
+    temporal_ui_url: str = ""
+
+    def incident_ui_url(self, workflow_id: str) -> str:
+        """The incident's page in the Temporal UI."""
+        base = (self.temporal_ui_url or f"http://localhost:{self.temporal_ui_port}").rstrip("/")
+        return f"{base}/namespaces/{quote(self.temporal_namespace, safe='')}/workflows/{quote(workflow_id, safe='')}"
 
     # Default: the local Slack sandbox that `incident dev` starts. Real Slack:
     # SLACK_API_URL=https://slack.com/api/ and a real SLACK_BOT_TOKEN.

@@ -91,6 +91,7 @@ from workflows.models import (
     SnoozeSignal,
     TimelineEntry,
     UpdateSignal,
+    WarRoomSignal,
     role_name,
     workflow_id_for,
 )
@@ -425,6 +426,14 @@ def update(
     _signal_and_report(ident, "update", signal, wait)
 
 
+@app.command("warroom")
+@_command
+def warroom(ident: IdArgument, user: UserOption = "", wait: WaitOption = DEFAULT_WAIT) -> None:
+    """Open the incident's war room: its own Slack channel (a P1 gets one when declared)."""
+    signal = _build(WarRoomSignal, user=user or default_user())
+    _signal_and_report(ident, "open_war_room", signal, wait)
+
+
 @app.command()
 @_command
 def role(
@@ -578,6 +587,11 @@ def _print_state(state: IncidentState, status: str, url: str) -> None:
         ("Phase", state.phase.value),
         ("Commander", state.commander or "— (awaiting claim)"),
         *_role_rows(state),
+        *(
+            [("War room", f"#{state.war_room.name}" + (" (archived)" if state.war_room.archived else ""))]
+            if state.war_room
+            else []
+        ),
         ("Service", state.service or "—"),
         ("Ticket", state.ticket or "—"),
         ("Slack", slack),

@@ -110,6 +110,7 @@ from workflows.models import (
     SnoozeSignal,
     TimelineNote,
     UpdateSignal,
+    WarRoomSignal,
     role_name,
     workflow_id_for,
 )
@@ -137,6 +138,7 @@ HELP = f"""*{COMMAND}*: declare and run incidents from Slack
 • `{COMMAND} claim [ID]`: become its Incident Commander
 • `{COMMAND} ack [ID]`: acknowledge the page: paging stops (you are not made IC unless the policy says so)
 • `{COMMAND} snooze [ID] 30m`: hold reminders, escalation and paging that long (a new alert ends it)
+• `{COMMAND} warroom [ID]`: open the incident's own channel (a P1 gets one when declared)
 • `{COMMAND} role [ID] comms|tech|scribe|sme @person [remove]`: give a role besides the IC (or take it back)
 • `{COMMAND} update [ID] &lt;status&gt; &lt;message&gt;`: post a status update; status is one of {", ".join(UPDATE_STATUSES)}
 • `{COMMAND} resolve [ID] &lt;resolution&gt;`: resolve it
@@ -154,6 +156,7 @@ _DONE = {
     "resolve": "resolved",
     "add_to_timeline": "added to the timeline",
     "assign_role": "role assigned",
+    "open_war_room": "war room asked for",
 }
 _WHAT = {
     "claim": "claim",
@@ -163,6 +166,7 @@ _WHAT = {
     "resolve": "resolution",
     "add_to_timeline": "timeline note",
     "assign_role": "role",
+    "open_war_room": "war room",
 }
 
 
@@ -188,6 +192,24 @@ class CommandRequest:
     message: str = ""
     problem: str = ""
     remove: bool = False
+
+
+WAR_ROOMS_PREFIX = "incident-"  # the war rooms the incidents open: #incident-2026-12-01-<title>
+_ROOM_PURPOSE = re.compile(r"^Incident (incident-\S+):")
+
+
+async def war_room_incident(client: AsyncWebClient, channel_id: str) -> str | None:
+    """The incident whose war room this channel is (its purpose names it), or None."""
+    if not channel_id:
+        return None
+    try:
+        # Slack wants the command acknowledged within 3 s: this look-up gets at most 2.
+        info = await asyncio.wait_for(client.conversations_info(channel=channel_id), 2.0)
+    except Exception:  # noqa: BLE001 - not ours to know: the person names the incident then
+        return None
+    purpose = ((info.get("channel") or {}).get("purpose") or {}).get("value") or ""
+    match = _ROOM_PURPOSE.match(purpose)
+    return match.group(1) if match else None
 
 
 def war_room_key(channel_name: str) -> str | None:
@@ -219,13 +241,16 @@ def _split_incident(
     return words[0], words[1:]
 
 
-def parse_command(text: str, channel_name: str = "") -> CommandRequest:
-    """`/incident` text -> what to do; no Temporal, no Slack (the listener does those)."""
+def parse_command(text: str, channel_name: str = "", room_of: str | None = None) -> CommandRequest:
+    """`/incident` text -> what to do; no Temporal, no Slack (the listener does those).
+
+    `room_of`: the incident whose war room the command was run in (found by the listener).
+    """
     words = text.split()
     if not words:
         return CommandRequest("help")
     verb, rest = words[0].lower(), words[1:]
-    implied = war_room_key(channel_name)
+    implied = room_of or war_room_key(channel_name)
     missing_id = f"name the incident: `{COMMAND} {verb} <ID> ...`, or run it in the incident's channel"
     if verb in ("help", "?"):
         return CommandRequest("help")
@@ -244,7 +269,9 @@ def parse_command(text: str, channel_name: str = "") -> CommandRequest:
         return CommandRequest(verb, severity=severity, title=title)
     if verb in ("ack", "acknowledge"):
         verb = "acknowledge"
-    if verb in ("claim", "acknowledge", "status"):
+    if verb in ("warroom", "war-room"):
+        verb = "warroom"
+    if verb in ("claim", "acknowledge", "status", "warroom"):
         incident, extra = _split_incident(rest, implied)
         if incident is None:
             return CommandRequest(verb, problem=missing_id)
@@ -490,6 +517,8 @@ class IncidentActions:
                 "update",
                 UpdateSignal(user=user, status=request.status, message=request.message),
             )
+        if request.verb == "warroom":
+            return await self.signal(request.incident, "open_war_room", WarRoomSignal(user=user))
         if request.verb == "role":
             role = RoleSignal(user=user, role=request.status, assignee=request.message, remove=request.remove)
             return await self.signal(request.incident, "assign_role", role)
@@ -1313,8 +1342,12 @@ def build_bolt_app(settings: Settings, client_factory: ClientFactory | None = No
     # -- the slash command
 
     @app.command(COMMAND)
-    async def on_command(ack: Any, command: dict[str, Any], respond: Any) -> None:
-        request = parse_command(_str(command.get("text")), _str(command.get("channel_name")))
+    async def on_command(ack: Any, command: dict[str, Any], respond: Any, client: AsyncWebClient) -> None:
+        channel_name = _str(command.get("channel_name"))
+        room_of = None
+        if channel_name.startswith(WAR_ROOMS_PREFIX):
+            room_of = await war_room_incident(client, _str(command.get("channel_id")))
+        request = parse_command(_str(command.get("text")), channel_name, room_of)
         user = _str(command.get("user_id"))
         if not user:
             await ack(help_text("the command came without the user who ran it"))

@@ -14,6 +14,7 @@ from workflows.maintenance import MaintenanceNotice, MaintenanceQuestion
 from workflows.models import PostedMessage, SlackHeaderUpdate, SlackPost, SlackReaction
 from workflows.paging_models import Page, PageDelivered, PagingUpdate, ResolveTargets, TargetsResolved
 from workflows.policy import Policy
+from workflows.war_room_models import OpenWarRoom, WarRoom, WarRoomArchive, WarRoomInvite, WarRoomSummary
 
 
 @dataclass
@@ -79,9 +80,45 @@ class RecordedSlack:
     async def maintenance_window(self, question: MaintenanceQuestion) -> MaintenanceNotice:
         return MaintenanceNotice(service=question.service)  # no window open
 
+    # The war room (a P1's own channel): what was asked, in order.
+    rooms: list[OpenWarRoom] = field(default_factory=list)
+    room_calls: list[str] = field(default_factory=list)  # "open #name", "invite U1,U2", "summary", "archive"
+
+    @activity.defn(name="open_war_room")
+    async def open_war_room(self, request: OpenWarRoom) -> WarRoom:
+        self._outage()
+        self.rooms.append(request)
+        self.room_calls.append(f"open #{request.name}")
+        return WarRoom(
+            channel="C0ROOM" + str(len(self.rooms)),
+            name=request.name,
+            summary_ts="9.000001",
+            invited=list(request.members),
+        )
+
+    @activity.defn(name="invite_to_war_room")
+    async def invite_to_war_room(self, invite: WarRoomInvite) -> list[str]:
+        self._outage()
+        self.room_calls.append("invite " + ",".join(invite.users))
+        return list(invite.users)
+
+    @activity.defn(name="update_war_room_summary")
+    async def update_war_room_summary(self, summary: WarRoomSummary) -> None:
+        self._outage()
+        self.room_calls.append(f"summary {summary.incident.phase.value}")
+
+    @activity.defn(name="archive_war_room")
+    async def archive_war_room(self, archive: WarRoomArchive) -> None:
+        self._outage()
+        self.room_calls.append("archive")
+
     @property
     def activities(self) -> list:
         return [
+            self.open_war_room,
+            self.invite_to_war_room,
+            self.update_war_room_summary,
+            self.archive_war_room,
             self.load_incident_policy,
             self.post_slack_message,
             self.update_slack_header,

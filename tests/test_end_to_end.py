@@ -138,18 +138,21 @@ async def test_slack_429_then_500_for_a_while_delivers_each_post_once_in_order(l
 
         async def thread_complete():
             thread = await sandbox.thread(state.slack_channel, state.slack_thread_ts)
-            return thread if len(idempotency_keys(thread)) >= 5 else None
+            return thread if len(idempotency_keys(thread)) >= 6 else None
 
         thread = await eventually(thread_complete, timeout=60, what="the posts after Slack recovered")
         final = await handle.query(IncidentWorkflow.state)
-    assert templates_of(thread) == [
+    # A P1's war room: said once in the thread, when the room is ready (its place varies).
+    assert templates_of(thread).count("war_room_opened") == 1
+    assert [t for t in templates_of(thread) if t != "war_room_opened"] == [
         "declaration",
         "team_formed",
         "status_update",
         "status_update",
         "status_update",
     ]
-    assert [m["text"].split("*Finding:* ")[1].splitlines()[0] for m in thread[2:]] == [
+    findings = [m for m in thread if "*Finding:* " in m.get("text", "")]
+    assert [m["text"].split("*Finding:* ")[1].splitlines()[0] for m in findings] == [
         "finding 0",
         "finding 1",
         "finding 2",
@@ -192,7 +195,12 @@ async def test_a_post_whose_answer_was_lost_is_not_posted_twice(local_env, sandb
             return thread if "status_update" in templates_of(thread) else None
 
         thread = await eventually(update_posted, timeout=30, what="the update after the retried post")
-    assert templates_of(thread) == ["declaration", "team_formed", "status_update"]
+    assert [t for t in templates_of(thread) if t != "war_room_opened"] == [
+        "declaration",
+        "team_formed",
+        "status_update",
+    ]
+    assert templates_of(thread).count("war_room_opened") <= 1
 
 
 async def test_unknown_channel_is_not_retried_and_the_incident_goes_on(local_env, sandbox, policy):

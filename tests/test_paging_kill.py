@@ -151,6 +151,9 @@ async def test_worker_killed_during_a_levels_wait_pages_the_overdue_level_at_onc
                 dms[level] = [m for m in history if key in str(m)]
         finally:
             worker.stop()
+            if handle is not None:  # kept for a look: `temporal workflow show --input <file>` style JSON
+                (tmp_path / "history.json").write_text((await handle.fetch_history()).to_json())
+                print(f"history: {tmp_path / 'history.json'}; worker log: {worker_log}")
             if handle is not None:
                 await terminate_all([handle])
 

@@ -53,6 +53,7 @@ from workflows.models import (
     SlackReaction,
 )
 from workflows.paging_models import Page, PagedPerson, PagingService
+from workflows.war_room_models import OpenWarRoom, WarRoomArchive
 
 from .stack import (
     TOKEN,
@@ -86,6 +87,13 @@ PROJECT_METHODS = {
     "files.getUploadURLExternal",
     "files.completeUploadExternal",
     "views.open",
+    # a P1's war room (activities/chat/slack/war_room.py)
+    "conversations.create",
+    "conversations.setPurpose",
+    "conversations.invite",
+    "bookmarks.list",
+    "bookmarks.add",
+    "pins.add",
 }
 # What Slack sends the handler; each needs the app to have a scope, or nothing arrives.
 PROJECT_DELIVERIES = {"reaction_added", "pin_added", "block_actions", "view_submission", "slash_command"}
@@ -245,8 +253,12 @@ async def baseline(stack: Stack) -> Run:
         )
 
     p1 = await eventually(settled, what="P1 in review and P2 claimed")
-    reactions = await stack.sandbox.reactions(p1.slack_channel, p1.slack_thread_ts)
-    assert {"rotating_light", "raised_hand", "white_check_mark"} <= set(reactions)
+
+    async def reacted() -> bool:  # the outbox sends the resolution's reaction after what went before
+        reactions = await stack.sandbox.reactions(p1.slack_channel, p1.slack_thread_ts)
+        return {"rotating_light", "raised_hand", "white_check_mark"} <= set(reactions)
+
+    await eventually(reacted, what="the declaration's reactions")
 
     # What these incidents did not reach: a device output attached, a retried reply, a retried upload.
     slack = ChatActivities(SlackChat.from_settings(stack.sandbox.api_url, TOKEN))
@@ -294,7 +306,8 @@ def _needed_by(entries: list[dict[str, Any]], granted: set[str]) -> dict[str, se
 
 
 async def test_every_slack_call_of_the_project_succeeds_with_the_scope_list(baseline: Run) -> None:
-    refused = [c for c in baseline.calls if c["error"] not in (None, INJECTED)]
+    # name_taken: a war room's retried creation finding its own channel (not a refusal).
+    refused = [c for c in baseline.calls if c["error"] not in (None, INJECTED, "name_taken")]
     assert refused == [], "calls Slack would refuse with the README's scopes"
     assert [c["method"] for c in baseline.calls if c["error"] == INJECTED] == ["chat.postMessage"] * 2
     assert {c["method"] for c in baseline.calls} == PROJECT_METHODS
@@ -359,6 +372,21 @@ async def exercise(stack: Stack, run: Run, tag: str) -> None:
             ),
         ),
     ]
+    chat = SlackChat.from_settings(stack.sandbox.api_url, TOKEN)
+    chat.ui_url = Settings().incident_ui_url
+
+    async def war_room() -> None:  # opened (create, purpose, invite, bookmarks, pin), then archived
+        incident = p1.model_copy(update={"workflow_id": f"{p1.workflow_id}-{tag}"})
+        room = await chat.open_war_room(
+            OpenWarRoom(
+                name=f"incident-scopes-{tag}-{uuid.uuid4().hex[:4]}", members=[ALICE], incident=incident
+            )
+        )
+        await chat.archive_war_room(
+            WarRoomArchive(channel=room.channel, incident_workflow_id=incident.workflow_id)
+        )
+
+    steps.append(war_room())
     pager = SlackPager(SlackChat.from_settings(stack.sandbox.api_url, TOKEN))
     steps += [
         activity_env(2).run(pager.page, a_page(p1, tag)),

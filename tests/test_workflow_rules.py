@@ -58,7 +58,8 @@ async def test_full_incident_walks_the_six_phases_and_returns_its_summary(time_s
     assert round(summary.time_to_acknowledge_seconds) == 180
     assert round(summary.time_to_resolve_seconds) == (3 + 16 + 14) * 60
     assert (summary.updates, summary.reminders, summary.escalations) == (1, 1, 0)
-    assert slack.templates() == [
+    assert slack.templates().count("war_room_opened") == 1  # a P1's own channel (issue 13)
+    assert [t for t in slack.templates() if t != "war_room_opened"] == [
         "declaration",
         "team_formed",
         "reminder",
@@ -67,6 +68,12 @@ async def test_full_incident_walks_the_six_phases_and_returns_its_summary(time_s
         "review_scheduled",
         "review_done",
     ]
+    # The war room: opened once, its summary kept current, archived when the review is done.
+    name = f"incident-{summary.declared_at:%Y-%m-%d}-r1-unreachable-wan-outage-site-a"
+    assert slack.room_calls[0] == f"open #{name}" and slack.room_calls[-1] == "archive", slack.room_calls
+    assert slack.room_calls.count(f"open #{name}") == 1 and slack.room_calls.count("archive") == 1
+    assert "invite U0ENGINEER1" in slack.room_calls  # the IC, who joined after it opened
+    assert slack.room_calls[-2] == "summary review"  # the summary's last word before archiving
     assert [r.name for r in slack.reactions] == [
         "rotating_light",
         "raised_hand",
@@ -143,7 +150,8 @@ async def test_review_deadline_closes_the_incident(time_skipping_env, policy):
         handle = await declare("P1")
         await handle.signal(IncidentWorkflow.resolve, ResolveSignal(user="a", resolution="fixed"))
         summary = await handle.result()  # waits, time-skipped, through the 48 h review window
-    assert [e.kind for e in summary.timeline][-1] == "review_expired"
+    assert [e.kind for e in summary.timeline][-2:] == ["review_expired", "war_room"]
+    assert summary.timeline[-1].text.endswith("archived")
     review = next(e for e in summary.timeline if e.kind == "review_expired")
     assert round((review.at - summary.resolved_at).total_seconds()) == 48 * 3600
     assert slack.templates()[-1] == "review_expired"

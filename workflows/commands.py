@@ -32,6 +32,7 @@ from .models import (
     SnoozeSignal,
     TimelineNote,
     UpdateSignal,
+    WarRoomSignal,
     role_name,
 )
 from .policy import format_duration, parse_duration
@@ -47,6 +48,7 @@ COMMAND_MODELS: dict[str, type[Signal]] = {
     "review_done": ReviewDoneSignal,
     "add_to_timeline": TimelineNote,
     "assign_role": RoleSignal,
+    "open_war_room": WarRoomSignal,
 }
 OPEN_PHASES = (Phase.declared, Phase.triage, Phase.investigating, Phase.monitoring)
 # Why an update's caller was refused (the ApplicationError's type): the CLI and the Slack
@@ -94,6 +96,13 @@ def refusal(kind: str, command: BaseModel, state: IncidentState) -> str | None:
             return f"the incident is already {new.value}"
     elif isinstance(command, RoleSignal):
         return role_problem(command, state)
+    elif isinstance(command, WarRoomSignal):
+        if closed:
+            return f"the incident is already {phase.value}"
+        if state.war_room is not None:
+            return f"the war room is #{state.war_room.name}"
+        if state.war_room_opening:
+            return "its war room is being opened"
     elif isinstance(command, ReviewDoneSignal):
         if phase != Phase.review:
             return f"there is no open review (phase is {phase.value})"

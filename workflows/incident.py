@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from .incident_input import CHILD_MODELS, IncidentInput, PendingSignal
     from .incident_paging import Paging
     from .incident_snooze import Snooze
+    from .incident_war_room import WarRooms
     from .investigation_models import (
         VerificationReport,
     )
@@ -63,6 +64,7 @@ with workflow.unsafe.imports_passed_through():
         TimelineEntry,
         TimelineNote,
         UpdateSignal,
+        WarRoomSignal,
         role_name,
     )
     from .paging_models import PagingAction
@@ -90,7 +92,7 @@ RELEASE_2026_12_01 = "release-2026-12-01"
 
 
 @workflow.defn
-class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze):
+class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze, WarRooms):
     @workflow.init
     def __init__(self, input: IncidentInput) -> None:
         self._policy: Policy | None = input.policy
@@ -176,6 +178,7 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze):
         self._read_patches()
         if self._outbox_on:
             start_outbox(self)
+            self._room_sender = asyncio.create_task(self._drain_rooms())
         if self._policy is None:
             self._policy = await workflow.execute_local_activity(
                 LOAD_POLICY,
@@ -214,6 +217,7 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze):
                 )
             await self._sleep_until_next_deadline()
 
+        self._archive_war_room()  # the policy says whether; after the review, as the last thing
         # Commands that raced with completion are answered, not silently dropped.
         # The thread's last messages go out first, however long Slack takes; the children's
         # reports they wait for (the verification) are still heard meanwhile.
@@ -271,6 +275,8 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze):
             s.conversation = Conversation(channel=posted.channel, thread=posted.ts)
         if posted is not None or self._outbox_on:
             await self._react(self._reactions().declared)
+        if self._war_room_for(s.severity):
+            self._ask_for_war_room(s.reporter, f"{s.severity.value} declared")
         if not in_triage:
             self._set_phase(Phase.triage)
         await self._start_investigation()
@@ -305,6 +311,8 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze):
                 await self._on_review_done(signal)
             elif isinstance(signal, RoleSignal):
                 await self._on_role(signal)
+            elif isinstance(signal, WarRoomSignal):
+                await self._on_open_war_room(signal, self._refuse)
             elif isinstance(signal, AlertBatch):
                 await self._on_alerts(signal)
             elif isinstance(signal, TimelineNote):
@@ -452,6 +460,8 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze):
         old = s.severity
         if new.value < old.value:  # P1 < P2: raised
             await self._end_snooze(f"severity raised to {new.value}")
+            if self._war_room_for(new):
+                self._ask_for_war_room(signal.user, f"raised to {new.value}")
         s.severity = new
         reason = f" ({signal.reason})" if signal.reason else ""
         self._record(

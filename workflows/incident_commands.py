@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         TimelineEntry,
         TimelineNote,
         UpdateSignal,
+        WarRoomSignal,
     )
 
 
@@ -92,6 +93,18 @@ class CommandSurface:
     @workflow.signal
     def assign_role(self, raw: Any) -> None:
         self._command_signal("assign_role", raw)
+
+    @workflow.signal
+    def open_war_room(self, raw: Any) -> None:
+        self._command_signal("open_war_room", raw)
+
+    @workflow.update(name="open_war_room")
+    async def open_war_room_command(self, command: WarRoomSignal) -> TimelineEntry:
+        return await self._command("open_war_room", command)
+
+    @open_war_room_command.validator
+    def _validate_open_war_room(self, command: WarRoomSignal) -> None:
+        self._validate("open_war_room", command)
 
     @workflow.update(name="claim")
     async def claim_command(self, command: ClaimSignal) -> TimelineEntry:

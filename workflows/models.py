@@ -211,6 +211,10 @@ class SeveritySignal(Signal):
     reason: str = ""
 
 
+class WarRoomSignal(Signal):
+    """Open the incident's war room now (a P1 gets one when declared)."""
+
+
 class ReviewDoneSignal(Signal):
     notes: str = ""
 
@@ -254,6 +258,16 @@ class TimelineEntry(Model):
     actor: str = ""
     text: str = ""
     request_id: str | None = None
+
+
+class WarRoomRef(Model):
+    """The incident's war room: its channel, and who has been asked in so far."""
+
+    channel: str  # the channel's id
+    name: str
+    summary_ts: str = ""  # the pinned summary, kept current
+    invited: list[str] = Field(default_factory=list)
+    archived: bool = False
 
 
 class Conversation(Model):
@@ -345,6 +359,9 @@ class IncidentState(Model):
     snoozed_until: datetime | None = None  # ... until this (None: not snoozed)
     # Its service's maintenance window (a paging severity declared in one): paging held until then.
     maintenance_until: datetime | None = None
+    # Its own channel (issue 13), once opened; opening: asked for, not yet there.
+    war_room: WarRoomRef | None = None
+    war_room_opening: bool = False
     timeline: list[TimelineEntry] = Field(default_factory=list)
 
     @property

@@ -367,6 +367,16 @@ class InvestigationSettings(_Strict):
         return parse_duration(value)
 
 
+class WarRoomSettings(_Strict):
+    """Which incidents get their own channel, and what happens to it after the review."""
+
+    # Severities whose incidents get a war room when declared (or raised to one); any incident
+    # gets one on request (`/incident warroom`, `incident warroom KEY`).
+    severities: list[Severity] = Field(default_factory=lambda: [Severity.P1])
+    archive_after_review: bool = True  # archived when the incident completes (after its review)
+    name_prefix: str = Field(default="incident-", pattern=r"^[a-z0-9_-]{1,20}$")
+
+
 class AlertMapping(_Strict):
     """How an alert's labels or fields become a severity."""
 
@@ -422,6 +432,7 @@ class Policy(_Strict):
     chat: ChatSettings
     tickets: TicketSettings = Field(default_factory=TicketSettings)
     investigation: InvestigationSettings = Field(default_factory=InvestigationSettings)
+    war_room: WarRoomSettings = Field(default_factory=WarRoomSettings)
     # Continue-as-new when history grows past this many events even if the
     # server has not suggested it yet (the server suggests it near 4k-10k+).
     max_history_events: int = Field(default=10_000, ge=100)

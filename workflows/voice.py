@@ -51,6 +51,8 @@ class SlackVoice:
     _outbox: list[OutboxItem]
     _outbox_on: bool  # set by the patch at the start of the run
     _sending: bool
+    _sending_item: OutboxItem | None = None  # the thread's item being sent
+    _room_sending: bool = False  # the war room's sender is busy (incident_war_room.py)
     _outbox_held: bool
     _verifying: bool
 
@@ -67,6 +69,8 @@ class SlackVoice:
         async def _signal_investigation(self, signal: str, user: str, reason: str) -> bool: ...
 
         def _verify_beside(self) -> None: ...
+
+        def _room_changed(self) -> None: ...
 
     def _slack_options(self) -> dict[str, Any]:
         chat = self._require_policy().chat
@@ -145,9 +149,10 @@ class SlackVoice:
 
     async def _refresh_header(self) -> None:
         self._publish()
+        self._room_changed()
         if self._outbox_on:
             # One header edit waiting is enough: it shows the state as it is when it is sent.
-            waiting = self._outbox[1:] if self._sending else self._outbox
+            waiting = [i for i in self._outbox if i is not self._sending_item]
             if not any(item.kind == "header" for item in waiting):
                 self._outbox.append(OutboxItem(kind="header"))
             return
@@ -158,9 +163,14 @@ class SlackVoice:
     async def _drain_outbox(self) -> None:
         """Beside the incident's loop for the whole run: send what was decided, in order."""
         while True:
-            await workflow.wait_condition(lambda: bool(self._outbox) and not self._outbox_held)
+            # The war room's items have their own sender (incident_war_room.py): a room Slack is slow
+            # to make does not hold up the thread.
+            await workflow.wait_condition(
+                lambda: any(not i.kind.startswith("room_") for i in self._outbox) and not self._outbox_held
+            )
             self._sending = True
-            item = self._outbox[0]
+            item = next(i for i in self._outbox if not i.kind.startswith("room_"))
+            self._sending_item = item
             if item.kind == "post" and item.post is not None:
                 await self._send_outbox_post(item, item.post)
             elif item.kind == "react":
@@ -169,13 +179,15 @@ class SlackVoice:
                 await self._send_header()
             elif item.kind == "tell":
                 await self._tell_in_turn(item)
-            self._outbox.pop(0)
-            self._sending = False
+            self._outbox.pop(next(n for n, i in enumerate(self._outbox) if i is item))
+            self._sending, self._sending_item = False, None
 
     async def _outbox_quiet(self) -> None:
         """Hold the outbox (for continue-as-new: what is left is carried over)."""
         self._outbox_held = True
-        await workflow.wait_condition(lambda: not self._sending and not self._verifying)
+        await workflow.wait_condition(
+            lambda: not self._sending and not self._verifying and not self._room_sending
+        )
 
     async def _send_outbox_post(self, item: OutboxItem, post: SlackPost) -> None:
         s = self._state

@@ -16,6 +16,7 @@ from workflows.models import (
     SlackReaction,
     UploadedFile,
 )
+from workflows.war_room_models import OpenWarRoom, WarRoom, WarRoomArchive, WarRoomInvite, WarRoomSummary
 
 from .backend import ChatBackend
 
@@ -43,3 +44,33 @@ class ChatActivities:
     async def upload_slack_file(self, upload: SlackFileUpload) -> UploadedFile:
         """Attach a text file to the incident's thread; a retry returns the earlier upload."""
         return await self._backend.upload_file(upload)
+
+    @activity.defn(name="open_war_room")
+    async def open_war_room(self, request: OpenWarRoom) -> WarRoom:
+        """Open the incident's war room (or find it again), invite, bookmark, pin its summary."""
+        return await self._backend.open_war_room(request)
+
+    @activity.defn(name="invite_to_war_room")
+    async def invite_to_war_room(self, invite: WarRoomInvite) -> list[str]:
+        return await self._backend.invite(invite)
+
+    @activity.defn(name="update_war_room_summary")
+    async def update_war_room_summary(self, summary: WarRoomSummary) -> None:
+        await self._backend.update_war_room_summary(summary)
+
+    @activity.defn(name="archive_war_room")
+    async def archive_war_room(self, archive: WarRoomArchive) -> None:
+        await self._backend.archive_war_room(archive)
+
+    @property
+    def activities(self) -> list:
+        return [
+            self.post_slack_message,
+            self.update_slack_header,
+            self.add_slack_reaction,
+            self.upload_slack_file,
+            self.open_war_room,
+            self.invite_to_war_room,
+            self.update_war_room_summary,
+            self.archive_war_room,
+        ]

@@ -24,6 +24,7 @@ from workflows.models import (
     SlackReaction,
     UploadedFile,
 )
+from workflows.war_room_models import OpenWarRoom, WarRoom, WarRoomArchive, WarRoomInvite, WarRoomSummary
 
 
 class ChatBackend(Protocol):
@@ -45,4 +46,24 @@ class ChatBackend(Protocol):
 
     async def upload_file(self, upload: SlackFileUpload) -> UploadedFile:
         """Attach a text file to the thread; a retry returns the earlier upload (`duplicate=True`)."""
+        ...
+
+    # The incident's war room: its own channel (optional: a backend without rooms raises
+    # a non-retryable ApplicationError saying so, and the incident goes on without one).
+
+    async def open_war_room(self, request: OpenWarRoom) -> WarRoom:
+        """Open the room (or find it again, on a retry), invite the members, bookmark the incident's
+        pages and pin a summary of it."""
+        ...
+
+    async def invite(self, invite: WarRoomInvite) -> list[str]:
+        """Invite people to the room; those in it already count as invited. Returns who is in."""
+        ...
+
+    async def update_war_room_summary(self, summary: WarRoomSummary) -> None:
+        """Rewrite the pinned summary with the incident as it is now."""
+        ...
+
+    async def archive_war_room(self, archive: WarRoomArchive) -> None:
+        """Archive the room (after the review); archived already counts as done."""
         ...

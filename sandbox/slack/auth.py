@@ -40,6 +40,10 @@ DEFAULT_SCOPES: tuple[str, ...] = (
     "im:write",  # conversations.open: a page's DM, looked in before a retried page is sent again
     "im:history",  # conversations.history in that DM
     "dnd:read",  # dnd.info: whether a person paged is in Do Not Disturb
+    "channels:manage",  # a war room: conversations.create, setPurpose, invite, archive
+    "pins:write",  # pins.add: the war room's summary
+    "bookmarks:read",  # bookmarks.list: a retried war room is not bookmarked twice
+    "bookmarks:write",  # bookmarks.add: the Temporal UI, the ticket, the runbook
 )
 # A token with every scope the sandbox knows, for tests and people looking around (creating a
 # channel, users.info): what the project itself may do is decided by DEFAULT_SCOPES, never by this.
@@ -70,6 +74,7 @@ ACCEPTED_SCOPES: dict[str, tuple[str, ...]] = {
     ),
     "conversations.open": ("channels:manage", "groups:write", "im:write", "mpim:write"),
     "conversations.info": ("channels:read", "groups:read", "im:read", "mpim:read"),
+    "conversations.members": ("channels:read", "groups:read", "im:read", "mpim:read"),
     "conversations.list": ("channels:read", "groups:read", "im:read", "mpim:read"),
     "conversations.setTopic": (
         "channels:manage",
@@ -86,6 +91,9 @@ ACCEPTED_SCOPES: dict[str, tuple[str, ...]] = {
     "users.info": ("users:read",),
     "dnd.info": ("dnd:read",),
     "bookmarks.add": ("bookmarks:write",),
+    "pins.add": ("pins:write",),
+    "pins.list": ("pins:read",),
+    "conversations.archive": ("channels:manage", "groups:write", "im:write", "mpim:write"),
     "bookmarks.list": ("bookmarks:read",),
     "files.getUploadURLExternal": ("files:write",),
     "files.completeUploadExternal": ("files:write",),
@@ -97,6 +105,7 @@ _CONVERSATION_SCOPES: dict[str, dict[str, tuple[str, ...]]] = {
     "read": {k: (f"{k}:read",) for k in ("channels", "groups", "im", "mpim")},
     "history": {k: (f"{k}:history",) for k in ("channels", "groups", "im", "mpim")},
     "create": {"channels": ("channels:manage",), "groups": ("groups:write",)},
+    "archive": {"channels": ("channels:manage",), "groups": ("groups:write",)},
     "open": {
         "channels": ("channels:manage",),
         "groups": ("groups:write",),

@@ -117,6 +117,8 @@ def auth_test(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[
 @method("chat.postMessage")
 def chat_post_message(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
     channel = sb.visible_channel(args.get("channel"), by_name=True)
+    if channel.get("is_archived"):
+        raise SlackError("is_archived")
     if not bot_is_member(channel):
         # A bot posts only where it was invited; with chat:write.public also in public channels.
         if "chat:write.public" not in _grant(request).scopes:
@@ -592,6 +594,56 @@ def bookmarks_add(sb: SlackSandbox, args: dict[str, Any], request: Request) -> d
     sb.bookmarks.setdefault(channel["id"], []).append(bookmark)
     sb.changed()
     return {"ok": True, "bookmark": bookmark}
+
+
+@method("conversations.members")
+def conversations_members(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    channel = sb.visible_channel(args.get("channel"))
+    _conversation_scope(request, channel, "read")
+    return {"ok": True, "members": list(channel.get("members", [])), "response_metadata": {"next_cursor": ""}}
+
+
+@method("pins.add")
+def pins_add(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    channel = sb.visible_channel(args.get("channel"))
+    if not bot_is_member(channel):
+        raise SlackError("not_in_channel")
+    if not args.get("timestamp"):
+        raise SlackError("no_item_specified")
+    sb.pin(channel["id"], args.get("timestamp"))  # message_not_found, already_pinned
+    return {"ok": True}
+
+
+@method("pins.list")
+def pins_list(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    channel = sb.visible_channel(args.get("channel"))
+    items = [
+        {
+            "type": "message",
+            "created": int(time.time()),
+            "created_by": BOT_USER_ID,
+            "channel": channel["id"],
+            "message": sb.public_message(m, include_metadata=False),
+        }
+        for m in sb.messages[channel["id"]].values()
+        if channel["id"] in m.get("pinned_to", [])
+    ]
+    return {"ok": True, "items": items}
+
+
+@method("conversations.archive")
+def conversations_archive(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict[str, Any]:
+    channel = sb.visible_channel(args.get("channel"))
+    _conversation_scope(request, channel, "archive")
+    if channel.get("is_general"):
+        raise SlackError("cant_archive_general")
+    if channel.get("is_archived"):
+        raise SlackError("already_archived")
+    if not bot_is_member(channel):
+        raise SlackError("not_in_channel")
+    channel["is_archived"] = True
+    sb.changed()
+    return {"ok": True}
 
 
 @method("bookmarks.list")

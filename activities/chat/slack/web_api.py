@@ -42,6 +42,7 @@ from workflows.models import (
 )
 
 from .pacing import DECLARATION, REPLY, ROLLUP, ChannelPacer, Deferred
+from .war_room import SlackWarRoom
 
 METADATA_EVENT = "incident_message"
 PRIORITY = {"storm_rollup": ROLLUP, "declaration": DECLARATION}  # the rest are REPLY
@@ -78,7 +79,7 @@ PERMANENT_ERRORS = frozenset(
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 
 
-class SlackChat:
+class SlackChat(SlackWarRoom):
     """The chat backend for one Slack workspace, through one client (activities/chat/backend.py)."""
 
     def __init__(self, client: AsyncWebClient, pacer: ChannelPacer | None = None) -> None:
