@@ -288,6 +288,13 @@ def declare(
             help="A device to investigate, as named in the pyATS testbed; DEVICE or DEVICE=UPSTREAM (repeatable).",
         ),
     ] = None,
+    customer_impact: Annotated[
+        bool,
+        typer.Option("--customer-impact", help="Customers report it, paying accounts affected: at least P2."),
+    ] = False,
+    data_integrity: Annotated[
+        bool, typer.Option("--data-integrity", help="A data-integrity concern: P1 at once.")
+    ] = False,
 ) -> None:
     """Declare an incident: starts its workflow."""
     sev = _parse_severity(severity)
@@ -312,6 +319,8 @@ def declare(
         detected_at=datetime.now(UTC),
         devices=devices,
         upstream=upstream,
+        customer_impact=customer_impact,
+        data_integrity=data_integrity,
     )
     problems = limits.over_limits(declaration.model_dump())
     if problems:
@@ -415,13 +424,30 @@ def update(
     status: Annotated[str, typer.Option("--status", help=f"One of: {', '.join(UPDATE_STATUSES)}.")],
     message: Annotated[str, typer.Option("--message", "-m", help="What changed.")],
     eta: Annotated[str | None, typer.Option("--eta", help="Expected time to fix, free text.")] = None,
+    scope_doubled: Annotated[
+        bool, typer.Option("--scope-doubled", help="The impact doubled: severity one level up.")
+    ] = False,
+    customer_impact: Annotated[
+        bool,
+        typer.Option("--customer-impact", help="Customers report it, paying accounts affected: at least P2."),
+    ] = False,
+    data_integrity: Annotated[
+        bool, typer.Option("--data-integrity", help="A data-integrity concern: P1 at once.")
+    ] = False,
     user: UserOption = "",
     wait: WaitOption = DEFAULT_WAIT,
 ) -> None:
     """Post a status update."""
     checked = _check_status(status)
     signal = _build(
-        UpdateSignal, user=user or default_user(), status=checked, message=message, eta=eta or None
+        UpdateSignal,
+        user=user or default_user(),
+        status=checked,
+        message=message,
+        eta=eta or None,
+        scope_doubled=scope_doubled,
+        customer_impact=customer_impact,
+        data_integrity=data_integrity,
     )
     _signal_and_report(ident, "update", signal, wait)
 

@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from .incident_input import CHILD_MODELS, IncidentInput, PendingSignal
     from .incident_paging import Paging
     from .incident_snooze import Snooze
+    from .incident_triggers import Triggers
     from .incident_war_room import WarRooms
     from .investigation_models import (
         VerificationReport,
@@ -92,7 +93,7 @@ RELEASE_2026_12_01 = "release-2026-12-01"
 
 
 @workflow.defn
-class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze, WarRooms):
+class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze, WarRooms, Triggers):
     @workflow.init
     def __init__(self, input: IncidentInput) -> None:
         self._policy: Policy | None = input.policy
@@ -121,6 +122,8 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze, War
                 declared_at=_declared_at(d, workflow.now()),
                 detected_at=d.detected_at,
             )
+        # What the declaration says for the severity triggers (incident_triggers.py).
+        self._declared_flags = (input.declaration.customer_impact, input.declaration.data_integrity)
         # A command's outcome by its request id: what its update answers, and how a command
         # sent twice (an update that timed out, then the same as a signal) is applied once.
         self._outcomes: dict[str, TimelineEntry] = {
@@ -133,6 +136,7 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze, War
         self._deadline_table.add("reminder", self._reminder_due, self._remind)
         self._deadline_table.add("review", self._review_due, self._review_expired)
         self._add_paging_deadlines()
+        self._add_trigger_deadlines()
 
     # ------------------------------------------------------------ messages
 
@@ -277,6 +281,7 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze, War
             await self._react(self._reactions().declared)
         if self._war_room_for(s.severity):
             self._ask_for_war_room(s.reporter, f"{s.severity.value} declared")
+        await self._triggers_at_declaration(*self._declared_flags)
         if not in_triage:
             self._set_phase(Phase.triage)
         await self._start_investigation()
@@ -409,6 +414,9 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze, War
         )
         if status in ("fixing", "waiting"):
             await self._react(getattr(self._reactions(), status))
+        await self._triggers_after_update(
+            signal.user, status, signal.scope_doubled, signal.customer_impact, signal.data_integrity
+        )
         await self._refresh_header()
         await self._ticket(
             TicketChangeKind.update, signal.user, text=signal.message, status=status, eta=signal.eta
@@ -454,33 +462,35 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze, War
             )
 
     async def _on_severity(self, signal: SeveritySignal) -> None:
-        s = self._state
         self._refuse("set_severity", signal)
-        new = Severity.parse(signal.severity)
+        await self._change_severity(
+            Severity.parse(signal.severity), signal.user, signal.reason, signal.request_id
+        )
+
+    async def _change_severity(self, new: Severity, user: str, why: str, request_id: str | None) -> None:
+        """A person's or a trigger's new severity: timers, thread, header and ticket follow."""
+        s = self._state
         old = s.severity
         if new.value < old.value:  # P1 < P2: raised
             await self._end_snooze(f"severity raised to {new.value}")
             if self._war_room_for(new):
-                self._ask_for_war_room(signal.user, f"raised to {new.value}")
+                self._ask_for_war_room(user, f"raised to {new.value}")
         s.severity = new
-        reason = f" ({signal.reason})" if signal.reason else ""
-        self._record(
-            "severity", signal.user, f"severity {old.value} → {new.value}{reason}", signal.request_id
-        )
+        self._severity_set()
+        reason = f" ({why})" if why else ""
+        self._record("severity", user, f"severity {old.value} → {new.value}{reason}", request_id)
         # The running timers follow the new severity at once: deadlines are
         # recomputed from the same starting points with the new durations.
         self._schedule()
         self._publish()
-        await self._post(
-            "severity_changed", extra={"old": old.value, "author": signal.user, "reason": signal.reason}
-        )
+        await self._post("severity_changed", extra={"old": old.value, "author": user, "reason": why})
         await self._refresh_header()
         await self._ticket(
             TicketChangeKind.severity,
-            signal.user,
+            user,
             severity=new,
             previous_severity=old,
-            reason=signal.reason or "",
+            reason=why or "",
         )
 
     async def _on_review_done(self, signal: ReviewDoneSignal) -> None:
@@ -510,6 +520,9 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze, War
         if raised_to is not None and open_:
             old = s.severity
             s.severity = raised_to
+            self._severity_set()
+            if self._war_room_for(raised_to):
+                self._ask_for_war_room(batch.user, f"raised to {raised_to.value} by an alert")
             self._record(
                 "severity", batch.user, f"severity {old.value} → {raised_to.value} (raised by an alert)"
             )
@@ -522,6 +535,7 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze, War
                 previous_severity=old,
                 reason="raised by an alert",
             )
+        await self._triggers_after_alerts(batch.alerts, batch.user)
         if open_ and s.devices and s.investigation_workflow_id is None and s.phase != Phase.declared:
             await self._start_investigation()  # the first alert to name a device
             if s.commander is not None:

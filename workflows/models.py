@@ -101,6 +101,10 @@ class IncidentDeclaration(Model):
     # receiver: the incident's `declared` time and the start of its MTTA, however late a worker
     # picks it up. None (older starters): when the workflow first ran.
     declared_at: datetime | None = None
+    # The severity framework's triggers (policy `triggers`): reported by customers with paying
+    # accounts affected (at least P2), a data-integrity concern (P1 at once).
+    customer_impact: bool = False
+    data_integrity: bool = False
 
     _severity = field_validator("severity", mode="before")(_severity)
 
@@ -199,6 +203,10 @@ class UpdateSignal(Signal):
     status: str
     message: str = Field(min_length=1)
     eta: str | None = None
+    # What the update says about the impact, for the severity triggers (policy `triggers`).
+    scope_doubled: bool = False
+    customer_impact: bool = False
+    data_integrity: bool = False
 
 
 class ResolveSignal(Signal):
@@ -359,6 +367,14 @@ class IncidentState(Model):
     snoozed_until: datetime | None = None  # ... until this (None: not snoozed)
     # Its service's maintenance window (a paging severity declared in one): paging held until then.
     maintenance_until: datetime | None = None
+    # The severity triggers (incident_triggers.py): on for incidents of their release; what set
+    # them off so far; the impact's size when the severity was last set (alerts firing, devices).
+    triggers_on: bool = False
+    customer_impact: bool = False
+    data_integrity: bool = False
+    scope_at_severity: tuple[int, int] | None = None
+    identified_at: datetime | None = None  # the first update saying identified (or later)
+    no_root_cause_fired: bool = False
     # Its own channel (issue 13), once opened; opening: asked for, not yet there.
     war_room: WarRoomRef | None = None
     war_room_opening: bool = False

@@ -377,6 +377,58 @@ class WarRoomSettings(_Strict):
     name_prefix: str = Field(default="incident-", pattern=r"^[a-z0-9_-]{1,20}$")
 
 
+def _severity_or_none(value: Any) -> Any:
+    if value is None or str(value).strip().lower() in ("", "none", "off", "false"):
+        return None
+    return Severity.parse(value)
+
+
+class NoRootCause(_Strict):
+    """No update saying `identified` (or later) this long after the declaration: page these too."""
+
+    after: timedelta
+    targets: list[PagingTarget] = Field(min_length=1)
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value)
+
+
+def _no_root_cause_defaults() -> dict[Severity, NoRootCause]:
+    manager = [PagingTarget(schedule="engineering-manager")]
+    return {
+        Severity.P1: NoRootCause(after=timedelta(minutes=30), targets=manager),
+        Severity.P2: NoRootCause(after=timedelta(hours=2), targets=manager),
+    }
+
+
+class TriggerSettings(_Strict):
+    """The severity framework's automatic triggers (seed 001); each can be turned off or tuned."""
+
+    # The impact doubled (an update says so, or the firing alerts, their devices or services
+    # doubled since the severity was last set): one level up.
+    scope_doubled: bool = True
+    # Reported by customers, paying accounts affected: at least this severity (None: off).
+    customer_impact: Severity | None = Severity.P2
+    # Any data-integrity concern: this severity at once (None: off).
+    data_integrity: Severity | None = Severity.P1
+    # An alert label that says so (value true/yes/1, or anything but false/no/0/empty).
+    customer_impact_label: str = "customer_impact"
+    data_integrity_label: str = "data_integrity"
+    # No root cause identified after ...: escalate to the next tier ({} : off).
+    no_root_cause: dict[Severity, NoRootCause] = Field(default_factory=_no_root_cause_defaults)
+
+    _severities = field_validator("customer_impact", "data_integrity", mode="before")(_severity_or_none)
+
+    @field_validator("no_root_cause", mode="before")
+    @classmethod
+    def _by_severity(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {Severity.parse(k): v for k, v in value.items()}
+        return value
+
+
 class AlertMapping(_Strict):
     """How an alert's labels or fields become a severity."""
 
@@ -433,6 +485,7 @@ class Policy(_Strict):
     tickets: TicketSettings = Field(default_factory=TicketSettings)
     investigation: InvestigationSettings = Field(default_factory=InvestigationSettings)
     war_room: WarRoomSettings = Field(default_factory=WarRoomSettings)
+    triggers: TriggerSettings = Field(default_factory=TriggerSettings)
     # Continue-as-new when history grows past this many events even if the
     # server has not suggested it yet (the server suggests it near 4k-10k+).
     max_history_events: int = Field(default=10_000, ge=100)
