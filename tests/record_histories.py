@@ -142,6 +142,72 @@ async def p1_paged(env: Any, declare: Any) -> str:
     return handle.id
 
 
+async def war_room_triggers(env: Any, declare: Any) -> str:
+    """A P3 raised by its alerts doubling, then a data-integrity concern (P1: its war room), roles,
+    no root cause at 30 minutes, identified, resolved, reviewed (the room archived, the header closed)."""
+    from workflows.incident import IncidentWorkflow
+    from workflows.models import (
+        AlertBatch,
+        AlertEvent,
+        ClaimSignal,
+        ResolveSignal,
+        ReviewDoneSignal,
+        RoleSignal,
+        UpdateSignal,
+    )
+
+    def alerts(*names: str) -> AlertBatch:
+        return AlertBatch(
+            user="alertmanager",
+            alerts=[AlertEvent(source="alertmanager", fingerprint=n, name=f"{n} down") for n in names],
+        )
+
+    handle = await declare(
+        "P3", title="Orders DB replication lag", service="orders-db", reporter="U0REPORTER"
+    )
+    await handle.signal(IncidentWorkflow.alerts, alerts("db1", "db2"))
+    await env.sleep(timedelta(minutes=2))
+    await handle.signal(IncidentWorkflow.alerts, alerts("db3", "db4"))  # doubled: P2
+    await env.sleep(timedelta(minutes=2))
+    await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="U0ALICE"))
+    await env.sleep(timedelta(minutes=1))
+    await handle.signal(
+        IncidentWorkflow.update,
+        UpdateSignal(user="U0ALICE", status="investigating", message="checksums differ", data_integrity=True),
+    )  # P1: a war room
+    await env.sleep(timedelta(minutes=1))
+    await handle.signal(
+        IncidentWorkflow.assign_role, RoleSignal(user="U0ALICE", role="comms", assignee="U0ROBERT")
+    )
+    await handle.signal(
+        IncidentWorkflow.assign_role, RoleSignal(user="U0ALICE", role="sme", assignee="U0DBA0001")
+    )
+    await env.sleep(timedelta(minutes=30))  # no root cause at minute 30
+    await handle.signal(
+        IncidentWorkflow.update, UpdateSignal(user="U0ALICE", status="identified", message="bad replica")
+    )
+    await env.sleep(timedelta(minutes=5))
+    await handle.signal(IncidentWorkflow.resolve, ResolveSignal(user="U0ALICE", resolution="replica rebuilt"))
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(IncidentWorkflow.review_done, ReviewDoneSignal(user="U0ALICE", notes="done"))
+    await handle.result()
+    return handle.id
+
+
+async def war_room_triggers_p1(env: Any, tmp: Path) -> list[Recording]:
+    """war_room_triggers with fake Slack (the war room's activities too), tickets off."""
+    workflow_id = await _with_recorded_worker(env, war_room_triggers)
+    return [
+        Recording(
+            "war-room-triggers",
+            workflow_id,
+            "P3 raised to P2 by its alerts doubling, to P1 by a data-integrity concern (war room), roles, "
+            "no root cause at 30m, identified, resolve, review: room archived, header closed "
+            "(time-skipping server, fake Slack)",
+        )
+    ]
+
+
 async def _with_recorded_worker(
     env: Any, scenario: Callable[[Any, Any], Awaitable[str]], policy_file: str | None = None
 ) -> str:
@@ -437,6 +503,7 @@ TIME_SKIPPING: dict[str, Scenario] = {
     "r1-outage-p1": r1_outage_p1,
     "p4-unclaimed": p4_unclaimed,
     "p1-paged": p1_paged_chain,
+    "war-room-triggers": war_room_triggers_p1,
 }
 DEV_SERVER: dict[str, Scenario] = {
     "r1-outage-children": r1_outage_children,

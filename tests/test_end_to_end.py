@@ -97,7 +97,13 @@ async def test_whole_incident_in_one_thread_each_message_once_and_replayable(loc
         keys = idempotency_keys(thread)
         assert len(keys) == len(set(keys))
         header = thread[0]["text"]
-        assert "INCIDENT RESOLVED" in header and "<@U0ENGINEER1>" in header  # kept current by chat.update
+        # Kept current by chat.update, to its last word: closed (it read "Phase: review" before).
+        assert "INCIDENT CLOSED" in header and "<@U0ENGINEER1>" in header and "*Phase:* closed" in header
+        # The team's checklist was edited as its items happened: the update said `fixing` (the cause
+        # is known: blast radius confirmed); no ticket (off here), no stakeholder update yet.
+        (formed,) = [m for m in thread if idempotency_keys([m])[0].endswith("/team_formed")]
+        assert ":white_check_mark: Blast radius confirmed" in formed["text"], formed["text"]
+        assert ":white_large_square: Customer communication sent" in formed["text"]
         assert "Reseating R1 Gi1 optic" in thread[2]["text"] and "15 min" in thread[2]["text"]
         assert "failed SFP" in thread[3]["text"]
         assert await sandbox.reactions(state.slack_channel, state.slack_thread_ts) == [

@@ -109,7 +109,7 @@ async def test_a_p1_gets_a_war_room_with_members_bookmarks_and_a_summary_kept_cu
         info = (await sandbox.web.conversations_info(channel=room.channel))["channel"]
         assert info["is_archived"] is True
         assert "*Phase:* review" in await pinned_text(sandbox, room.channel)
-        state = await handle.query(IncidentWorkflow.state)
+        state = await handle.query(IncidentWorkflow.state)  # replayed from the start: deterministic
         assert [e.text for e in state.timeline if e.kind == "war_room"] == [
             f"war room #{name} opened (P1 declared)",
             f"war room #{name} archived",

@@ -90,6 +90,12 @@ with workflow.unsafe.imports_passed_through():
 LOAD_POLICY = "load_incident_policy"
 # The patch of this release: the slack-outbox, ticket-per-occurrence-early and investigation-in-turn paths.
 RELEASE_2026_12_01 = "release-2026-12-01"
+# The next release's: a P1's war room, the severity triggers, the team's checklist kept true
+# (asked when the run starts, before the policy's local activity: see _read_patches).
+RELEASE_2026_12_01B = "release-2026-12-01b"
+# The header's last word when the incident completes: "closed" (asked then; no local activity
+# precedes it in that task, so an incident from before the release says closed too).
+CLOSED_HEADER_PATCH = "closed-header"
 
 
 @workflow.defn
@@ -102,6 +108,7 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze, War
         self._outbox_on = False  # the slack-outbox patch, read when the run starts
         self._sending = self._outbox_held = self._verifying = False
         self._per_occurrence_early = self._investigation_in_turn = False
+        self._release_b = False
         self._published: dict[str, str] = {}
         if input.carried is not None:
             self._state = input.carried
@@ -221,6 +228,8 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze, War
                 )
             await self._sleep_until_next_deadline()
 
+        if workflow.patched(CLOSED_HEADER_PATCH):
+            await self._refresh_header()  # it says closed (it read "Phase: review" before)
         self._archive_war_room()  # the policy says whether; after the review, as the last thing
         # Commands that raced with completion are answered, not silently dropped.
         # The thread's last messages go out first, however long Slack takes; the children's
@@ -281,6 +290,7 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze, War
             await self._react(self._reactions().declared)
         if self._war_room_for(s.severity):
             self._ask_for_war_room(s.reporter, f"{s.severity.value} declared")
+        self._state.checklist_on = self._release_b
         await self._triggers_at_declaration(*self._declared_flags)
         if not in_triage:
             self._set_phase(Phase.triage)
@@ -788,6 +798,8 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze, War
         """The patches this run takes, asked first, before the policy's local activity (a patch first
         asked after one can replay wrong when a query split that workflow task). On replay each
         one's marker says whether the incident was started since it."""
+        # The war room, the severity triggers and the team's checklist kept true: one marker.
+        self._release_b = workflow.patched(RELEASE_2026_12_01B)
         # One marker for everything this release changed (one event in every new incident's
         # history, not three). The three before it were recorded separately during its work.
         if workflow.patched(RELEASE_2026_12_01):

@@ -9,8 +9,8 @@
   a P1's declaration, 2 hours after a P2's: the next tier is paged (a deadline in the table).
 
 Each is a timeline entry with its reason, and each can be turned off or tuned in the policy's
-`triggers`. Incidents declared before this release never take them: the declaration asks
-`workflow.patched(TRIGGERS_PATCH)` once and keeps the answer in the state (`triggers_on`).
+`triggers`. Incidents declared before this release never take them: the run's release marker
+(`_release_b`, asked when the run starts) is kept in the state at declaration (`triggers_on`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ with workflow.unsafe.imports_passed_through():
     from .models import AlertEvent, IncidentState, PostedMessage, Severity
     from .policy import PagingPolicy, Policy, TriggerSettings, format_duration
 
-TRIGGERS_PATCH = "severity-triggers"
 ROOT_CAUSE_STATUSES = ("identified", "fixing", "monitoring")
 _NO = ("", "false", "no", "0", "none", "off")
 
@@ -45,6 +44,7 @@ class Triggers:
 
     _state: IncidentState
     _deadline_table: DeadlineTable
+    _release_b: bool
 
     if TYPE_CHECKING:  # provided by IncidentWorkflow and the other mixins
 
@@ -85,7 +85,7 @@ class Triggers:
 
     async def _triggers_at_declaration(self, customer_impact: bool, data_integrity: bool) -> None:
         s = self._state
-        s.triggers_on = workflow.patched(TRIGGERS_PATCH)
+        s.triggers_on = self._release_b
         await self._take_flags("declared", s.reporter, customer_impact, data_integrity)
 
     async def _triggers_after_update(

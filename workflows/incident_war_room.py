@@ -10,8 +10,8 @@ Each is an activity safe to repeat (activities/chat/slack/war_room.py), so nothi
 posted or pinned twice across retries and worker crashes.
 
 Incidents declared before this release never took these paths: declaring and raising the
-severity ask `workflow.patched(WAR_ROOM_PATCH)` first, and a command they never received
-cannot replay differently.
+severity ask the run's release marker first (`_release_b`, read when the run starts), and a
+command they never received cannot replay differently.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ with workflow.unsafe.imports_passed_through():
     from .retries import failure_reason
     from .war_room_models import OpenWarRoom, WarRoomArchive, WarRoomInvite, WarRoomSummary, war_room_name
 
-WAR_ROOM_PATCH = "war-room"
 OPEN_WAR_ROOM = "open_war_room"
 INVITE_TO_WAR_ROOM = "invite_to_war_room"
 UPDATE_WAR_ROOM_SUMMARY = "update_war_room_summary"
@@ -45,6 +44,7 @@ class WarRooms:
     _outbox: list[OutboxItem]
     _outbox_on: bool
     _outbox_held: bool
+    _release_b: bool
     _room_sending: bool = False
     _room_item: OutboxItem | None = None
 
@@ -86,7 +86,7 @@ class WarRooms:
             return False
         if severity not in self._require_policy().war_room.severities:
             return False
-        return workflow.patched(WAR_ROOM_PATCH)
+        return self._release_b
 
     def _ask_for_war_room(self, user: str, reason: str) -> None:
         self._state.war_room_opening = True

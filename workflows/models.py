@@ -375,6 +375,11 @@ class IncidentState(Model):
     scope_at_severity: tuple[int, int] | None = None
     identified_at: datetime | None = None  # the first update saying identified (or later)
     no_root_cause_fired: bool = False
+    # The "Incident Team Formed" message, its checklist edited as its items happen (on for
+    # incidents of their release: `checklist_on`), and how many stakeholder updates went out.
+    checklist_on: bool = False
+    team_formed_ts: str | None = None
+    stakeholder_updates: int = 0
     # Its own channel (issue 13), once opened; opening: asked for, not yet there.
     war_room: WarRoomRef | None = None
     war_room_opening: bool = False
@@ -467,6 +472,8 @@ class SlackHeaderUpdate(Model):
     channel: str
     ts: str
     incident: IncidentState
+    # The message to rewrite: the declaration (the thread's header), or "team_formed" (its checklist).
+    template: str = "declaration"
 
 
 class SlackReaction(Model):

@@ -53,6 +53,7 @@ class SlackVoice:
     _sending: bool
     _sending_item: OutboxItem | None = None  # the thread's item being sent
     _room_sending: bool = False  # the war room's sender is busy (incident_war_room.py)
+    _checklist_sent: tuple[bool, ...] = ()  # the team's checklist as last edited
     _outbox_held: bool
     _verifying: bool
 
@@ -150,6 +151,9 @@ class SlackVoice:
     async def _refresh_header(self) -> None:
         self._publish()
         self._room_changed()
+        if self._state.checklist_on and checklist(self._state) != self._checklist_sent:
+            self._checklist_sent = checklist(self._state)
+            self._checklist_changed()
         if self._outbox_on:
             # One header edit waiting is enough: it shows the state as it is when it is sent.
             waiting = [i for i in self._outbox if i is not self._sending_item]
@@ -177,6 +181,8 @@ class SlackVoice:
                 await self._send_reaction(item.reaction)
             elif item.kind == "header":
                 await self._send_header()
+            elif item.kind == "checklist":
+                await self._send_header("team_formed")
             elif item.kind == "tell":
                 await self._tell_in_turn(item)
             self._outbox.pop(next(n for n, i in enumerate(self._outbox) if i is item))
@@ -199,6 +205,8 @@ class SlackVoice:
                 return  # the declaration never reached Slack; the timeline still has it all
             post = post.model_copy(update={"channel": s.slack_channel, "thread_ts": s.slack_thread_ts})
         posted = await self._send_post(post)
+        if post.template == "team_formed" and posted is not None and s.checklist_on:
+            s.team_formed_ts = posted.ts
         if not item.in_thread and post.template == "declaration":
             if posted is not None:
                 s.conversation = Conversation(channel=posted.channel, thread=posted.ts)
@@ -269,22 +277,43 @@ class SlackVoice:
         except ActivityError as err:
             self._slack_failed(f"reaction :{name}:", err)
 
-    async def _send_header(self) -> None:
+    async def _send_header(self, template: str = "declaration") -> None:
         s = self._state
-        if s.slack_channel is None or s.slack_thread_ts is None:
+        ts = s.slack_thread_ts if template == "declaration" else s.team_formed_ts
+        if s.slack_channel is None or ts is None:
             return
+        update = SlackHeaderUpdate(
+            channel=s.slack_channel, ts=ts, incident=self._snapshot(), template=template
+        )
         try:
             await workflow.execute_activity(
                 UPDATE_SLACK_HEADER,
-                SlackHeaderUpdate(channel=s.slack_channel, ts=s.slack_thread_ts, incident=self._snapshot()),
-                summary="update the declaration's header",
+                update,
+                summary="update the declaration's header"
+                if template == "declaration"
+                else "tick the team's checklist",
                 **self._slack_options(),
             )
         except ActivityError as err:
-            self._slack_failed("header update", err)
+            self._slack_failed("header update" if template == "declaration" else "checklist update", err)
+
+    def _checklist_changed(self) -> None:
+        """An item of "Incident Team Formed" happened: its checklist is edited (one edit waiting is enough)."""
+        s = self._state
+        if not s.checklist_on or not self._outbox_on:
+            return
+        if not any(i.kind == "checklist" and i is not self._sending_item for i in self._outbox):
+            self._outbox.append(OutboxItem(kind="checklist"))
 
     def _slack_failed(self, what: str, err: ActivityError) -> None:
         self._record("slack_error", "", f"{what} not posted: {failure_reason(err)}")
+
+
+def checklist(s: IncidentState) -> tuple[bool, ...]:
+    """The "Incident Team Formed" checklist's items that can still change: ticket created, upstream
+    device checked (the investigation's analysis), blast radius confirmed (root cause identified),
+    customer communication sent (a stakeholder update)."""
+    return (bool(s.ticket), bool(s.investigation), s.identified_at is not None, s.stakeholder_updates > 0)
 
 
 def start_outbox(voice: SlackVoice) -> asyncio.Task[None]:

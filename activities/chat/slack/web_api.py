@@ -149,13 +149,10 @@ class SlackChat(SlackWarRoom):
 
     async def update_header(self, header: SlackHeaderUpdate) -> None:
         """Rewrite the declaration message with the current state (idempotent by nature)."""
-        text = fit_message(render("declaration", incident=header.incident, mentions=[]))
+        text = fit_message(render(header.template, incident=header.incident, mentions=[]))
+        blocks = declaration_blocks(text, header.incident) if header.template == "declaration" else None
         await self._call(
-            self._client.chat_update,
-            channel=header.channel,
-            ts=header.ts,
-            text=text,
-            blocks=declaration_blocks(text, header.incident),
+            self._client.chat_update, channel=header.channel, ts=header.ts, text=text, blocks=blocks
         )
 
     async def add_reaction(self, reaction: SlackReaction) -> None:
