@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
 import uuid
 from datetime import datetime
@@ -151,9 +152,13 @@ async def test_worker_killed_during_a_levels_wait_pages_the_overdue_level_at_onc
                 dms[level] = [m for m in history if key in str(m)]
         finally:
             worker.stop()
-            if handle is not None:  # kept for a look: `temporal workflow show --input <file>` style JSON
+            if handle is not None:  # kept for a look (PAGING_KILL_KEEP=dir: copied there too)
                 (tmp_path / "history.json").write_text((await handle.fetch_history()).to_json())
                 print(f"history: {tmp_path / 'history.json'}; worker log: {worker_log}")
+                if keep := os.environ.get("PAGING_KILL_KEEP"):
+                    Path(keep).mkdir(parents=True, exist_ok=True)
+                    shutil.copy(tmp_path / "history.json", Path(keep) / "history.json")
+                    shutil.copy(worker_log, Path(keep) / "worker.log")
             if handle is not None:
                 await terminate_all([handle])
 
