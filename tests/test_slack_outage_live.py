@@ -486,6 +486,10 @@ def check_thread(seen: Outage) -> None:
     # The incident's own messages: exactly what its timeline says happened, in that order.
     entries = timeline(final_status)
     expected = [TEMPLATE_OF_KIND[e.kind] for e in entries if e.kind in TEMPLATE_OF_KIND]
+    # The P1's war room opens once the declaration is in Slack, after the outage: its line may
+    # still be on its way when the thread has caught up with the rest. Once at most.
+    assert own.count("war_room_opened") <= 1 and any(e.kind == "war_room" for e in entries), own
+    own = [t for t in own if t != "war_room_opened"]
     assert own == expected, f"thread {own} != timeline {expected}"
     assert own[:2] == ["declaration", "escalation"] and own.count("status_update") == 2, own
     # The investigation's: its plan, each step once in order, its analysis.
