@@ -49,8 +49,8 @@ page reloading); ``GET /_sandbox/messages`` (``?to=``, ``?message_id=``, ``?dist
 (``message/rfc822``), ``GET|POST|DELETE /_sandbox/faults``, ``POST /_sandbox/reset``,
 ``GET /_sandbox/health``.
 
-Not modelled: delivery onwards (nothing leaves this machine), DSNs and bounces, VRFY/EXPN
-(502), PIPELINING, CHUNKING, size limits beyond aiosmtpd's 32 MiB, SPF/DKIM.
+Not modelled: delivery onwards (nothing leaves this machine), DSNs and bounces, VRFY (always
+252) and EXPN (502), PIPELINING, CHUNKING, size limits beyond aiosmtpd's 32 MiB, SPF/DKIM.
 """
 
 from __future__ import annotations
@@ -316,6 +316,8 @@ def parse_message(raw: bytes) -> dict[str, Any]:
             "subject": "",
             "from": "",
             "to": "",
+            "date": "",
+            "in_reply_to": "",
             "headers": [],
             "text": "",
             "parse_error": f"{type(exc).__name__}: {exc}",

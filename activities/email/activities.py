@@ -29,6 +29,7 @@ from temporalio.exceptions import ApplicationError
 
 from workflows.email_models import SEND_EMAIL, EmailSent, EmailToSend
 
+from ..rendering import email_text
 from ..stakeholder import stakeholder_email
 from .backend import EmailBackend
 from .message import build_message, message_id_for
@@ -63,7 +64,11 @@ class EmailActivities:
 
     @activity.defn(name=SEND_EMAIL)
     async def send_email(self, email: EmailToSend) -> EmailSent:
-        """Send one email to its recipients; a retry sends only to those no attempt delivered to."""
+        """Send one email to its recipients; a retry sends only to those no attempt delivered to.
+
+        Idempotent as far as SMTP allows (the module's docstring says how): the same message on
+        every attempt, and the heartbeat names who already has it.
+        """
         backend = self._backend
         if backend is None:
             return EmailSent(sent=False, off_because=self._off_reason)
@@ -72,7 +77,7 @@ class EmailActivities:
             text = stakeholder_email(email.update)
             subject, body = text.subject, text.body
         else:
-            subject, body = email.subject, email.body
+            subject, body = email.subject, email_text(email.body)
         domain = backend.envelope_sender.rsplit("@", 1)[1]
         message_id = message_id_for(email.incident_workflow_id, email.idempotency_key, domain)
         message = build_message(
