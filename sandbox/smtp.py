@@ -280,7 +280,7 @@ class SmtpSandbox:
         return record
 
     def distinct(self) -> list[dict[str, Any]]:
-        """One entry per Message-ID (a message without one is its own), with its copies and recipients."""
+        """One entry per Message-ID (a message without one is its own): its copies, who got it, who twice."""
         seen: dict[str, dict[str, Any]] = {}
         out: list[dict[str, Any]] = []
         for record in self.messages:
@@ -292,6 +292,7 @@ class SmtpSandbox:
                 out.append(entry)
             entry["copies"] += 1
             entry["copy_ids"].append(record["id"])
+            entry["repeated_to"] = [*entry["repeated_to"], *record["repeated_to"]]
             for rcpt in record["rcpt_to"]:
                 if rcpt.lower() not in {d.lower() for d in entry["delivered_to"]}:
                     entry["delivered_to"].append(rcpt)
@@ -554,12 +555,15 @@ _PAGE = """<!doctype html>
 
 def _message_html(entry: dict[str, Any]) -> str:
     e = html.escape
-    copies = entry["copies"]
-    again = (
-        f" <span class='dup'>received {copies}&times; (same Message-ID: {e(', '.join(entry['copy_ids']))})</span>"
-        if copies > 1
-        else ""
-    )
+    copies, ids = entry["copies"], e(", ".join(entry["copy_ids"]))
+    again = ""
+    if entry["repeated_to"]:  # the same message twice to someone: a retry after a lost answer
+        twice = e(", ".join(dict.fromkeys(entry["repeated_to"])))
+        again = (
+            f" <span class='dup'>received {copies}&times; (same Message-ID: {ids}; again to {twice})</span>"
+        )
+    elif copies > 1:  # a retry for the recipients an earlier attempt could not reach
+        again = f" <span class='muted'>in {copies} deliveries to different recipients ({ids})</span>"
     return (
         f"<h2 id='{e(entry['id'])}'>{e(entry['subject'] or '(no subject)')}{again}</h2>"
         "<table>"

@@ -256,7 +256,7 @@ async def test_a_retry_after_a_lost_answer_is_a_second_copy_of_the_same_message_
     [one] = await messages(control, distinct=1)
     assert one["copies"] == 2 and one["copy_ids"] == [first["id"], second["id"]]
     page = (await control.get("/", params={"refresh": "0"})).text
-    assert page.count("<h2 ") == 1 and "received 2&times;" in page
+    assert page.count("<h2 ") == 1 and "received 2&times;" in page and "again to ops@example.com" in page
 
 
 async def test_451_for_one_recipient_retries_that_recipient_alone(backend, control) -> None:
@@ -274,6 +274,10 @@ async def test_451_for_one_recipient_retries_that_recipient_alone(backend, contr
     first, second = await messages(control)
     assert first["rcpt_to"] == ["ops@example.com"] and second["rcpt_to"] == ["noc@example.com"]
     assert second["duplicate_of"] == first["id"] and second["repeated_to"] == []  # nobody got it twice
+    [one] = await messages(control, distinct=1)
+    assert one["copies"] == 2 and one["repeated_to"] == []
+    page = (await control.get("/", params={"refresh": "0"})).text
+    assert "in 2 deliveries to different recipients" in page and "received 2&times;" not in page
 
 
 @pytest.mark.parametrize(
