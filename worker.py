@@ -22,6 +22,7 @@ from activities.backends import BackendError, Backends, paging_backend_names
 from activities.chat import ChatActivities
 from activities.chat.slack import SlackChat
 from activities.chat.slack.pager import SlackPager
+from activities.email import EmailActivities
 from activities.paging.activities import PagingActivities
 from activities.paging.backend import PagingBackend
 from activities.policy import PolicyActivities
@@ -76,6 +77,7 @@ def build_worker(
     devices = backends.devices
     policies = PolicyActivities(policy, tickets_off_because=backends.tickets_off_because)
     paging = paging_activities(client, settings, backends)
+    email = EmailActivities(backends.email, off_reason=backends.email_off_because)
     temporal = TemporalActivities(client)
     return Worker(
         client,
@@ -104,6 +106,7 @@ def build_worker(
             devices.analyse_investigation,
             devices.verify_against_baseline,
             *paging.activities,
+            *email.activities,
         ],
     )
 
@@ -122,6 +125,12 @@ async def run_worker(settings: Settings) -> None:
         settings.temporal_namespace,
         settings.slack_api_url,
         backends.names,
+    )
+    logging.info(
+        "email: %s",
+        f"smtp via {settings.smtp_host}:{settings.smtp_port}"
+        if backends.email
+        else backends.email_off_because,
     )
     # SIGTERM (docker stop, incident dev's Ctrl-C) lets in-flight activities finish
     # or time out cleanly; Temporal retries whatever did not.

@@ -1,7 +1,8 @@
 """Which implementation stands behind each outside system: a setting names an entry here.
 
 CHAT_BACKEND, TICKET_BACKEND and DEVICE_BACKEND (activities/settings.py) each choose
-one factory below, PAGING_BACKENDS several (one per paging service), and the worker registers its activities over what they build
+one factory below, PAGING_BACKENDS several (one per paging service), SMTP_HOST turns email on,
+and the worker registers its activities over what they build
 (worker.py). Another chat tool, ticket system or device library is one module behind
 its package's interface (chat/backend.py, tickets/backend.py, devices/backend.py) and
 one entry here; the activity names the workflows call stay the same whichever
@@ -19,6 +20,9 @@ from workflows.paging_models import PagingService
 from .chat import ChatBackend
 from .chat.slack import SlackChat
 from .devices import DeviceActivities, DeviceBackend
+from .email import EmailBackend, SmtpEmail
+from .email.activities import EMAIL_OFF
+from .email.message import SenderError
 from .paging.backend import PagingBackend
 from .paging.opsgenie import OpsgeniePaging
 from .paging.pagerduty import PagerDutyPaging
@@ -76,6 +80,13 @@ def opsgenie(settings: Settings) -> PagingBackend:
     )
 
 
+def smtp_email(settings: Settings) -> EmailBackend:
+    try:
+        return SmtpEmail.from_settings(settings)
+    except SenderError as exc:
+        raise BackendError(str(exc)) from None
+
+
 CHAT_BACKENDS: dict[str, Callable[[Settings], ChatBackend]] = {"slack": slack}
 TICKET_BACKENDS: dict[str, Callable[[Settings], TicketBackend]] = {"servicenow": servicenow}
 DEVICE_BACKENDS: dict[str, Callable[[Settings], DeviceBackend]] = {"pyats": pyats}
@@ -113,6 +124,8 @@ class Backends:
     devices: DeviceBackend
     names: str  # "chat slack, tickets off, devices pyats, paging slack+pagerduty", for the worker's log
     paging: dict[PagingService, PagingBackend] = field(default_factory=dict)
+    email: EmailBackend | None = None  # None: email is off
+    email_off_because: str | None = EMAIL_OFF
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Backends:
@@ -139,6 +152,8 @@ class Backends:
             names=f"chat {chat_name}, tickets {ticket_name}, devices {device_name}, "
             f"paging {'+'.join(paging_names) or 'off'}",
             paging={service: build(settings) for service, build in paging.items()},
+            email=smtp_email(settings) if settings.smtp_host.strip() else None,
+            email_off_because=None if settings.smtp_host.strip() else EMAIL_OFF,
         )
 
 

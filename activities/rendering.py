@@ -10,13 +10,17 @@ The mentions and links the project makes itself are built by the filters
 (`mention`, `link`), after escaping, so they stay live. For ServiceNow
 (`servicenow/*`) the text is plain, but journal fields read `[code]...[/code]`
 as HTML and the work notes carry our own `[ref: ...]` idempotency tags, so
-both are neutralised in what people wrote.
+both are neutralised in what people wrote. For email (`email/*`) the text is
+plain and stays as written (`<!channel>` and `&` mean nothing there), less
+control characters and bidirectional overrides; in a subject
+(`email/*.subject.txt.j2`) line breaks become spaces too, so no text can add a
+header.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
@@ -27,12 +31,16 @@ from jinja2.runtime import Context
 from pydantic import BaseModel
 
 from workflows import limits
+from workflows.stakeholder_models import one_line
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 _SLACK_ID = re.compile(r"^[UW][A-Z0-9]{6,}$")
 _PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
 _SERVICENOW_TAG = re.compile(r"\[(/?code|ref:)", re.IGNORECASE)
 _SHORTENED = "_shortened"
+# Control characters but tab and newline, and the bidirectional overrides that make text read
+# other than it is (the "Trojan Source" characters).
+_EMAIL_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def mrkdwn_escape(text: str) -> str:
@@ -43,6 +51,17 @@ def mrkdwn_escape(text: str) -> str:
 def servicenow_neutralise(text: str) -> str:
     """`[code]` (HTML in journal fields) and `[ref:` (our idempotency tags) made plain text."""
     return _SERVICENOW_TAG.sub(lambda m: "(" + m.group(1), text)
+
+
+def email_text(text: str) -> str:
+    """Plain text for an email body: line ends as \\n, no control characters or bidi overrides."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n").replace("\u2029", "\n")
+    return _EMAIL_UNSAFE.sub("", lines)
+
+
+def email_header_text(text: str) -> str:
+    """Text for an email header (the subject): one line, no control characters or bidi overrides."""
+    return _EMAIL_UNSAFE.sub("", one_line(text))
 
 
 def escaped(value: Any, escape: Any = mrkdwn_escape) -> Any:
@@ -114,6 +133,36 @@ def _duration(value: timedelta | float | None) -> str:
     return f"{hours}h {minutes}m" if hours else f"{minutes} min"
 
 
+def _in_words(minutes: int | float | None) -> str:
+    """15 -> "15 minutes", 60 -> "1 hour", 90 -> "1 hour 30 minutes", 1500 -> "1 day 1 hour"."""
+    if minutes is None:
+        return "—"
+    total = max(0, int(minutes))
+    days, rest = divmod(total, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    parts = [(days, "day"), (hours, "hour")] + ([] if days else [(mins, "minute")])
+    words = [f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in parts if n]
+    return " ".join(words) or "0 minutes"
+
+
+def _day(value: date | datetime | str | None) -> str:
+    if isinstance(value, str) and value:
+        value = date.fromisoformat(value[:10])
+    return f"{value:%Y-%m-%d}" if value else "—"
+
+
+def _span(start: datetime | str | None, end: datetime | str | None) -> str:
+    """Start to end and how long: `2026-12-01 14:32 to 15:10 UTC (38 minutes)`; both dates if they differ."""
+    begin, finish = _datetime(start), _datetime(end)
+    if begin is None or finish is None:
+        return "—"
+    begin, finish = begin.astimezone(UTC), finish.astimezone(UTC)
+    total = _in_words((finish - begin).total_seconds() // 60)
+    if begin.date() == finish.date():
+        return f"{begin:%Y-%m-%d %H:%M} to {finish:%H:%M} UTC ({total})"
+    return f"{begin:%Y-%m-%d %H:%M} UTC to {finish:%Y-%m-%d %H:%M} UTC ({total})"
+
+
 @pass_context
 def _shorten(context: Context, text: Any, limit: int) -> str:
     """At most `limit` characters, ending with an ellipsis when cut (never inside an escape)."""
@@ -145,6 +194,9 @@ def environment() -> Environment:
         duration=_duration,
         shorten=_shorten,
         link=_link,
+        in_words=_in_words,
+        day=_day,
+        span=_span,
     )
     env.globals["limits"] = limits
     return env
@@ -161,6 +213,9 @@ def render(template: str, **context: Any) -> str:
         context = {key: escaped(value) for key, value in context.items()}
     elif name.startswith("servicenow/"):
         context = {key: escaped(value, servicenow_neutralise) for key, value in context.items()}
+    elif name.startswith("email/"):
+        escape = email_header_text if ".subject." in name else email_text
+        context = {key: escaped(value, escape) for key, value in context.items()}
     marks: list[int] = []
     context[_SHORTENED] = marks
     context["shortened"] = lambda: bool(marks)

@@ -25,6 +25,8 @@ SLACK_SANDBOX_PORT = 8901
 SERVICENOW_SANDBOX_PORT = 8902
 PAGERDUTY_SANDBOX_PORT = 8903
 OPSGENIE_SANDBOX_PORT = 8904
+SMTP_SANDBOX_HTTP_PORT = 8905  # the SMTP sandbox's page and control API
+SMTP_SANDBOX_PORT = 8925  # the SMTP sandbox's SMTP listener
 ALERT_RECEIVER_PORT = 8000
 SLACK_APP_PORT = 3000
 
@@ -98,6 +100,19 @@ class Settings(BaseSettings):
     opsgenie_webhook_token: str = ""  # unset: every Opsgenie callback is refused (401)
     opsgenie_timeout: float = 10.0
     opsgenie_sandbox_port: int = OPSGENIE_SANDBOX_PORT
+
+    # Email over SMTP (activities/email/): stakeholder notifications. No SMTP_HOST: email is off
+    # and the send_email activity says so. Real: the relay's host, port 587, SMTP_STARTTLS=true and
+    # its credentials; `incident dev` sets SMTP_HOST/SMTP_PORT to its sandbox (no TLS, no AUTH).
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = True
+    smtp_from: str = "incident-response@localhost"
+    smtp_timeout: float = 10.0
+    smtp_sandbox_port: int = SMTP_SANDBOX_PORT
+    smtp_sandbox_http_port: int = SMTP_SANDBOX_HTTP_PORT
 
     # pyATS (activities/devices/): the testbed, its diagnostic plans, and timeouts.
     pyats_testbed: str = "config/testbed.yaml"

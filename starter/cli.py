@@ -837,6 +837,13 @@ def dev(
         int,
         typer.Option("--opsgenie-port", envvar="OPSGENIE_SANDBOX_PORT", help="Opsgenie sandbox port."),
     ] = ports.OPSGENIE_SANDBOX_PORT,
+    smtp_port: Annotated[
+        int, typer.Option("--smtp-port", envvar="SMTP_SANDBOX_PORT", help="SMTP sandbox's SMTP port.")
+    ] = ports.SMTP_SANDBOX_PORT,
+    smtp_http_port: Annotated[
+        int,
+        typer.Option("--smtp-http-port", envvar="SMTP_SANDBOX_HTTP_PORT", help="SMTP sandbox's page port."),
+    ] = ports.SMTP_SANDBOX_HTTP_PORT,
     alert_port: Annotated[
         int, typer.Option("--alert-port", envvar="ALERT_RECEIVER_PORT", help="Alert receivers' port.")
     ] = ports.ALERT_RECEIVER_PORT,
@@ -859,7 +866,7 @@ def dev(
         ),
     ] = "outage",
 ) -> None:
-    """Run everything locally: Temporal + UI, Slack, ServiceNow, PagerDuty and Opsgenie sandboxes, worker, receivers, Slack handler.
+    """Run everything locally: Temporal + UI, Slack, ServiceNow, PagerDuty, Opsgenie and SMTP sandboxes, worker, receivers, Slack handler.
 
     A part that dies is restarted (same port, environment and state); Ctrl-C stops it all.
     """
@@ -873,6 +880,8 @@ def dev(
         servicenow_port=servicenow_port,
         pagerduty_port=pagerduty_port,
         opsgenie_port=opsgenie_port,
+        smtp_port=smtp_port,
+        smtp_http_port=smtp_http_port,
         alert_port=alert_port,
         slack_app_port=slack_app_port,
         data_dir=data_dir,

@@ -11,7 +11,9 @@ Starts, in order, and waits for each to answer before the next:
    is set, and the PagerDuty and Opsgenie sandboxes (`python -m sandbox.pagerduty`,
    `python -m sandbox.opsgenie`, state in `<data dir>/pagerduty/` and `opsgenie/`), unless
    PAGERDUTY_EVENTS_URL / OPSGENIE_API_URL are set; their webhooks go to the alert
-   receiver's /webhooks/pagerduty and /webhooks/opsgenie;
+   receiver's /webhooks/pagerduty and /webhooks/opsgenie; and the SMTP sandbox
+   (`python -m sandbox.smtp`, messages in `<data dir>/smtp/`) unless SMTP_HOST is set,
+   which the worker's stakeholder email then goes to;
 4. the worker (`python -m worker`) pointed at all of them, with the pyATS testbed
    PYATS_TESTBED, or else the mock lab's, written to `<data dir>/testbed.yaml` for
    its scenario (default outage; `incident devices recovered` switches it while
@@ -97,6 +99,8 @@ class DevConfig:
     servicenow_port: int = ports.SERVICENOW_SANDBOX_PORT
     pagerduty_port: int = ports.PAGERDUTY_SANDBOX_PORT
     opsgenie_port: int = ports.OPSGENIE_SANDBOX_PORT
+    smtp_port: int = ports.SMTP_SANDBOX_PORT
+    smtp_http_port: int = ports.SMTP_SANDBOX_HTTP_PORT
     alert_port: int = ports.ALERT_RECEIVER_PORT
     slack_app_port: int = ports.SLACK_APP_PORT
     data_dir: Path = Path(".data")
@@ -106,6 +110,7 @@ class DevConfig:
     servicenow_url: str | None = None
     pagerduty_events_url: str | None = None
     opsgenie_api_url: str | None = None
+    smtp_host: str | None = None
     # What the paging sandboxes accept and sign with, and the worker and receiver use: the
     # environment's, else the sandboxes' (the receiver's own default is none, trusting nothing).
     pagerduty_routing_key: str = ports.PAGERDUTY_SANDBOX_ROUTING_KEY
@@ -130,6 +135,7 @@ class DevConfig:
             servicenow_url=os.environ.get("SERVICENOW_URL") or None,
             pagerduty_events_url=os.environ.get("PAGERDUTY_EVENTS_URL") or None,
             opsgenie_api_url=os.environ.get("OPSGENIE_API_URL") or None,
+            smtp_host=os.environ.get("SMTP_HOST") or None,
             pagerduty_routing_key=settings.pagerduty_routing_key,
             pagerduty_webhook_secret=settings.pagerduty_webhook_secret
             or ports.PAGERDUTY_SANDBOX_WEBHOOK_SECRET,
@@ -352,6 +358,7 @@ class DevStack:
         self.slack_api_url = ""
         self.servicenow_env: dict[str, str] = {}
         self.paging_env: dict[str, str] = {}
+        self.smtp_env: dict[str, str] = {}
         self.testbed = ""  # what the worker's PYATS_TESTBED is
         self.lab_scenario: str | None = None  # the mock lab's scenario when the worker uses it
         self.log_dir = config.data_dir / "logs"
@@ -834,6 +841,40 @@ class DevStack:
         self.rows.append((label, f"http://localhost:{port}/", f"pid {child.pid}; {note}"))
         return url
 
+    # ........................................................ SMTP sandbox
+
+    async def start_smtp(self) -> None:
+        """The SMTP sandbox unless SMTP_HOST is set; the worker's email goes to it (no TLS, AUTH if asked)."""
+        cfg = self.config
+        if cfg.smtp_host:
+            port = os.environ.get("SMTP_PORT") or "587"
+            self.rows.append(("SMTP", f"{cfg.smtp_host}:{port}", "from SMTP_HOST; no sandbox started"))
+            return
+        for port, flag in ((cfg.smtp_port, "--smtp-port"), (cfg.smtp_http_port, "--smtp-http-port")):
+            if port_in_use(cfg.host, port):
+                raise DevStackError(
+                    f"port {port} on {cfg.host} is already in use: choose another with {flag}"
+                )
+        command = [sys.executable, "-m", "sandbox.smtp", "--host", cfg.host]
+        command += ["--smtp-port", str(cfg.smtp_port), "--http-port", str(cfg.smtp_http_port)]
+        command += ["--data-dir", str(cfg.data_dir / "smtp")]
+        # SMTP_SANDBOX_USER (user:password), when set, reaches it by environment: `ps` shows command lines.
+        child = self._spawn("smtp-sandbox", command, env=self._child_env(), echo=cfg.echo_logs)
+        page = f"http://{cfg.host}:{cfg.smtp_http_port}"
+        await self._wait_http(page + "/_sandbox/health", child, SANDBOX_READY_TIMEOUT)
+        child.ready = self._http_ready(page + "/_sandbox/health", SANDBOX_READY_TIMEOUT)
+        self.smtp_env = {"SMTP_HOST": cfg.host, "SMTP_PORT": str(cfg.smtp_port), "SMTP_STARTTLS": "false"}
+        user, colon, password = os.environ.get("SMTP_SANDBOX_USER", "").partition(":")
+        if colon:
+            self.smtp_env.update(SMTP_USERNAME=user, SMTP_PASSWORD=password)
+        self.rows.append(
+            (
+                "SMTP sandbox",
+                f"http://localhost:{cfg.smtp_http_port}/",
+                f"pid {child.pid}; SMTP on {cfg.host}:{cfg.smtp_port}" + (", AUTH" if colon else ""),
+            )
+        )
+
     # ........................................................ receivers
 
     async def start_receivers(self) -> None:
@@ -885,6 +926,7 @@ class DevStack:
             env["SLACK_API_URL"] = self.slack_api_url
         env.update(self.servicenow_env)
         env.update(self.paging_env)
+        env.update(self.smtp_env)
         if self.testbed:
             env["PYATS_TESTBED"] = self.testbed
         return env
@@ -1056,6 +1098,7 @@ class DevStack:
                 ("servicenow-sandbox.json", self.started("servicenow-sandbox")),
                 ("pagerduty/", self.started("pagerduty-sandbox")),
                 ("opsgenie/", self.started("opsgenie-sandbox")),
+                ("smtp/", self.started("smtp-sandbox")),
                 (LAB_TESTBED, self.lab_scenario is not None),
             )
             if used
@@ -1090,6 +1133,7 @@ class DevStack:
             await self.start_slack()
             await self.start_servicenow()
             await self.start_paging()
+            await self.start_smtp()
             self.prepare_testbed()
             await self.start_worker(client)
             await self.start_receivers()

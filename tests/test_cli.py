@@ -356,7 +356,7 @@ class DevProcess:
         env["COLUMNS"] = "200"
         args = ["dev", "--temporal-port", str(ports["temporal"]), "--ui-port", str(ports["ui"])]
         args += ["--slack-port", str(ports["slack"]), "--data-dir", str(data_dir)]
-        for flag in ("servicenow", "pagerduty", "opsgenie", "alert", "slack-app"):
+        for flag in ("servicenow", "pagerduty", "opsgenie", "smtp", "smtp-http", "alert", "slack-app"):
             if flag in ports:
                 args += [f"--{flag}-port", str(ports[flag])]
         self.proc = subprocess.Popen(
@@ -411,6 +411,7 @@ needs_stack = pytest.mark.skipif(
 @needs_stack
 def test_dev_starts_everything_and_ctrl_c_leaves_nothing_running(tmp_path):
     names = ("temporal", "ui", "slack", "servicenow", "pagerduty", "opsgenie", "alert", "slack-app")
+    names += ("smtp", "smtp-http")
     ports = {name: free_port() for name in names}
     data_dir = tmp_path / "data"
     env = {"TEMPORAL_ADDRESS": f"127.0.0.1:{ports['temporal']}", "TEMPORAL_UI_PORT": str(ports["ui"])}
@@ -427,6 +428,7 @@ def test_dev_starts_everything_and_ctrl_c_leaves_nothing_running(tmp_path):
                 "servicenow-sandbox",
                 "pagerduty-sandbox",
                 "opsgenie-sandbox",
+                "smtp-sandbox",
                 "worker",
                 "alerts",
                 "slack-app",

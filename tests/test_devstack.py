@@ -14,6 +14,7 @@ import io
 import os
 import re
 import signal
+import smtplib
 import socket
 import subprocess
 import sys
@@ -49,6 +50,7 @@ COMPONENTS = {
     "servicenow-sandbox",
     "pagerduty-sandbox",
     "opsgenie-sandbox",
+    "smtp-sandbox",
     "worker",
     "alerts",
     "slack-app",
@@ -107,6 +109,7 @@ class Stack:
 
     def __init__(self, data_dir: Path) -> None:
         names = ("temporal", "ui", "slack", "servicenow", "pagerduty", "opsgenie", "alert", "app")
+        names += ("smtp", "smtp_http")
         self.ports = {name: free_port() for name in names}
         self.data_dir = data_dir
         self.secret = f"devstack-secret-{uuid.uuid4().hex[:12]}"
@@ -119,6 +122,7 @@ class Stack:
             "SERVICENOW_URL",
             "PAGERDUTY_EVENTS_URL",
             "OPSGENIE_API_URL",
+            "SMTP_HOST",
             "PYATS_TESTBED",
             "SLACK_SIGNING_SECRET",
         )
@@ -134,6 +138,7 @@ class Stack:
         args += ["--servicenow-port", str(p["servicenow"]), "--alert-port", str(p["alert"])]
         args += ["--slack-app-port", str(p["app"])]
         args += ["--pagerduty-port", str(p["pagerduty"]), "--opsgenie-port", str(p["opsgenie"])]
+        args += ["--smtp-port", str(p["smtp"]), "--smtp-http-port", str(p["smtp_http"])]
         self.proc = subprocess.Popen(
             [str(INCIDENT), *args],
             stdout=subprocess.PIPE,
@@ -286,6 +291,19 @@ def test_no_secret_on_any_command_line_and_the_parts_still_agree(stack: Stack) -
         ).json()
     assert acted.get("status") == 200, acted
     eventually(lambda: "U0ALICE" in stack.status("secrets"), 30, "the reaction's claim")
+
+
+@needs_stack
+def test_the_smtp_sandbox_takes_mail_shows_it_and_the_worker_is_pointed_at_it(stack: Stack) -> None:
+    before_ready = " ".join(stack.text[: stack.text.index("Ready.")].replace("│", " ").split())
+    assert "SMTP sandbox" in before_ready and "smtp/" in before_ready, before_ready
+    environ = Path(f"/proc/{stack.pids()['worker']}/environ").read_bytes().split(b"\0")
+    for wanted in ("SMTP_HOST=127.0.0.1", f"SMTP_PORT={stack.ports['smtp']}", "SMTP_STARTTLS=false"):
+        assert wanted.encode() in environ, wanted
+    with smtplib.SMTP("127.0.0.1", stack.ports["smtp"], timeout=10) as relay:
+        relay.sendmail("a@example.com", ["b@example.com"], "Subject: devstack <mail>\r\n\r\nhello\r\n")
+    page = httpx.get(f"http://127.0.0.1:{stack.ports['smtp_http']}/?refresh=0", trust_env=False, timeout=10)
+    assert page.status_code == 200 and "devstack &lt;mail&gt;" in page.text
 
 
 @needs_stack

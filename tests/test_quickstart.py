@@ -29,11 +29,12 @@ INCIDENT = Path(sys.executable).parent / "incident"
 @pytest.fixture
 def dev_stack(tmp_path):
     names = ("temporal", "ui", "slack", "servicenow", "pagerduty", "opsgenie", "alerts", "slack_app")
+    names += ("smtp", "smtp_http")
     ports = {name: free_port() for name in names}
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("TEMPORAL_ADDRESS", "SLACK_API_URL", "SERVICENOW_URL", "SLACK_APP_TOKEN")
+        if k not in ("TEMPORAL_ADDRESS", "SLACK_API_URL", "SERVICENOW_URL", "SLACK_APP_TOKEN", "SMTP_HOST")
     }
     env.update(
         TEMPORAL_PORT=str(ports["temporal"]),
@@ -42,6 +43,8 @@ def dev_stack(tmp_path):
         SERVICENOW_SANDBOX_PORT=str(ports["servicenow"]),
         PAGERDUTY_SANDBOX_PORT=str(ports["pagerduty"]),
         OPSGENIE_SANDBOX_PORT=str(ports["opsgenie"]),
+        SMTP_SANDBOX_PORT=str(ports["smtp"]),
+        SMTP_SANDBOX_HTTP_PORT=str(ports["smtp_http"]),
         ALERT_RECEIVER_PORT=str(ports["alerts"]),
         SLACK_APP_PORT=str(ports["slack_app"]),
         INCIDENT_DATA_DIR=str(tmp_path / "data"),
