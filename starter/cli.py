@@ -63,7 +63,7 @@ from starter.declare import (
     worker_polling,
 )
 from workflows import limits
-from workflows.commands import snooze_problem
+from workflows.commands import STAKEHOLDER_STATUSES, snooze_problem
 from workflows.maintenance import (
     MaintenanceChange,
     MaintenanceWindow,
@@ -89,6 +89,7 @@ from workflows.models import (
     SeveritySignal,
     Signal,
     SnoozeSignal,
+    StakeholderSignal,
     TimelineEntry,
     UpdateSignal,
     WarRoomSignal,
@@ -450,6 +451,46 @@ def update(
         data_integrity=data_integrity,
     )
     _signal_and_report(ident, "update", signal, wait)
+
+
+@app.command("stakeholder")
+@_command
+def stakeholder(
+    ident: IdArgument,
+    status: Annotated[
+        str,
+        typer.Option(
+            "--status", help="investigating, identified, mitigating, monitoring (fixing/waiting: mitigating)."
+        ),
+    ],
+    understanding: Annotated[
+        str, typer.Option("--understanding", "-m", help="Current understanding, in plain words.")
+    ],
+    action: Annotated[
+        list[str] | None, typer.Option("--action", help="An action taken (repeatable).")
+    ] = None,
+    next_step: Annotated[list[str] | None, typer.Option("--next", help="A next step (repeatable).")] = None,
+    impact: Annotated[
+        str, typer.Option("--impact", help="Who is affected and how (the first notification).")
+    ] = "",
+    user: UserOption = "",
+    wait: WaitOption = DEFAULT_WAIT,
+) -> None:
+    """Publish a stakeholder update: the stakeholder channel and email (the first is the initial notification)."""
+    if status.strip().lower() not in STAKEHOLDER_STATUSES:
+        raise CliError(
+            f"--status: unknown status {status!r}; use one of {', '.join(STAKEHOLDER_STATUSES)}", code=2
+        )
+    signal = _build(
+        StakeholderSignal,
+        user=user or default_user(),
+        status=status.strip().lower(),
+        understanding=understanding,
+        actions=list(action or []),
+        next_steps=list(next_step or []),
+        impact=impact,
+    )
+    _signal_and_report(ident, "stakeholder_update", signal, wait)
 
 
 @app.command("warroom")

@@ -30,6 +30,7 @@ from .models import (
     SeveritySignal,
     Signal,
     SnoozeSignal,
+    StakeholderSignal,
     TimelineNote,
     UpdateSignal,
     WarRoomSignal,
@@ -49,7 +50,10 @@ COMMAND_MODELS: dict[str, type[Signal]] = {
     "add_to_timeline": TimelineNote,
     "assign_role": RoleSignal,
     "open_war_room": WarRoomSignal,
+    "stakeholder_update": StakeholderSignal,
 }
+# What a stakeholder update may say (the seed's words, and the responders' fixing/waiting).
+STAKEHOLDER_STATUSES = ("investigating", "identified", "mitigating", "fixing", "waiting", "monitoring")
 OPEN_PHASES = (Phase.declared, Phase.triage, Phase.investigating, Phase.monitoring)
 # Why an update's caller was refused (the ApplicationError's type): the CLI and the Slack
 # handler tell it from a Temporal failure.
@@ -96,6 +100,11 @@ def refusal(kind: str, command: BaseModel, state: IncidentState) -> str | None:
             return f"the incident is already {new.value}"
     elif isinstance(command, RoleSignal):
         return role_problem(command, state)
+    elif isinstance(command, StakeholderSignal):
+        if closed:
+            return f"the incident is already {phase.value}; its resolution went to the stakeholders"
+        if command.status.strip().lower() not in STAKEHOLDER_STATUSES:
+            return f"unknown status {command.status!r}: use one of {', '.join(STAKEHOLDER_STATUSES)}"
     elif isinstance(command, WarRoomSignal):
         if closed:
             return f"the incident is already {phase.value}"

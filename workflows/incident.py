@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from .incident_input import CHILD_MODELS, IncidentInput, PendingSignal
     from .incident_paging import Paging
     from .incident_snooze import Snooze
+    from .incident_stakeholders import Stakeholders
     from .incident_triggers import Triggers
     from .incident_war_room import WarRooms
     from .investigation_models import (
@@ -61,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         SeveritySignal,
         Signal,
         SnoozeSignal,
+        StakeholderSignal,
         TicketReference,
         TimelineEntry,
         TimelineNote,
@@ -99,7 +101,9 @@ CLOSED_HEADER_PATCH = "closed-header"
 
 
 @workflow.defn
-class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze, WarRooms, Triggers):
+class IncidentWorkflow(
+    CommandSurface, Children, SlackVoice, Paging, Snooze, WarRooms, Triggers, Stakeholders
+):
     @workflow.init
     def __init__(self, input: IncidentInput) -> None:
         self._policy: Policy | None = input.policy
@@ -144,6 +148,7 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze, War
         self._deadline_table.add("review", self._review_due, self._review_expired)
         self._add_paging_deadlines()
         self._add_trigger_deadlines()
+        self._add_stakeholder_deadlines()
 
     # ------------------------------------------------------------ messages
 
@@ -216,7 +221,7 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze, War
                     continue
                 if self._outbox_on:
                     await self._outbox_quiet()
-                await workflow.wait_condition(self._paging_quiet)
+                await workflow.wait_condition(self._beside_quiet)
                 workflow.continue_as_new(
                     IncidentInput(
                         declaration=input.declaration,
@@ -236,9 +241,9 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze, War
         # reports they wait for (the verification) are still heard meanwhile.
         while True:
             await self._refuse_leftovers()
-            if (self._outbox_on and (self._outbox or self._sending)) or not self._paging_quiet():
+            if (self._outbox_on and (self._outbox or self._sending)) or not self._beside_quiet():
                 await workflow.wait_condition(
-                    lambda: bool(self._inbox) or not (self._outbox or self._sending) and self._paging_quiet()
+                    lambda: bool(self._inbox) or not (self._outbox or self._sending) and self._beside_quiet()
                 )
                 continue
             if workflow.all_handlers_finished():
@@ -328,6 +333,8 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze, War
                 await self._on_role(signal)
             elif isinstance(signal, WarRoomSignal):
                 await self._on_open_war_room(signal, self._refuse)
+            elif isinstance(signal, StakeholderSignal):
+                await self._on_stakeholder_update(signal, self._refuse)
             elif isinstance(signal, AlertBatch):
                 await self._on_alerts(signal)
             elif isinstance(signal, TimelineNote):
@@ -449,6 +456,7 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze, War
             extra={"author": signal.user, "duration": format_duration(s.resolved_at - s.declared_at)},
             after_investigation=self._outbox_on,
         )
+        await self._stakeholder_resolution()
         sev = self._severity_policy()
         await self._react(self._reactions().resolved)
         if sev.review_within is not None:
@@ -713,6 +721,10 @@ class IncidentWorkflow(CommandSurface, Children, SlackVoice, Paging, Snooze, War
         mentions = [s.commander] if s.commander else []
         await self._post("reminder", extra={"silent_for": overdue_for}, mentions=mentions)
         await self._refresh_header()
+
+    def _beside_quiet(self) -> bool:
+        """No page, paging-service call or email in flight beside the loop."""
+        return self._paging_quiet() and self._mail_quiet()
 
     def _finished(self) -> bool:
         s = self._state

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         SeveritySignal,
         Signal,
         SnoozeSignal,
+        StakeholderSignal,
         TimelineEntry,
         TimelineNote,
         UpdateSignal,
@@ -105,6 +106,18 @@ class CommandSurface:
     @open_war_room_command.validator
     def _validate_open_war_room(self, command: WarRoomSignal) -> None:
         self._validate("open_war_room", command)
+
+    @workflow.signal
+    def stakeholder_update(self, raw: Any) -> None:
+        self._command_signal("stakeholder_update", raw)
+
+    @workflow.update(name="stakeholder_update")
+    async def stakeholder_update_command(self, command: StakeholderSignal) -> TimelineEntry:
+        return await self._command("stakeholder_update", command)
+
+    @stakeholder_update_command.validator
+    def _validate_stakeholder_update(self, command: StakeholderSignal) -> None:
+        self._validate("stakeholder_update", command)
 
     @workflow.update(name="claim")
     async def claim_command(self, command: ClaimSignal) -> TimelineEntry:

@@ -219,6 +219,16 @@ class SeveritySignal(Signal):
     reason: str = ""
 
 
+class StakeholderSignal(Signal):
+    """Publish a stakeholder update (the communications lead): the stakeholder channel and email."""
+
+    status: str  # investigating, identified, mitigating (fixing/waiting), monitoring
+    understanding: str = Field(min_length=1)  # Current Understanding
+    actions: list[str] = Field(default_factory=list)  # Actions Taken
+    next_steps: list[str] = Field(default_factory=list)
+    impact: str = ""  # for the initial notification, when this is the first
+
+
 class WarRoomSignal(Signal):
     """Open the incident's war room now (a P1 gets one when declared)."""
 
@@ -380,6 +390,9 @@ class IncidentState(Model):
     checklist_on: bool = False
     team_formed_ts: str | None = None
     stakeholder_updates: int = 0
+    stakeholders_since: datetime | None = None  # when its severity first called for stakeholder updates
+    stakeholder_last_at: datetime | None = None
+    stakeholder_reminded_at: datetime | None = None
     # Its own channel (issue 13), once opened; opening: asked for, not yet there.
     war_room: WarRoomRef | None = None
     war_room_opening: bool = False

@@ -429,6 +429,30 @@ class TriggerSettings(_Strict):
         return value
 
 
+class StakeholderSettings(_Strict):
+    """Who outside the response hears of an incident, in the seed's three messages (issue 13)."""
+
+    # Off unless the policy names severities (the seed's: [P1]) and where the updates go.
+    severities: list[Severity] = Field(default_factory=list)
+    channel: str = "stakeholders"  # Slack channel (the bot must be in it); "" : none
+    emails: list[str] = Field(default_factory=list)  # recipients of the same, by email (SMTP_HOST)
+    # The initial notification goes out this long after the declaration (or the raise to a
+    # severity above) at the latest, from what the incident says, if the comms lead has not.
+    initial_within: timedelta = timedelta(minutes=10)
+
+    @field_validator("initial_within", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value)
+
+    @field_validator("emails")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        from .email_models import email_address
+
+        return [email_address(v) for v in value]
+
+
 class AlertMapping(_Strict):
     """How an alert's labels or fields become a severity."""
 
@@ -486,6 +510,7 @@ class Policy(_Strict):
     investigation: InvestigationSettings = Field(default_factory=InvestigationSettings)
     war_room: WarRoomSettings = Field(default_factory=WarRoomSettings)
     triggers: TriggerSettings = Field(default_factory=TriggerSettings)
+    stakeholders: StakeholderSettings = Field(default_factory=StakeholderSettings)
     # Continue-as-new when history grows past this many events even if the
     # server has not suggested it yet (the server suggests it near 4k-10k+).
     max_history_events: int = Field(default=10_000, ge=100)

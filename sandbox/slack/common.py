@@ -20,7 +20,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-DEFAULT_CHANNELS: tuple[str, ...] = ("incidents", "netclaw-alerts", "netclaw-general")
+DEFAULT_CHANNELS: tuple[str, ...] = ("incidents", "netclaw-alerts", "netclaw-general", "stakeholders")
 DEFAULT_PORT = 8901
 
 TEAM_ID = "T0SANDBOX"
