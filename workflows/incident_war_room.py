@@ -28,7 +28,14 @@ with workflow.unsafe.imports_passed_through():
     from .models import IncidentState, PostedMessage, Severity, WarRoomRef, WarRoomSignal
     from .policy import Policy
     from .retries import failure_reason
-    from .war_room_models import OpenWarRoom, WarRoomArchive, WarRoomInvite, WarRoomSummary, war_room_name
+    from .war_room_models import (
+        OpenWarRoom,
+        WarRoomArchive,
+        WarRoomInvite,
+        WarRoomSummary,
+        room_bookmarks,
+        war_room_name,
+    )
 
 OPEN_WAR_ROOM = "open_war_room"
 INVITE_TO_WAR_ROOM = "invite_to_war_room"
@@ -155,10 +162,11 @@ class WarRooms:
         # The incident is announced first; the room follows (and the thread can say where it is).
         await workflow.wait_condition(lambda: not self._declaration_waiting())
         name = war_room_name(s.title, s.declared_at, self._require_policy().war_room.name_prefix)
+        snapshot = self._snapshot()
         try:
             room = await workflow.execute_activity(
                 OPEN_WAR_ROOM,
-                OpenWarRoom(name=name, members=self._room_members(), incident=self._snapshot()),
+                OpenWarRoom(name=name, members=self._room_members(), incident=snapshot),
                 result_type=WarRoomRef,
                 summary=f"open war room #{name}",
                 **self._room_options(),
@@ -168,6 +176,7 @@ class WarRooms:
             self._record("war_room", "", f"no war room: {failure_reason(err)}")
             self._publish()
             return
+        room.bookmarked = room_bookmarks(snapshot)
         s.war_room, s.war_room_opening = room, False
         self._record("war_room", item.user, f"war room #{room.name} opened ({item.reason})")
         await self._post("war_room_opened", extra={"channel": room.channel, "name": room.name})
@@ -190,12 +199,17 @@ class WarRooms:
                 )
                 room.invited += new  # those who cannot be invited are not asked again
             if room.summary_ts:
+                wanted = room_bookmarks(s)
+                bookmark = any(b not in room.bookmarked for b in wanted)
                 await workflow.execute_activity(
                     UPDATE_WAR_ROOM_SUMMARY,
-                    WarRoomSummary(channel=room.channel, ts=room.summary_ts, incident=self._snapshot()),
+                    WarRoomSummary(
+                        channel=room.channel, ts=room.summary_ts, incident=self._snapshot(), bookmark=bookmark
+                    ),
                     summary=f"update #{room.name}'s summary",
                     **self._room_options(),
                 )
+                room.bookmarked = list(dict.fromkeys([*room.bookmarked, *wanted]))
         except ActivityError as err:
             self._record("slack_error", "", f"war room not kept current: {failure_reason(err)}")
 

@@ -286,6 +286,7 @@ class WarRoomRef(Model):
     summary_ts: str = ""  # the pinned summary, kept current
     invited: list[str] = Field(default_factory=list)
     archived: bool = False
+    bookmarked: list[str] = Field(default_factory=list)  # "ticket", "runbook": bookmarked so far
 
 
 class Conversation(Model):

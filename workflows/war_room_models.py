@@ -46,11 +46,20 @@ class WarRoomInvite(Model):
 
 
 class WarRoomSummary(Model):
-    """Rewrite the pinned summary with the incident as it is now."""
+    """Rewrite the pinned summary with the incident as it is now (and bookmark what it has now)."""
 
     channel: str
     ts: str
     incident: IncidentState
+    bookmark: bool = False  # the ticket or the runbook appeared since the room was set up
+
+
+def room_bookmarks(incident: IncidentState) -> list[str]:
+    """What of the incident the room bookmarks, besides its Temporal UI page."""
+    wanted = ["ticket"] if incident.ticket and incident.ticket_url else []
+    if getattr(incident, "runbook", None) or any("runbook" in link.lower() for link in incident.links):
+        wanted.append("runbook")
+    return wanted
 
 
 class WarRoomArchive(Model):

@@ -71,6 +71,8 @@ class SlackWarRoom:
         return done
 
     async def update_war_room_summary(self, summary: WarRoomSummary) -> None:
+        if summary.bookmark:
+            await self._bookmark(summary.channel, summary.incident)
         text = render("war_room_summary", incident=summary.incident)
         await self._call(self._client.chat_update, channel=summary.channel, ts=summary.ts, text=text)
 
@@ -118,7 +120,7 @@ class SlackWarRoom:
             wanted.append(("Temporal UI", self.ui_url(incident.workflow_id)))
         if incident.ticket and incident.ticket_url:
             wanted.append((f"Ticket {incident.ticket}", incident.ticket_url))
-        runbook = getattr(incident, "runbook_url", None) or next(
+        runbook = getattr(incident, "runbook", None) or next(
             (link for link in incident.links if "runbook" in link.lower()), None
         )
         if runbook:
