@@ -18,7 +18,7 @@ import re
 import sys
 import tempfile
 from collections.abc import Callable, Coroutine, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 from zoneinfo import ZoneInfo
@@ -1339,6 +1339,90 @@ def maintenance_list() -> None:
         out.print(
             f"{escape(w.service)} until {w.until:%Y-%m-%d %H:%M} UTC{reason}, {len(w.held)} incident(s) held"
         )
+
+
+# ------------------------------------------------------------------ runbooks
+
+runbook_app = typer.Typer(
+    help="Runbooks: check Markdown runbooks against the runbook template (docs/runbooks/).",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+app.add_typer(runbook_app, name="runbook")
+
+
+@runbook_app.command("lint")
+@_command
+def runbook_lint(
+    paths: Annotated[
+        list[str], typer.Argument(metavar="PATH...", help="Runbooks, or directories searched for *.md.")
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the findings as a JSON list (path, line, code, message).")
+    ] = False,
+    max_age: Annotated[
+        str | None,
+        typer.Option(
+            "--max-age",
+            help="Oldest Last Tested allowed, e.g. 90d, 12w (default: the policy's runbooks.max_last_tested_age).",
+        ),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            metavar="DATE",
+            help="Judge Last Tested as of this day, YYYY-MM-DD (default: today, UTC).",
+        ),
+    ] = None,
+) -> None:
+    """Check runbooks: the template's sections and Quick Reference, local links, Last Tested, code languages.
+
+    One line per finding, `path:line: CODE message`; exit status 0 when there is none, 1 when
+    there are, 2 for a PATH that does not exist or a bad option.
+    """
+    from starter.runbook_lint import LintOptions, NoSuchPath, findings_json, lint_paths
+
+    options = LintOptions(max_age=timedelta(0), today=datetime.now(UTC).date())
+    if max_age is not None:
+        try:
+            options = LintOptions(parse_duration(max_age), options.today, "--max-age")
+        except ValueError as exc:
+            fail(f"--max-age: {exc}", USAGE)
+    else:
+        from workflows.policy import PolicyError, load_policy
+
+        try:
+            policy = load_policy(_settings().incident_policy)
+        except PolicyError as exc:
+            fail(str(exc), USAGE)
+        options = LintOptions(policy.runbooks.max_last_tested_age, options.today)
+    if as_of is not None:
+        try:
+            options = LintOptions(options.max_age, date.fromisoformat(as_of.strip()), options.max_age_source)
+        except ValueError:
+            fail(f"--as-of {as_of!r} is not a day: use YYYY-MM-DD", USAGE)
+    try:
+        findings, read = lint_paths(paths, options)
+    except NoSuchPath as exc:
+        fail(str(exc), USAGE)
+    if as_json:
+        typer.echo(findings_json(findings))
+    else:
+        for finding in findings:
+            typer.echo(str(finding))
+        if read == 0:
+            err.print(f"warning: no Markdown files (*.md) in {escape(', '.join(paths))}", soft_wrap=True)
+        elif findings:
+            err.print(
+                f"{len(findings)} finding(s) in {len({f.path for f in findings})} of {read} runbook(s)",
+                soft_wrap=True,
+            )
+        else:
+            err.print(f"{read} runbook(s), no findings", soft_wrap=True)
+    if findings:
+        raise typer.Exit(1)
 
 
 def main() -> None:
