@@ -284,6 +284,14 @@ def declare(
             help="A device to investigate, as named in the pyATS testbed; DEVICE or DEVICE=UPSTREAM (repeatable).",
         ),
     ] = None,
+    runbook: Annotated[
+        str,
+        typer.Option(
+            "--runbook",
+            metavar="URL",
+            help="The runbook to follow, an http(s) URL (default: the policy's for --service, if any).",
+        ),
+    ] = "",
 ) -> None:
     """Declare an incident: starts its workflow."""
     sev = _parse_severity(severity)
@@ -308,6 +316,7 @@ def declare(
         detected_at=datetime.now(UTC),
         devices=devices,
         upstream=upstream,
+        runbook=_runbook_option(runbook),
     )
     problems = limits.over_limits(declaration.model_dump())
     if problems:
@@ -327,6 +336,13 @@ def declare(
     out.print(f"  workflow     {escape(declaration.workflow_id)}")
     out.print(f"  Temporal UI  {url}", soft_wrap=True)
     out.print(f"  next         incident claim {escape(declaration.key)} --user <you>", soft_wrap=True)
+
+
+def _runbook_option(value: str) -> str:
+    problem = limits.http_url_problem(value.strip()) if value.strip() else None
+    if problem:
+        fail(f"--runbook: {problem}", USAGE)
+    return value.strip()
 
 
 # ------------------------------------------------------------------ signals
@@ -546,6 +562,7 @@ def _print_state(state: IncidentState, status: str, url: str) -> None:
         ("Phase", state.phase.value),
         ("Commander", state.commander or "— (awaiting claim)"),
         ("Service", state.service or "—"),
+        ("Runbook", state.runbook or "—"),
         ("Ticket", state.ticket or "—"),
         ("Slack", slack),
         ("Declared", _fmt_time(state.declared_at)),
