@@ -1401,10 +1401,15 @@ def runbook_lint(
     """
     from starter.runbook_lint import LintOptions, NoSuchPath, findings_json, lint_paths
 
-    options = LintOptions(max_age=timedelta(0), today=datetime.now(UTC).date())
+    today = datetime.now(UTC).date()
+    if as_of is not None:
+        try:
+            today = date.fromisoformat(as_of.strip())
+        except ValueError:
+            fail(f"--as-of {as_of!r} is not a day: use YYYY-MM-DD", USAGE)
     if max_age is not None:
         try:
-            options = LintOptions(parse_duration(max_age), options.today, "--max-age")
+            options = LintOptions(parse_duration(max_age), today, "--max-age")
         except ValueError as exc:
             fail(f"--max-age: {exc}", USAGE)
     else:
@@ -1414,12 +1419,7 @@ def runbook_lint(
             policy = load_policy(_settings().incident_policy)
         except PolicyError as exc:
             fail(str(exc), USAGE)
-        options = LintOptions(policy.runbooks.max_last_tested_age, options.today)
-    if as_of is not None:
-        try:
-            options = LintOptions(options.max_age, date.fromisoformat(as_of.strip()), options.max_age_source)
-        except ValueError:
-            fail(f"--as-of {as_of!r} is not a day: use YYYY-MM-DD", USAGE)
+        options = LintOptions(policy.runbooks.max_last_tested_age, today)
     try:
         findings, read = lint_paths(paths, options)
     except NoSuchPath as exc:
