@@ -117,9 +117,31 @@ def _broadcast(target: str) -> str:
     return target
 
 
+def _is_http(url: str | None) -> bool:
+    return bool(url) and str(url).lower().startswith(("https://", "http://"))
+
+
 def _link(url: str | None, label: str) -> str:
-    """A Slack link `<url|label>` (both already escaped), or the label alone without a URL."""
-    return f"<{url}|{label}>" if url else label
+    """A Slack link `<url|label>` (both already escaped), or the label alone without an http(s) URL.
+
+    Only http(s) URLs become links (no `javascript:`, no `slack://`); a `|` in the URL is
+    percent-encoded, as Slack would read it as the end of the URL.
+    """
+    if not url or not _is_http(url):
+        return label
+    return f"<{url.replace('|', '%7C')}|{label}>"
+
+
+def _url_label(url: str, limit: int = 80) -> str:
+    """What a link to `url` says: the URL without its scheme (`wiki.example.com/runbooks/r1`); a long
+    one as its host and last part (`git.example.com/…/wan-site-a-r1-unreachable.md`), shortened."""
+    text = url.split("://", 1)[-1].rstrip("/")
+    if len(text) <= limit:
+        return text
+    host, _, rest = text.partition("/")
+    if rest:
+        text = f"{host}/…/{rest.rsplit('/', 1)[-1]}"
+    return text if len(text) <= limit else _PARTIAL_ENTITY.sub("", text[: limit - 1]) + "…"
 
 
 def _duration(value: timedelta | float | None) -> str:
@@ -197,7 +219,9 @@ def environment() -> Environment:
         in_words=_in_words,
         day=_day,
         span=_span,
+        url_label=_url_label,
     )
+    env.tests["http_url"] = _is_http
     env.globals["limits"] = limits
     return env
 

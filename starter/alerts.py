@@ -189,6 +189,7 @@ class GenericAlert(_Payload):
     )
     symptoms: list[Text] = Field(default_factory=list, max_length=limits.MAX_ITEMS)
     impact: list[Text] = Field(default_factory=list, max_length=limits.MAX_ITEMS)
+    runbook_url: Text = ""  # the runbook to follow, as Prometheus alerts annotate it
 
 
 # ------------------------------------------------------------ normalisation
@@ -247,6 +248,15 @@ def _service(value: str, where: str) -> str:
             f"{where}: {len(value):,} characters; a service is at most {limits.MAX_SERVICE} "
             "(it becomes the IncidentService search attribute)"
         )
+    return value
+
+
+def _runbook(value: str, where: str) -> str:
+    """An alert's runbook_url (Prometheus convention), checked: "" when it has none."""
+    value = value.strip()
+    problem = limits.http_url_problem(value) if value else None
+    if problem:
+        raise PayloadError(f"{where}: {problem}")
     return value
 
 
@@ -310,6 +320,10 @@ def from_alertmanager(body: AlertmanagerWebhook, mapping: AlertMapping, source: 
             starts_at=alert.startsAt,
         )
         impact = [annotations["impact"]] if annotations.get("impact") else []
+        given_in = (
+            f"alerts[{index}].annotations" if "runbook_url" in alert.annotations else "commonAnnotations"
+        )
+        runbook = _runbook(annotations.get("runbook_url", ""), f"{given_in}.runbook_url")
         declaration = IncidentDeclaration(
             key=key,
             severity=severity,
@@ -322,6 +336,7 @@ def from_alertmanager(body: AlertmanagerWebhook, mapping: AlertMapping, source: 
             detected_at=alert.startsAt,
             devices=devices,
             upstream=upstream,
+            runbook=runbook,
         )
         deliveries.append(Delivery(key, event, declaration))
     return deliveries
@@ -409,6 +424,7 @@ def from_generic(body: GenericAlert, mapping: AlertMapping) -> list[Delivery]:
         reporter="alert",
         devices=body.devices,
         upstream=body.upstream,
+        runbook=_runbook(body.runbook_url, "runbook_url"),
     )
     return [Delivery(key, event, declaration)]
 
@@ -682,6 +698,7 @@ def _merge_declarations(firing: list[Delivery]) -> IncidentDeclaration:
     accepted = [d.received_at for d in firing if d.received_at is not None]
     return first.model_copy(
         update={
+            "runbook": next((d.runbook for d in declarations if d.runbook), ""),
             "severity": worst,
             "devices": devices,
             "upstream": upstream,

@@ -18,7 +18,7 @@ import re
 import sys
 import tempfile
 from collections.abc import Callable, Coroutine, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 from zoneinfo import ZoneInfo
@@ -296,6 +296,14 @@ def declare(
     data_integrity: Annotated[
         bool, typer.Option("--data-integrity", help="A data-integrity concern: P1 at once.")
     ] = False,
+    runbook: Annotated[
+        str,
+        typer.Option(
+            "--runbook",
+            metavar="URL",
+            help="The runbook to follow, an http(s) URL (default: the policy's for --service, if any).",
+        ),
+    ] = "",
 ) -> None:
     """Declare an incident: starts its workflow."""
     sev = _parse_severity(severity)
@@ -322,6 +330,7 @@ def declare(
         upstream=upstream,
         customer_impact=customer_impact,
         data_integrity=data_integrity,
+        runbook=_runbook_option(runbook),
     )
     problems = limits.over_limits(declaration.model_dump())
     if problems:
@@ -341,6 +350,13 @@ def declare(
     out.print(f"  workflow     {escape(declaration.workflow_id)}")
     out.print(f"  Temporal UI  {url}", soft_wrap=True)
     out.print(f"  next         incident claim {escape(declaration.key)} --user <you>", soft_wrap=True)
+
+
+def _runbook_option(value: str) -> str:
+    problem = limits.http_url_problem(value.strip()) if value.strip() else None
+    if problem:
+        fail(f"--runbook: {problem}", USAGE)
+    return value.strip()
 
 
 # ------------------------------------------------------------------ signals
@@ -660,6 +676,7 @@ def _print_state(state: IncidentState, status: str, url: str) -> None:
             else []
         ),
         ("Service", state.service or "—"),
+        ("Runbook", state.runbook or "—"),
         ("Ticket", state.ticket or "—"),
         ("Slack", slack),
         ("Declared", _fmt_time(state.declared_at)),
@@ -1462,6 +1479,90 @@ def maintenance_list() -> None:
         out.print(
             f"{escape(w.service)} until {w.until:%Y-%m-%d %H:%M} UTC{reason}, {len(w.held)} incident(s) held"
         )
+
+
+# ------------------------------------------------------------------ runbooks
+
+runbook_app = typer.Typer(
+    help="Runbooks: check Markdown runbooks against the runbook template (docs/runbooks/).",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+app.add_typer(runbook_app, name="runbook")
+
+
+@runbook_app.command("lint")
+@_command
+def runbook_lint(
+    paths: Annotated[
+        list[str], typer.Argument(metavar="PATH...", help="Runbooks, or directories searched for *.md.")
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the findings as a JSON list (path, line, code, message).")
+    ] = False,
+    max_age: Annotated[
+        str | None,
+        typer.Option(
+            "--max-age",
+            help="Oldest Last Tested allowed, e.g. 90d, 12w (default: the policy's runbooks.max_last_tested_age).",
+        ),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            metavar="DATE",
+            help="Judge Last Tested as of this day, YYYY-MM-DD (default: today, UTC).",
+        ),
+    ] = None,
+) -> None:
+    """Check runbooks: the template's sections and Quick Reference, local links, Last Tested, code languages.
+
+    One line per finding, `path:line: CODE message`; exit status 0 when there is none, 1 when
+    there are, 2 for a PATH that does not exist or a bad option.
+    """
+    from starter.runbook_lint import LintOptions, NoSuchPath, findings_json, lint_paths
+
+    today = datetime.now(UTC).date()
+    if as_of is not None:
+        try:
+            today = date.fromisoformat(as_of.strip())
+        except ValueError:
+            fail(f"--as-of {as_of!r} is not a day: use YYYY-MM-DD", USAGE)
+    if max_age is not None:
+        try:
+            options = LintOptions(parse_duration(max_age), today, "--max-age")
+        except ValueError as exc:
+            fail(f"--max-age: {exc}", USAGE)
+    else:
+        from workflows.policy import PolicyError, load_policy
+
+        try:
+            policy = load_policy(_settings().incident_policy)
+        except PolicyError as exc:
+            fail(str(exc), USAGE)
+        options = LintOptions(policy.runbooks.max_last_tested_age, today)
+    try:
+        findings, read = lint_paths(paths, options)
+    except NoSuchPath as exc:
+        fail(str(exc), USAGE)
+    if as_json:
+        typer.echo(findings_json(findings))
+    else:
+        for finding in findings:
+            typer.echo(str(finding))
+        if read == 0:
+            err.print(f"warning: no Markdown files (*.md) in {escape(', '.join(paths))}", soft_wrap=True)
+        elif findings:
+            err.print(
+                f"{len(findings)} finding(s) in {len({f.path for f in findings})} of {read} runbook(s)",
+                soft_wrap=True,
+            )
+        else:
+            err.print(f"{read} runbook(s), no findings", soft_wrap=True)
+    if findings:
+        raise typer.Exit(1)
 
 
 def main() -> None:

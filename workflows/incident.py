@@ -127,6 +127,7 @@ class IncidentWorkflow(
                 symptoms=list(d.symptoms),
                 impact=list(d.impact),
                 links=list(d.links),
+                runbook=d.runbook,
                 reporter=d.reporter,
                 devices=list(d.devices),
                 upstream=dict(d.upstream),
@@ -270,6 +271,8 @@ class IncidentWorkflow(
     async def _declare(self) -> None:
         s = self._state
         sev = self._severity_policy()
+        # State only, no command: histories from before runbooks replay as they were recorded.
+        s.runbook = s.runbook or self._require_policy().runbooks.for_service(s.service)
         self._record("declared", s.reporter, f"{s.severity.value} declared: {s.title}", at=s.declared_at)
         # Posted as it reads once declared (triage: awaiting a claim), so it needs no
         # chat.update straight after: one call fewer per incident against Slack's

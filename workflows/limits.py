@@ -14,7 +14,7 @@ it with an ellipsis and say where the full text is (the timeline, the
 ticket), so the header always shows the IC, the phase, the ticket and how to
 claim.
 
-Pure constants and one helper: imported by workflows/, activities/ and starter/.
+Pure constants and small helpers: imported by workflows/, activities/ and starter/.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ MAX_ITEMS = 25  # symptoms, impacts, links or devices in one declaration
 # 200 characters (800 bytes even in 4-byte UTF-8).
 MAX_SERVICE = 200
 MAX_DEVICE_NAME = 255  # a device name, as in a pyATS testbed (a host name: 253 at most)
-MAX_LINK = 2000  # a URL
+MAX_LINK = 2000  # a URL (a link, a runbook)
 MAX_LABELS = 64  # labels (or annotations) on one alert
 MAX_LABEL_NAME = 128
 MAX_LABEL_VALUE = 1024
@@ -69,6 +69,18 @@ def shorten(text: str, limit: int, marker: str = "…") -> str:
     return text[: max(0, limit - len(marker))] + marker
 
 
+def http_url_problem(url: str) -> str | None:
+    """Why `url` cannot be a link people click (a runbook): None when it is an http(s) URL."""
+    if len(url) > MAX_LINK:
+        return f"{len(url):,} characters; a URL is at most {MAX_LINK:,}"
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() not in ("http", "https") or not rest or rest[0] in "/?#":
+        return "not an http(s) URL (want https://...)"
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        return "a URL cannot hold spaces or control characters (percent-encode them)"
+    return None
+
+
 # Per field of a declaration or a command, by its name: what `over_limits` checks.
 FIELD_LIMITS = {
     "key": MAX_KEY,
@@ -85,6 +97,7 @@ FIELD_LIMITS = {
     "eta": MAX_TITLE,
     "status": MAX_TITLE,
     "severity": MAX_TITLE,
+    "runbook": MAX_LINK,
 }
 LIST_LIMITS = {"symptoms": MAX_TEXT, "impact": MAX_TEXT, "links": MAX_LINK, "devices": MAX_DEVICE_NAME}
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validat
 from temporalio.common import SearchAttributeKey
 
 from .device_models import Baseline, Verification
+from .limits import http_url_problem
 from .paging_state import PagingState
 
 WORKFLOW_ID_PREFIX = "incident-"
@@ -105,8 +106,20 @@ class IncidentDeclaration(Model):
     # accounts affected (at least P2), a data-integrity concern (P1 at once).
     customer_impact: bool = False
     data_integrity: bool = False
+    # The runbook to follow: an http(s) URL (`incident declare --runbook`, an alert's `runbook_url`
+    # annotation). Empty: the policy's runbook for the service, if it has one.
+    runbook: str = ""
 
     _severity = field_validator("severity", mode="before")(_severity)
+
+    @field_validator("runbook")
+    @classmethod
+    def _runbook_is_a_link(cls, value: str) -> str:
+        value = value.strip()
+        problem = http_url_problem(value) if value else None
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("declared_at")
     @classmethod
@@ -325,6 +338,9 @@ class IncidentState(Model):
     symptoms: list[str] = Field(default_factory=list)
     impact: list[str] = Field(default_factory=list)
     links: list[str] = Field(default_factory=list)
+    # The runbook the declaration named, else the policy's for the service: an http(s) URL, or a
+    # path in the repository when the policy has no runbooks.base_url. Empty: none known.
+    runbook: str = ""
     reporter: str = ""
     devices: list[str] = Field(default_factory=list)
     upstream: dict[str, str] = Field(default_factory=dict)

@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from .limits import MAX_LINK, MAX_SERVICE, http_url_problem
 from .models import Severity
 from .paging_models import PagingService
 
@@ -367,6 +368,71 @@ class InvestigationSettings(_Strict):
         return parse_duration(value)
 
 
+_RUNBOOK_PATH = re.compile(r"^[\w.~+@-]+(?:/[\w.~+@-]+)*(?:#[\w.~+-]*)?$")
+
+
+class RunbookSettings(_Strict):
+    """Runbooks: which one each service's incidents link, and how fresh one must be.
+
+    The declaration (`incident declare --runbook`, an alert's `runbook_url` annotation) wins;
+    else the incident links its service's runbook from `services`. `incident runbook lint`
+    reads `max_last_tested_age`.
+    """
+
+    # A runbook whose Quick Reference says it was last tested longer ago than this is a finding.
+    max_last_tested_age: timedelta = timedelta(days=90)
+    # Where the repository's files are on the web (e.g. https://git.example.com/netops/incident/blob/main/):
+    # a path in `services` becomes this plus the path, a link. Empty: the path is shown as text.
+    base_url: str = ""
+    # Service (as alerts and incidents name it) -> its runbook: an http(s) URL, or a path in this
+    # repository such as docs/runbooks/wan-site-a-r1-unreachable.md.
+    services: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("max_last_tested_age", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        value = value.strip()
+        problem = http_url_problem(value) if value else None
+        if problem:
+            raise ValueError(f"{value[:80]!r}: {problem}")
+        return value
+
+    @field_validator("services")
+    @classmethod
+    def _runbooks(cls, value: dict[str, str]) -> dict[str, str]:
+        cleaned = {}
+        for service, runbook in value.items():
+            name, where = str(service).strip(), str(runbook).strip()
+            if not name or len(name) > MAX_SERVICE:
+                raise ValueError(f"service {service!r}: 1 to {MAX_SERVICE} characters")
+            if "://" in where:
+                problem = http_url_problem(where)
+            elif not _RUNBOOK_PATH.match(where) or ".." in where.split("/"):
+                problem = (
+                    "neither an http(s) URL nor a path in the repository "
+                    "(letters, digits, . _ - / and an optional #anchor; no .. and no leading /)"
+                )
+            else:
+                problem = None
+            if problem:
+                raise ValueError(f"{name}: {where[:80]!r}: {problem}")
+            cleaned[name] = where
+        return cleaned
+
+    def for_service(self, service: str) -> str:
+        """The runbook of `service`: a URL (a path joined to base_url), a path, or "" (none)."""
+        runbook = self.services.get(service.strip(), "") if service else ""
+        if not runbook or "://" in runbook or not self.base_url:
+            return runbook
+        joined = self.base_url.rstrip("/") + "/" + runbook
+        return joined if len(joined) <= MAX_LINK else runbook
+
+
 class WarRoomSettings(_Strict):
     """Which incidents get their own channel, and what happens to it after the review."""
 
@@ -511,6 +577,7 @@ class Policy(_Strict):
     war_room: WarRoomSettings = Field(default_factory=WarRoomSettings)
     triggers: TriggerSettings = Field(default_factory=TriggerSettings)
     stakeholders: StakeholderSettings = Field(default_factory=StakeholderSettings)
+    runbooks: RunbookSettings = Field(default_factory=RunbookSettings)  # absent before runbooks
     # Continue-as-new when history grows past this many events even if the
     # server has not suggested it yet (the server suggests it near 4k-10k+).
     max_history_events: int = Field(default=10_000, ge=100)

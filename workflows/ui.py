@@ -39,6 +39,8 @@ def static_details(declaration: IncidentDeclaration) -> str:
     parts = [f"**{declaration.severity.value} · {md(declaration.title)}**"]
     if declaration.service:
         parts.append(f"Service: {md(declaration.service)}")
+    if declaration.runbook:
+        parts.append(f"Runbook: {_markdown_link(declaration.runbook, 'Runbook')}")
     for heading, items in (
         ("Symptoms", declaration.symptoms),
         ("Impact", declaration.impact),
@@ -91,6 +93,8 @@ def details_markdown(s: IncidentState) -> str:
     if ticket and s.ticket_url.startswith(("https://", "http://")):
         ticket = f"[{ticket}]({s.ticket_url.replace(')', '%29').replace(' ', '%20')})"
     lines.append(f"- **Ticket:** {ticket or md(limits.shorten(s.ticket_status, 300)) or '—'}")
+    if s.runbook:
+        lines.append(f"- **Runbook:** {_markdown_link(s.runbook, 'Runbook')}")
     if s.investigation:
         lines.append(f"- **Investigation:** {md(limits.shorten(s.investigation, 500))}")
     if s.verification:
@@ -99,3 +103,10 @@ def details_markdown(s: IncidentState) -> str:
             f"{md(limits.shorten(s.verification.summary, 500))}"
         )
     return "\n".join(lines)
+
+
+def _markdown_link(url: str, label: str) -> str:
+    """A markdown link to an http(s) `url`; anything else (a path in the repository) as escaped text."""
+    if url.lower().startswith(("https://", "http://")):
+        return f"[{label}]({url.replace('(', '%28').replace(')', '%29').replace(' ', '%20')})"
+    return markdown_escape(url)

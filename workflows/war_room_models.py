@@ -57,7 +57,9 @@ class WarRoomSummary(Model):
 def room_bookmarks(incident: IncidentState) -> list[str]:
     """What of the incident the room bookmarks, besides its Temporal UI page."""
     wanted = ["ticket"] if incident.ticket and incident.ticket_url else []
-    if getattr(incident, "runbook", None) or any("runbook" in link.lower() for link in incident.links):
+    if incident.runbook.startswith(("http://", "https://")) or any(
+        "runbook" in link.lower() for link in incident.links
+    ):
         wanted.append("runbook")
     return wanted
 

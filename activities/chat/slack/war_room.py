@@ -120,9 +120,10 @@ class SlackWarRoom:
             wanted.append(("Temporal UI", self.ui_url(incident.workflow_id)))
         if incident.ticket and incident.ticket_url:
             wanted.append((f"Ticket {incident.ticket}", incident.ticket_url))
-        runbook = getattr(incident, "runbook", None) or next(
-            (link for link in incident.links if "runbook" in link.lower()), None
-        )
+        # The incident's runbook when it is a link (a policy path without base_url is not), else
+        # a runbook among the declaration's links.
+        runbook = incident.runbook if incident.runbook.startswith(("http://", "https://")) else None
+        runbook = runbook or next((link for link in incident.links if "runbook" in link.lower()), None)
         if runbook:
             wanted.append(("Runbook", runbook))
         wanted = [(title, link) for title, link in wanted if link.startswith(("http://", "https://"))]
