@@ -13,10 +13,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 
 from activities.chat.slack import SlackChat
 from activities.settings import Settings
+from sandbox.slack import serve_in_background
+from starter.alerts import create_app
 from workflows.incident import IncidentWorkflow
 from workflows.models import (
     ClaimSignal,
@@ -46,13 +49,35 @@ async def test_a_p1_gets_a_war_room_with_members_bookmarks_and_a_summary_kept_cu
     local_env, sandbox, policy
 ):
     title = f"R1 unreachable, WAN outage Site A {uuid.uuid4().hex[:6]}"
+    runbook = "https://runbooks.example.com/wan-site-a-r1-unreachable"
     async with incident_worker(local_env.client, sandbox.api_url, policy) as declare:
-        handle = await declare(
-            "P1",
-            title=title,
-            reporter="U0REPORTER",
-            links=["https://runbooks.example.com/wan-site-a-r1-unreachable"],
-        )
+        # A critical Alertmanager alert with the Prometheus `runbook_url` annotation declares the P1.
+        settings = Settings(temporal_task_queue=declare.task_queue)
+        receiver = create_app(settings, policy, client=local_env.client, token="", rollup=False)
+        async with serve_in_background(receiver) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+            body = {
+                "version": "4",
+                "status": "firing",
+                "receiver": "incident",
+                "groupKey": f'{{}}:{{alertname="{title}"}}',
+                "groupLabels": {"alertname": "R1Down"},
+                "commonLabels": {"alertname": "R1Down", "severity": "critical", "service": "wan-site-a"},
+                "commonAnnotations": {"summary": title, "runbook_url": runbook},
+                "externalURL": "http://alertmanager:9093",
+                "alerts": [
+                    {
+                        "status": "firing",
+                        "labels": {"alertname": "R1Down", "instance": f"r1-{uuid.uuid4().hex[:6]}"},
+                        "annotations": {"summary": title},
+                        "startsAt": "2026-12-01T14:02:00Z",
+                        "endsAt": "0001-01-01T00:00:00Z",
+                        "fingerprint": uuid.uuid4().hex[:16],
+                    }
+                ],
+            }
+            answer = await http.post("/alerts/alertmanager", json=body)
+            assert answer.status_code == 202, answer.text
+            handle = local_env.client.get_workflow_handle(answer.json()["incidents"][0]["incident_id"])
 
         async def opened() -> IncidentState | None:
             state = await handle.query(IncidentWorkflow.state)
@@ -68,13 +93,13 @@ async def test_a_p1_gets_a_war_room_with_members_bookmarks_and_a_summary_kept_cu
         info = (await sandbox.web.conversations_info(channel=room.channel))["channel"]
         assert info["purpose"]["value"].startswith(f"Incident {handle.id}: ")
         members = (await sandbox.web.conversations_members(channel=room.channel))["members"]
-        assert "U0REPORTER" in members
+        assert members[0] == "U0INCIDENTBOT"  # the reporter is the alert source, no Slack user
         bookmarks = {
             b["title"]: b["link"]
             for b in (await sandbox.web.bookmarks_list(channel_id=room.channel))["bookmarks"]
         }
         assert bookmarks["Temporal UI"].endswith(f"/namespaces/default/workflows/{handle.id}")
-        assert bookmarks["Runbook"] == "https://runbooks.example.com/wan-site-a-r1-unreachable"
+        assert bookmarks["Runbook"] == runbook  # the alert's runbook_url
         summary = await pinned_text(sandbox, room.channel)
         assert "*Incident summary*" in summary and "*Severity:* P1" in summary and "awaiting claim" in summary
 
@@ -100,7 +125,7 @@ async def test_a_p1_gets_a_war_room_with_members_bookmarks_and_a_summary_kept_cu
         summary = await eventually(current, what="the summary after the role and the update")
         assert "*Incident Commander:* <@U0ALICE>" in summary and "*Status:* Identified" in summary
         members = (await sandbox.web.conversations_members(channel=room.channel))["members"]
-        assert {"U0ALICE", "U0ROBERT", "U0REPORTER"} <= set(members)
+        assert {"U0ALICE", "U0ROBERT"} <= set(members)
 
         # Resolved and reviewed: the room is archived, the summary's last word first.
         await handle.signal(IncidentWorkflow.resolve, ResolveSignal(user="U0ALICE", resolution="R1 reloaded"))
