@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     pyats_connect_timeout: float = 20.0
     pyats_command_timeout: float = 60.0
 
+    # The worker's SDK metrics (sticky cache hits, misses and evictions, slots, latencies) in
+    # Prometheus text at http://<this>/metrics, e.g. 127.0.0.1:9464; empty: not served.
+    worker_metrics_address: str = ""
+
     incident_policy: str | None = None  # path to a policy YAML; default config/policy.yaml
     incident_oncall: str | None = None  # the on-call schedules; default config/oncall.yaml
     incident_oncall_overrides: str | None = None  # default: oncall-overrides.yaml beside them
