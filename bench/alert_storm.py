@@ -183,13 +183,13 @@ class Sender:
         self.limit = asyncio.Semaphore(concurrency)
         self.http: aiohttp.ClientSession | None = None
 
-    async def send(self, group: str, fingerprint: str) -> tuple[Timed, str, bool]:
+    async def send(self, group: str, fingerprint: str, severity: str = "warning") -> tuple[Timed, str, bool]:
         if self.http is None:
             self.http = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.concurrency),
                 timeout=aiohttp.ClientTimeout(total=120),
             )
-        body = json.dumps(alertmanager(group, fingerprint)).encode()
+        body = json.dumps(alertmanager(group, fingerprint, severity)).encode()
         async with self.limit:
             sent = time.time()
             for attempt in range(3):

@@ -6,6 +6,8 @@ process:
 - `BenchFloor`: a bare workflow start plus one no-op activity, the least a
   durable incident can cost (one at a time, and N started at once for the
   burst throughput every burst or throughput figure is divided by);
+- `BenchFloorTimer`: a timer set for a given moment, then one no-op activity: the least a
+  page falling due can cost (its lateness: activity ran minus the moment);
 - `BenchFloorSignals`: one long-lived workflow for the floors of talking to
   a running incident: a signal that runs one no-op activity (signal ->
   activity ran), a signal until a query sees it (what `incident claim`
@@ -48,6 +50,24 @@ class FloorWorkflow:
     @workflow.run
     async def run(self, token: str) -> None:
         await workflow.execute_activity(floor_noop, token, start_to_close_timeout=timedelta(seconds=10))
+
+
+@dataclass
+class TimerInput:
+    token: str
+    due: float  # epoch seconds
+
+
+@workflow.defn(name="BenchFloorTimer")
+class FloorTimerWorkflow:
+    """The least a page falling due can cost: a timer until `due`, then one activity."""
+
+    @workflow.run
+    async def run(self, timer: TimerInput) -> None:
+        wait = timer.due - workflow.now().timestamp()
+        if wait > 0:
+            await workflow.sleep(wait)
+        await workflow.execute_activity(floor_noop, timer.token, start_to_close_timeout=timedelta(seconds=10))
 
 
 @workflow.defn(name="BenchFloorSignals")
@@ -149,7 +169,7 @@ class Floor:
         self.worker = Worker(
             client,
             task_queue=self.queue,
-            workflows=[FloorWorkflow, FloorSignalsWorkflow],
+            workflows=[FloorWorkflow, FloorTimerWorkflow, FloorSignalsWorkflow],
             activities=[floor_noop],
         )
         self._signals: WorkflowHandle | None = None
@@ -199,6 +219,31 @@ class Floor:
 
     async def burst(self, size: int) -> Burst:
         return Burst(list(await asyncio.gather(*(self.once() for _ in range(size)))))
+
+    # ------------------------------------------------------------ timers
+
+    async def timers(self, dues: list[float]) -> list[float]:
+        """One timer workflow per moment in `dues` (epoch seconds), started now; once all have run,
+        each one's lateness in ms (its no-op activity ran minus its moment)."""
+        tokens = [f"floor-timer-{uuid.uuid4().hex[:12]}" for _ in dues]
+        loop = asyncio.get_running_loop()
+        for token in tokens:
+            _ran[token] = loop.create_future()
+        try:
+            await asyncio.gather(
+                *(
+                    self.client.start_workflow(
+                        FloorTimerWorkflow.run, TimerInput(token, due), id=token, task_queue=self.queue
+                    )
+                    for token, due in zip(tokens, dues, strict=True)
+                )
+            )
+            wait = max(dues) - time.time() + 120
+            ran = await asyncio.wait_for(asyncio.gather(*(_ran[t] for t in tokens)), max(wait, 120))
+        finally:
+            for token in tokens:
+                _ran.pop(token, None)
+        return [(r - due) * 1000 for r, due in zip(ran, dues, strict=True)]
 
     # ----------------------------------------------- a running workflow
 
