@@ -92,6 +92,7 @@ def build_worker(
         # until this passes; Temporal's 10 s default held an incident up for 10 s after a crash.
         # A busy worker that misses it only replays the history on another poll.
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=3),
+        max_cached_workflows=settings.worker_max_cached_workflows,
         activities=[
             policies.load_incident_policy,
             chat.post_slack_message,
