@@ -39,6 +39,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ from bench.common import (
 from bench.floor import Floor, ms
 from bench.paging_cost import first_page_cost
 from bench.paging_open import OpenSet, OpenSettings, measure
-from bench.paging_stack import PAGING_POLICY, PagingStack
+from bench.paging_stack import PAGING_POLICY, PagingStack, Usage
 from starter.declare import declare_incident
 from workflows.models import IncidentDeclaration
 
@@ -127,11 +128,21 @@ class Run:
             await declare("warmup-0")  # the worker's first workflow task imports the workflow
             await stack.pagerduty.wait_first_pages({"warmup-0"}, 60)
             if "one" in args.phases:
-                await self.one_at_a_time(floor, declare)
+                await self.phase("one", self.one_at_a_time(floor, declare))
             if "burst" in args.phases:
-                await self.burst(floor, declare)
+                await self.phase("burst", self.burst(floor, declare))
             if "storm" in args.phases:
-                await self.storm(floor)
+                await self.phase("storm", self.storm(floor))
+
+    async def phase(self, name: str, run: Awaitable[None]) -> None:
+        """A phase that fails is said in the result (and the table), and the next one still runs."""
+        try:
+            await run
+        except Exception as exc:  # noqa: BLE001 - a bench on a shared machine: keep what was measured
+            self.result.setdefault("failed", []).append(
+                {"phase": name, "error": f"{type(exc).__name__}: {exc}"}
+            )
+            print(f"phase {name} failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
 
     async def one_at_a_time(self, floor: Floor, declare) -> None:
         floor_start, first_page_ms = [], []
@@ -151,12 +162,17 @@ class Run:
     async def burst(self, floor: Floor, declare) -> None:
         size = self.args.burst
         await asyncio.sleep(1)
+        usage = self.stack.usage()
+        floor_cpu = usage.mark()
         bare = await floor.burst(size)
         await asyncio.sleep(1)
+        floor_cpu = usage.between(floor_cpu, usage.mark())
         keys = [f"burst-{n}" for n in range(size)]
+        start = usage.mark()
         sent = time.time()
         await asyncio.gather(*(declare(k) for k in keys))
         paged = await self.stack.pagerduty.wait_first_pages(set(keys), 600)
+        self.result.setdefault("cpu", {})["burst"] = await self.cpu(usage, start, size, floor_cpu)
         values = [(t - sent) * 1000 for t in paged.values()]
         floor_values = ms(bare.timed)
         floor_row = summarise(f"floor: {size} starts at once, start call -> activity ran", floor_values)
@@ -181,14 +197,19 @@ class Run:
     async def storm(self, floor: Floor) -> None:
         size = self.args.storm
         await asyncio.sleep(2)
-        bare = await floor.burst(size)
+        usage = self.stack.usage()
+        floor_cpu = usage.mark()
+        bare = await floor.burst(size, wait=self.args.storm_timeout)
+        await asyncio.sleep(1)
+        floor_cpu = usage.between(floor_cpu, usage.mark())
         floor_values = ms(bare.timed)
         floor_row = summarise(f"floor: {size} bare starts at once, start call -> activity ran", floor_values)
         self.result["floor"].append(floor_row)
         await asyncio.sleep(2)
-        sender = Sender(self.stack.receiver_url, SENDER_CONCURRENCY)
+        sender = Sender(self.stack.receiver_url, SENDER_CONCURRENCY, retry_unavailable=True)
         await sender.send("StormWarmup", "warmup-0", "critical")  # the receiver's first request connects
         tag = f"{int(time.time()) % 100000}"
+        start = usage.mark()
         started = time.time()
         sent = await asyncio.gather(
             *(
@@ -202,15 +223,22 @@ class Run:
         if len(accepted) != size:
             raise RuntimeError(f"{size - len(accepted)} alerts did not declare a new incident")
         keys = {incident.removeprefix("incident-"): incident for incident in accepted}
-        paged_by_key = await self.stack.pagerduty.wait_first_pages(set(keys), self.args.storm_timeout)
-        paged = {keys[k]: t for k, t in paged_by_key.items()}
-        values = [(paged[i] - accepted[i]) * 1000 for i in accepted]
-        row = self.measured(
-            summarise(f"storm: {size} new P1/P2 alerts, 202 -> first page", values), floor_row
+        paged_by_key = await self.stack.pagerduty.wait_first_pages(
+            set(keys), self.args.storm_timeout, strict=False
         )
+        paged = {keys[k]: t for k, t in paged_by_key.items()}
+        self.result.setdefault("cpu", {})["storm"] = await self.cpu(usage, start, size, floor_cpu)
+        values = [(paged[i] - accepted[i]) * 1000 for i in paged]
+        late = size - len(paged)
+        name = f"storm: {size} new P1/P2 alerts, 202 -> first page"
+        if late:  # the figures are of those that came: their tail is shorter than the truth
+            name += f" ({late} not paged within {self.args.storm_timeout:g} s: left out)"
+        self.result["storm_not_paged"] = late
+        row = self.measured(summarise(name, values), floor_row)
         with_p90(row, values, floor_row, floor_values)
         acks = [(t.accepted - t.sent) * 1000 for t, _, _ in sent]
         self.result["storm_accept"] = summarise(f"storm: {size} alerts, sent -> 202", acks)
+        self.result["storm_accept"]["answered_503_then_sent_again"] = sender.unavailable
         self.result["rates"] += [
             rate(
                 f"storm: {size} alerts accepted (202)",
@@ -219,8 +247,8 @@ class Run:
                 bare.as_dict(),
             ),
             rate(
-                f"storm: {size} first pages delivered",
-                size / (max(paged.values()) - started),
+                f"storm: {len(paged)} first pages delivered",
+                len(paged) / (max(paged.values()) - started),
                 "pages/s",
                 bare.as_dict(),
             ),
@@ -228,6 +256,41 @@ class Run:
         self.result["storm_cost"] = await first_page_cost(
             self.stack.client, accepted, paged, self.args.cost_sample
         )
+
+    async def cpu(self, usage: Usage, start: dict, incidents: int, floor: dict) -> dict[str, Any]:
+        """CPU seconds per new incident: until the last first page, and until the worker is quiet
+        (everything the incidents do at once done), against the bare workflows' per start (their
+        worker is this process)."""
+        paged = usage.mark()
+        quiet = paged
+        for _ in range(180):  # the worker's CPU under 5% of a core for 3 s: done
+            await asyncio.sleep(3)
+            mark = usage.mark()
+            if mark["worker"][0] - quiet["worker"][0] < 0.15:
+                break
+            quiet = mark
+        per = {}
+        for name, (until_paged, until_quiet) in {
+            "worker": (usage.between(start, paged), usage.between(start, quiet)),
+        }.items():
+            per[name] = {
+                "cpu_ms_per_incident_until_last_first_page": round(
+                    1000 * until_paged[name]["cpu_s"] / incidents, 1
+                ),
+                "cpu_ms_per_incident_until_quiet": round(1000 * until_quiet[name]["cpu_s"] / incidents, 1),
+            }
+        whole = usage.between(start, quiet)
+        return {
+            "incidents": incidents,
+            "quiet_after_s": round(quiet["at"] - start["at"], 1),
+            "per_incident": per,
+            "server_cpu_ms_per_incident": round(1000 * whole["temporal server"]["cpu_s"] / incidents, 1),
+            "processes": whole,
+            "floor_cpu_ms_per_start": {
+                "worker and client (the bench process)": round(1000 * floor["bench"]["cpu_s"] / incidents, 1),
+                "temporal server": round(1000 * floor["temporal server"]["cpu_s"] / incidents, 1),
+            },
+        }
 
     async def open_incidents(self) -> None:
         args = self.args
@@ -237,6 +300,7 @@ class Run:
             create_rate=args.create_rate,
             concurrency=args.create_concurrency,
             floor_timers=args.floor_timers,
+            cache=args.cache,
         )
         cadence = timedelta(seconds=args.cadence)
         sets = [OpenSet(n, cadence) for n in args.open]
@@ -247,13 +311,14 @@ class Run:
         self.result["open"] = []
         for which in sets:
             print(f"open incidents: {which.label} ...", file=sys.stderr, flush=True)
-            self.result["open"].append(await measure(args.policy, workdir, which, settings, args.worker_root))
+            await self.phase(f"open {which.label}", self._open(args.policy, workdir, which, settings))
+
+    async def _open(self, source: Path, workdir: Path, which: OpenSet, settings: OpenSettings) -> None:
+        self.result["open"].append(await measure(source, workdir, which, settings, self.args.worker_root))
 
 
-def cost_table(title: str, cost: dict) -> list[Table]:
-    stages = Table(
-        title=f"{title}: where the first page's time goes (s after accepted, {cost['sample']} incidents)"
-    )
+def cost_table(title: str, cost: dict, clock: str = "accepted") -> list[Table]:
+    stages = Table(title=f"{title}: where the page's time goes (s after {clock}, {cost['sample']} incidents)")
     for column in ("stage", "n", "p50 s", "p90 s", "max s"):
         stages.add_column(column, justify="left" if column == "stage" else "right")
     for row in cost["stages"]:
@@ -278,6 +343,7 @@ def open_table(rows: list[dict]) -> Table:
         "× p50 / p99",
         "worker CPU %",
         "server CPU %",
+        "worker / server CPU ms a page",
         "worker RSS MB (peak)",
         "cache misses / evictions",
     ):
@@ -298,6 +364,7 @@ def open_table(rows: list[dict]) -> Table:
             f"{late.get('ratio_p50', '-')}× / {late.get('ratio_p99', '-')}×",
             str(usage.get("worker", {}).get("cpu_pct_of_one_core")),
             str(usage.get("temporal server", {}).get("cpu_pct_of_one_core")),
+            f"{row['cpu_ms_per_page'].get('worker')} / {row['cpu_ms_per_page'].get('temporal server')}",
             f"{usage.get('worker', {}).get('rss_mb')} ({usage.get('worker', {}).get('peak_rss_mb')})",
             f"{sdk.get('sticky_cache_miss', 0):g} / {sdk.get('sticky_cache_total_forced_eviction', 0):g}",
         )
@@ -318,12 +385,27 @@ def print_result(result: dict, console: Console) -> None:
         console.print(
             rates_table("first pages, against the bare workflow's burst throughput", result["rates"])
         )
+    for phase, cpu in result.get("cpu", {}).items():
+        worker, floor = cpu["per_incident"]["worker"], cpu["floor_cpu_ms_per_start"]
+        console.print(
+            f"{phase}: worker CPU per new incident {worker['cpu_ms_per_incident_until_last_first_page']} ms "
+            f"until the last first page, {worker['cpu_ms_per_incident_until_quiet']} ms until quiet "
+            f"({cpu['quiet_after_s']} s); server {cpu['server_cpu_ms_per_incident']} ms. Floor, per bare "
+            f"start: its worker and client {floor['worker and client (the bench process)']} ms, "
+            f"server {floor['temporal server']} ms",
+            highlight=False,
+        )
     for name in ("burst_cost", "storm_cost"):
         if name in result:
             for table in cost_table(name.removesuffix("_cost"), result[name]):
                 console.print(table)
     if result.get("open"):
         console.print(open_table(result["open"]))
+        for row in result["open"]:
+            if row.get("page_cost"):
+                console.print(cost_table(f"open, {row['set']}", row["page_cost"], "due")[0])
+    for failed in result.get("failed", []):
+        console.print(f"[red]phase {failed['phase']} failed:[/red] {failed['error']}")
 
 
 def main() -> None:
@@ -352,10 +434,16 @@ def main() -> None:
         "--grace", type=float, default=60, help="open: seconds a page may come after the window"
     )
     parser.add_argument(
-        "--create-rate", type=float, default=60, help="open: incidents started a second (estimate)"
+        "--create-rate", type=float, default=25, help="open: incidents started a second (paced)"
     )
     parser.add_argument("--create-concurrency", type=int, default=64, help="open: starts in flight")
     parser.add_argument("--floor-timers", type=int, default=200, help="open: bare timers due in the window")
+    parser.add_argument(
+        "--cache",
+        type=int,
+        default=None,
+        help="open: the worker's WORKER_MAX_CACHED_WORKFLOWS (default: 1000)",
+    )
     parser.add_argument(
         "--worker-root",
         type=Path,

@@ -32,6 +32,7 @@ from typing import Any
 
 from bench.common import percentile, summarise
 from bench.floor import Floor
+from bench.paging_cost import first_page_cost
 from bench.paging_stack import PagingStack, bench_policy
 from starter.declare import start_options
 from workflows.incident import IncidentWorkflow
@@ -69,9 +70,10 @@ class OpenSet:
 class OpenSettings:
     window: float  # seconds of due pages measured
     grace: float  # seconds after the window a page may still arrive
-    create_rate: float  # incidents a second the start is expected to manage (sets the window's start)
+    create_rate: float  # incidents started a second (the window starts once all are)
     concurrency: int  # starts in flight
     floor_timers: int
+    cache: int | None = None  # the worker's WORKER_MAX_CACHED_WORKFLOWS (None: its default)
 
 
 def carried(key: str, declared_at: datetime, channel: str, thread: str) -> IncidentInput:
@@ -94,16 +96,24 @@ def carried(key: str, declared_at: datetime, channel: str, thread: str) -> Incid
     return IncidentInput(declaration=declaration, carried=state)
 
 
-async def start_incidents(stack: PagingStack, inputs: list[IncidentInput], concurrency: int) -> None:
+async def start_incidents(
+    stack: PagingStack, inputs: list[IncidentInput], rate: float, concurrency: int
+) -> None:
+    """`rate` starts a second, at most `concurrency` in flight. Paced, not all at once: an incident
+    sets its next page's timer as (due - now) at the start of its workflow task, so a task that
+    waits behind thousands of others sets a timer that fires late by that wait, and the window
+    would measure the creation's backlog instead of the chain."""
     limit = asyncio.Semaphore(concurrency)
+    began = time.time()
 
-    async def start(incident: IncidentInput) -> None:
+    async def start(n: int, incident: IncidentInput) -> None:
+        await asyncio.sleep(max(0.0, began + n / rate - time.time()))
         async with limit:
             await stack.client.start_workflow(
                 IncidentWorkflow.run, incident, **start_options(incident.declaration, stack.queue)
             )
 
-    await asyncio.gather(*(start(i) for i in inputs))
+    await asyncio.gather(*(start(n, i) for n, i in enumerate(inputs)))
 
 
 def lateness_row(name: str, late_ms: list[float], missing: int, floor: dict) -> dict:
@@ -121,9 +131,9 @@ def lateness_row(name: str, late_ms: list[float], missing: int, floor: dict) -> 
         row[f"p{q}_ms"] = None if value == float("inf") else round(value, 1)
     row["max_ms"] = round(max(late_ms), 1) if late_ms and not missing else None
     row["mean_ms"] = round(statistics.fmean(late_ms), 1) if late_ms else None
-    for q in ("p50", "p99"):
-        if row[f"{q}_ms"] is not None and floor.get(f"{q}_ms"):
-            row[f"ratio_{q}"] = round(row[f"{q}_ms"] / floor[f"{q}_ms"], 1)
+    for tail in ("p50", "p99"):
+        if row[f"{tail}_ms"] is not None and floor.get(f"{tail}_ms"):
+            row[f"ratio_{tail}"] = round(row[f"{tail}_ms"] / floor[f"{tail}_ms"], 1)
     return row
 
 
@@ -137,7 +147,14 @@ async def measure(
     offsets = {(loop, index + 1): offset for loop, index, offset in chain.steps()}
     first_offset = chain.steps()[FIRST_STEP][2]
     cadence = which.cadence.total_seconds()
-    async with PagingStack(policy_file, worker_root=worker_root) as stack, Floor(stack.client) as floor:
+    async with (
+        PagingStack(
+            policy_file,
+            worker_root=worker_root,
+            worker_env={"WORKER_MAX_CACHED_WORKFLOWS": str(settings.cache)} if settings.cache else None,
+        ) as stack,
+        Floor(stack.client) as floor,
+    ):
         channel, thread = await stack.slack_thread(policy.channel(SEVERITY), "bench: open incidents")
         started = time.time()
         planned_start = started + which.incidents / settings.create_rate + 20
@@ -149,7 +166,7 @@ async def measure(
             due = planned_start + cadence * n / which.incidents
             declared[key] = datetime.fromtimestamp(due, UTC) - first_offset
             inputs.append(carried(key, declared[key], channel, thread))
-        await start_incidents(stack, inputs, settings.concurrency)
+        await start_incidents(stack, inputs, settings.create_rate, settings.concurrency)
         created = time.time()
         # The creation's own workflow tasks run behind the starts: give them time, then measure.
         window_start = max(planned_start, created + 20)
@@ -179,12 +196,14 @@ async def measure(
             await stack.pagerduty.poll()
             late = _lateness(stack, expected)
         floor_late = await floor_task
+        cost = await first_page_cost(stack.client, *_sample_pages(expected, late), later=True)
     floor_row = summarise("floor: bare timers due in the window, due -> activity ran", floor_late)
     row = lateness_row(
         f"{which.label}: page due -> at PagerDuty", list(late.values()), len(expected) - len(late), floor_row
     )
     return {
-        "set": which.label,
+        "set": which.label + (f", cache {settings.cache:,}" if settings.cache else ""),
+        "worker_max_cached_workflows": settings.cache or 1000,
         "incidents": which.incidents,
         "cadence_s": cadence,
         "pages_due_per_s": round(which.pages_per_s, 1),
@@ -201,7 +220,27 @@ async def measure(
         "floor": floor_row,
         "usage": usage.between(start_mark, end_mark),
         "sdk": stack.metrics.delta(start_metrics, end_metrics),
+        "page_cost": cost,
+        "cpu_ms_per_page": {
+            name: round(1000 * usage_row["cpu_s"] / max(1, len(late)), 1)
+            for name, usage_row in usage.between(start_mark, end_mark).items()
+            if name in ("worker", "temporal server")
+        },
     }
+
+
+def _sample_pages(
+    expected: dict[tuple[str, int, int], float], late: dict[tuple, float]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Per incident, its first page due in the window that came: (workflow id -> due, -> at PagerDuty)."""
+    due: dict[str, float] = {}
+    paged: dict[str, float] = {}
+    for step in sorted(late, key=lambda s: expected[s]):
+        workflow_id = f"incident-{step[0]}"
+        if workflow_id not in due:
+            due[workflow_id] = expected[step]
+            paged[workflow_id] = expected[step] + late[step] / 1000
+    return due, paged
 
 
 def _lateness(stack: PagingStack, expected: dict[tuple[str, int, int], float]) -> dict[tuple, float]:
