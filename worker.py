@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.backends import BackendError, Backends, paging_backend_names
@@ -93,6 +94,7 @@ def build_worker(
         # until this passes; Temporal's 10 s default held an incident up for 10 s after a crash.
         # A busy worker that misses it only replays the history on another poll.
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=3),
+        max_cached_workflows=settings.worker_max_cached_workflows,
         activities=[
             policies.load_incident_policy,
             *chat.activities,
@@ -111,12 +113,21 @@ def build_worker(
     )
 
 
+def metrics_runtime(settings: Settings) -> Runtime | None:
+    """A runtime serving the SDK's Prometheus metrics when WORKER_METRICS_ADDRESS is set."""
+    if not settings.worker_metrics_address:
+        return None
+    return Runtime(
+        telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=settings.worker_metrics_address))
+    )
+
+
 async def run_worker(settings: Settings) -> None:
     from starter.connect import connect
 
     policy = load_policy(settings.incident_policy)
     backends = Backends.from_settings(settings)  # a backend it cannot use stops it before it connects
-    client = await connect(settings)
+    client = await connect(settings, runtime=metrics_runtime(settings))
     worker = build_worker(client, settings, policy, backends)
     logging.info(
         "worker polling task queue %r on %s (namespace %s), Slack at %s; %s",

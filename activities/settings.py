@@ -120,6 +120,14 @@ class Settings(BaseSettings):
     pyats_connect_timeout: float = 20.0
     pyats_command_timeout: float = 60.0
 
+    # The worker's SDK metrics (sticky cache hits, misses and evictions, slots, latencies) in
+    # Prometheus text at http://<this>/metrics, e.g. 127.0.0.1:9464; empty: not served.
+    worker_metrics_address: str = ""
+    # Incidents the worker keeps in memory between their workflow tasks (the SDK's default). One
+    # that is not in it replays its history before each task: with more open incidents than
+    # this, most pages cost a replay; each one kept costs memory (bench/paging.py measures both).
+    worker_max_cached_workflows: int = 1000
+
     incident_policy: str | None = None  # path to a policy YAML; default config/policy.yaml
     incident_oncall: str | None = None  # the on-call schedules; default config/oncall.yaml
     incident_oncall_overrides: str | None = None  # default: oncall-overrides.yaml beside them

@@ -64,10 +64,11 @@ class Stack:
         self.workdir = workdir
         self.processes: list[subprocess.Popen] = []
 
-    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
+    def spawn(self, name: str, args: list[str], env: dict[str, str], cwd: Path = ROOT) -> None:
+        """`cwd`: the checkout whose code `python -m ...` runs (another release's, to compare)."""
         log = (self.workdir / f"{name}.log").open("w")
         self.processes.append(
-            subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+            subprocess.Popen(args, cwd=cwd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
         )
 
     def stop(self) -> None:

@@ -6,6 +6,8 @@ process:
 - `BenchFloor`: a bare workflow start plus one no-op activity, the least a
   durable incident can cost (one at a time, and N started at once for the
   burst throughput every burst or throughput figure is divided by);
+- `BenchFloorTimer`: a timer set for a given moment, then one no-op activity: the least a
+  page falling due can cost (its lateness: activity ran minus the moment);
 - `BenchFloorSignals`: one long-lived workflow for the floors of talking to
   a running incident: a signal that runs one no-op activity (signal ->
   activity ran), a signal until a query sees it (what `incident claim`
@@ -48,6 +50,24 @@ class FloorWorkflow:
     @workflow.run
     async def run(self, token: str) -> None:
         await workflow.execute_activity(floor_noop, token, start_to_close_timeout=timedelta(seconds=10))
+
+
+@dataclass
+class TimerInput:
+    token: str
+    due: float  # epoch seconds
+
+
+@workflow.defn(name="BenchFloorTimer")
+class FloorTimerWorkflow:
+    """The least a page falling due can cost: a timer until `due`, then one activity."""
+
+    @workflow.run
+    async def run(self, timer: TimerInput) -> None:
+        wait = timer.due - workflow.now().timestamp()
+        if wait > 0:
+            await workflow.sleep(wait)
+        await workflow.execute_activity(floor_noop, timer.token, start_to_close_timeout=timedelta(seconds=10))
 
 
 @workflow.defn(name="BenchFloorSignals")
@@ -149,7 +169,7 @@ class Floor:
         self.worker = Worker(
             client,
             task_queue=self.queue,
-            workflows=[FloorWorkflow, FloorSignalsWorkflow],
+            workflows=[FloorWorkflow, FloorTimerWorkflow, FloorSignalsWorkflow],
             activities=[floor_noop],
         )
         self._signals: WorkflowHandle | None = None
@@ -168,23 +188,31 @@ class Floor:
 
     # ------------------------------------------------------------ starts
 
-    async def _until_ran(self, token: str, send: Callable[[], Awaitable[object]]) -> Timed:
+    async def _until_ran(self, token: str, send: Callable[[], Awaitable[object]], wait: float = 60) -> Timed:
         """Time `send()` (which makes the no-op activity run for `token`) until that activity ran."""
         waiter = _ran[token] = asyncio.get_running_loop().create_future()
         sent = time.time()
         await send()
         timed = Timed(sent, time.time())
         try:
-            timed.done = await asyncio.wait_for(waiter, 60)
+            timed.done = await asyncio.wait_for(waiter, wait)
         finally:
             del _ran[token]
         return timed
 
-    async def once(self) -> Timed:
+    async def once(self, wait: float = 60) -> Timed:
+        """`wait`: seconds the start call and then the activity may take (a big burst takes long)."""
         token = f"floor-{uuid.uuid4().hex[:12]}"
         return await self._until_ran(
             token,
-            lambda: self.client.start_workflow(FloorWorkflow.run, token, id=token, task_queue=self.queue),
+            lambda: self.client.start_workflow(
+                FloorWorkflow.run,
+                token,
+                id=token,
+                task_queue=self.queue,
+                rpc_timeout=timedelta(seconds=wait),
+            ),
+            wait,
         )
 
     async def sequential(self, n: int) -> list[Timed]:
@@ -197,8 +225,39 @@ class Floor:
             await asyncio.sleep(0.5)
         return results
 
-    async def burst(self, size: int) -> Burst:
-        return Burst(list(await asyncio.gather(*(self.once() for _ in range(size)))))
+    async def burst(self, size: int, wait: float = 60) -> Burst:
+        return Burst(list(await asyncio.gather(*(self.once(wait) for _ in range(size)))))
+
+    # ------------------------------------------------------------ timers
+
+    async def timers(self, dues: list[float], per_s: float = 20) -> list[float]:
+        """One timer workflow per moment in `dues` (epoch seconds), started `per_s` a second from
+        now; once all have run, each one's lateness in ms (its no-op activity ran minus its moment).
+
+        Paced: a workflow sets its timer as (due - now) at the start of its first workflow task, so
+        a hundred started at once would set timers late by the worker's backlog of first tasks."""
+        tokens = [f"floor-timer-{uuid.uuid4().hex[:12]}" for _ in dues]
+        loop = asyncio.get_running_loop()
+        for token in tokens:
+            _ran[token] = loop.create_future()
+        began = time.time()
+
+        async def start(n: int, token: str, due: float) -> None:
+            await asyncio.sleep(max(0.0, began + n / per_s - time.time()))
+            await self.client.start_workflow(
+                FloorTimerWorkflow.run, TimerInput(token, due), id=token, task_queue=self.queue
+            )
+
+        try:
+            await asyncio.gather(
+                *(start(n, token, due) for n, (token, due) in enumerate(zip(tokens, dues, strict=True)))
+            )
+            wait = max(dues) - time.time() + 120
+            ran = await asyncio.wait_for(asyncio.gather(*(_ran[t] for t in tokens)), max(wait, 120))
+        finally:
+            for token in tokens:
+                _ran.pop(token, None)
+        return [(r - due) * 1000 for r, due in zip(ran, dues, strict=True)]
 
     # ----------------------------------------------- a running workflow
 

@@ -37,7 +37,7 @@ incident by ``incident_key``. Best effort: a few tries on a connection error or 
 says what happened.
 
 Everything received is kept in ``<data dir>/pagerduty-sandbox.json`` (a restart keeps it) and
-shown at ``GET /``. Control endpoints (plain JSON): ``GET /_sandbox/events``, ``GET
+shown at ``GET /``. Control endpoints (plain JSON): ``GET /_sandbox/events`` (``?since=``), ``GET
 /_sandbox/alerts``, ``GET|POST|DELETE /_sandbox/faults``, ``POST /_sandbox/reset``,
 ``GET|POST /_sandbox/config`` (webhook URL and secret), ``GET /_sandbox/webhooks``,
 ``GET /_sandbox/health``.
@@ -479,10 +479,22 @@ async def _enqueue(sb: PagerDutySandbox, request: Request) -> Response:
 
 
 async def control_events(request: Request) -> Response:
-    """Every event received, oldest first; ?dedup_key= filters."""
+    """Every event received, oldest first; ?dedup_key= filters, ?since=<epoch seconds> keeps those
+    received at or after it (a poller that keeps up with a busy sandbox asks only for what is new)."""
     sb: PagerDutySandbox = request.app.state.sandbox
     wanted = request.query_params.get("dedup_key")
-    return JSONResponse([e for e in sb.events if wanted is None or e["dedup_key"] == wanted])
+    try:
+        since = float(request.query_params.get("since") or 0)
+    except ValueError:
+        return bad_request("since: epoch seconds, e.g. 1764600000.5")
+    events = sb.events
+    if since:
+        # Received in order: find the first event at or after `since` from the end.
+        start = len(events)
+        while start > 0 and events[start - 1]["at"] >= since:
+            start -= 1
+        events = events[start:]
+    return JSONResponse([e for e in events if wanted is None or e["dedup_key"] == wanted])
 
 
 async def control_alerts(request: Request) -> Response:

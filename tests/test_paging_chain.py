@@ -10,6 +10,7 @@ server scheduled its activity, so a page a worker sent late would show as late.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import yaml
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
 from activities.paging.activities import PagingActivities
 from workflows.incident import IncidentWorkflow
@@ -35,6 +37,7 @@ from workflows.paging_models import (
     DndStatus,
     Page,
     PageDelivered,
+    PagedPerson,
     PagingAction,
     PagingService,
     PagingUpdate,
@@ -643,3 +646,60 @@ def test_the_schedules_are_read_again_when_a_file_changes_not_at_every_page(tmp_
     )
     again = paging._oncall()
     assert again is not first and [o.user for o in again.overrides] == ["U0NEXT"]
+
+
+class AcknowledgedIncident:
+    """Stands in for the worker's client: the incident answers `paging_acknowledged` with True."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def get_workflow_handle(self, workflow_id: str) -> AcknowledgedIncident:
+        return self
+
+    async def query(self, name: str) -> bool:
+        self.asked.append(name)
+        return True
+
+
+async def test_a_page_that_waited_asks_the_incident_first_one_that_started_at_once_pages(tmp_path):
+    incident = AcknowledgedIncident()
+    pagerduty = RecordedPager(PagingService.pagerduty)
+    paging = PagingActivities(
+        {PagingService.pagerduty: pagerduty},
+        client=incident,  # type: ignore[arg-type]
+        dnd=None,
+        oncall_file=oncall_file(tmp_path),
+        overrides_file=tmp_path / "none.yaml",
+    )
+    page = Page(
+        service=PagingService.pagerduty,
+        incident_workflow_id="incident-k",
+        incident_key="k",
+        severity=Severity.P1,
+        title="R1 down",
+        level=1,
+        person=PagedPerson(user_id="U0PRIME"),
+        reason="level 1, on call for primary",
+        idempotency_key="incident-k/page/0/1/U0PRIME/pagerduty",
+    )
+    scheduled = datetime.now(UTC)
+    env = ActivityEnvironment()
+
+    async def send(started_after: timedelta, attempt: int = 1) -> PageDelivered:
+        env.info = dataclasses.replace(
+            env.info,
+            attempt=attempt,
+            scheduled_time=scheduled,
+            current_attempt_scheduled_time=scheduled,
+            started_time=scheduled + started_after,
+        )
+        return await env.run(paging.send_page, page)
+
+    # Started at once: an acknowledgement before it would have cancelled it; it does not ask.
+    assert not (await send(timedelta(milliseconds=200))).held
+    assert incident.asked == [] and len(pagerduty.pages) == 1
+    # Waited in the queue (or a retry): it asks, and the acknowledgement meanwhile holds it.
+    assert (await send(timedelta(seconds=5))).held
+    assert (await send(timedelta(0), attempt=2)).held
+    assert incident.asked == ["paging_acknowledged"] * 2 and len(pagerduty.pages) == 1

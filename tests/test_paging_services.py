@@ -157,6 +157,17 @@ async def test_pagerduty_second_page_of_an_incident_dedups_into_its_alert(pd) ->
     assert events[1]["event"]["payload"]["custom_details"]["person"]["user_id"] == "U0BOB"
 
 
+async def test_pagerduty_sandbox_lists_only_the_events_since_a_moment(pd) -> None:
+    backend, control = pd
+    await backend.page(a_page(PagingService.pagerduty, "inc-since-1"))
+    [first] = await got(control, "/_sandbox/events")
+    await backend.page(a_page(PagingService.pagerduty, "inc-since-2"))
+    newer = await got(control, "/_sandbox/events", since=repr(first["at"] + 1e-6))
+    assert [e["dedup_key"] for e in newer] == ["inc-since-2"]
+    assert len(await got(control, "/_sandbox/events", since=repr(first["at"]))) == 2
+    assert (await control.get("/_sandbox/events", params={"since": "soon"})).status_code == 400
+
+
 async def test_pagerduty_acknowledge_then_resolve_and_a_new_trigger_opens_a_new_alert(pd) -> None:
     backend, control = pd
     await backend.page(a_page(PagingService.pagerduty, "inc-3"))

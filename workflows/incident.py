@@ -98,6 +98,11 @@ RELEASE_2026_12_01B = "release-2026-12-01b"
 # The header's last word when the incident completes: "closed" (asked then; no local activity
 # precedes it in that task, so an incident from before the release says closed too).
 CLOSED_HEADER_PATCH = "closed-header"
+# Who a level pages is asked in the level's own workflow task (a local activity), so its pages are
+# scheduled in that task: the first page of a new incident one server round trip sooner. And the
+# search attributes the run starts with are not written again (the patch's own marker costs an
+# upsert of TemporalChangeVersion: the incident writes no more to visibility than before).
+FIRST_PAGE_FIRST = "first-page-first"
 
 
 @workflow.defn
@@ -113,6 +118,7 @@ class IncidentWorkflow(
         self._sending = self._outbox_held = self._verifying = False
         self._per_occurrence_early = self._investigation_in_turn = False
         self._release_b = False
+        self._first_page_first = False  # the first-page-first patch, read when the run starts
         self._published: dict[str, str] = {}
         if input.carried is not None:
             self._state = input.carried
@@ -782,6 +788,18 @@ class IncidentWorkflow(
             self._published = wanted
         workflow.set_current_details(self._details_markdown())
 
+    def _published_at_start(self) -> dict[str, str]:
+        """The search attributes this run started with (its starter's, or carried over
+        continue-as-new), as `_publish` compares them: what is there already is not written again."""
+        found = workflow.info().typed_search_attributes
+        return {
+            "severity": found.get(SEVERITY_ATTR) or "",
+            "phase": found.get(PHASE_ATTR) or "",
+            "commander": found.get(COMMANDER_ATTR) or "",
+            "service": found.get(SERVICE_ATTR) or "",
+            "ticket": found.get(TICKET_ATTR) or "",
+        }
+
     def _details_markdown(self) -> str:
         return details_markdown(self._state)
 
@@ -815,6 +833,9 @@ class IncidentWorkflow(
         one's marker says whether the incident was started since it."""
         # The war room, the severity triggers and the team's checklist kept true: one marker.
         self._release_b = workflow.patched(RELEASE_2026_12_01B)
+        self._first_page_first = workflow.patched(FIRST_PAGE_FIRST)
+        if self._first_page_first:
+            self._published = self._published_at_start()
         # One marker for everything this release changed (one event in every new incident's
         # history, not three). The three before it were recorded separately during its work.
         if workflow.patched(RELEASE_2026_12_01):

@@ -5,9 +5,13 @@
   level fires, and asks
   Slack for each person's Do Not Disturb. Slack failing is no reason to page nobody: the person
   is then taken as not in DND and the problem is said in the incident's timeline.
-- `send_page` asks the incident, just before it pages, whether it was acknowledged meanwhile
-  (a page whose activity was scheduled before the acknowledgement is then held, not sent), and
-  pages through the backend the page names, exactly once by its idempotency key.
+- `send_page` pages through the backend the page names, exactly once by its idempotency key. A
+  page that waited before it started (a backlog, a retry, a worker down) first asks the incident
+  whether it was acknowledged meanwhile, and is then held, not sent. One that started within
+  ASK_IF_WAITED of being scheduled pages at once: an acknowledgement the incident took before it
+  started has cancelled it (an activity cancelled before it starts never runs), and one that came
+  later races the page as it would race the question (which costs a round trip through the
+  worker's busiest queue: 1-2 s of a new incident's first page in a burst, measured).
 - `update_paging_service` acknowledges or resolves the incident at PagerDuty or Opsgenie.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -46,6 +51,9 @@ from .schedule import (
 )
 
 DND_TIMEOUT = 3.0  # seconds for one dnd.info: a page waits for nobody's DND longer than this
+# A page that waited longer than this between being scheduled and starting (or is a retry) asks the
+# incident whether it was acknowledged meanwhile before it pages.
+ASK_IF_WAITED = timedelta(seconds=1)
 
 
 class DndLookup(Protocol):
@@ -149,7 +157,11 @@ class PagingActivities:
                 type="PagingServiceOff",
                 non_retryable=True,
             )
-        if not page.despite_acknowledgement and await self._acknowledged(page.incident_workflow_id):
+        if (
+            not page.despite_acknowledgement
+            and waited(activity.info())
+            and await self._acknowledged(page.incident_workflow_id)
+        ):
             return PageDelivered(service=page.service, reference="", held=True)
         return await backend.page(page)
 
@@ -176,6 +188,14 @@ class PagingActivities:
     @property
     def activities(self) -> list:
         return [self.resolve_page_targets, self.send_page, self.update_paging_service]
+
+
+def waited(info: activity.Info) -> bool:
+    """A retry, or a first attempt that started more than ASK_IF_WAITED after it was scheduled
+    (both times the server's: no clock of this machine's in it)."""
+    if info.attempt > 1:
+        return True
+    return info.started_time - info.current_attempt_scheduled_time > ASK_IF_WAITED
 
 
 def _person(oncall: OnCall | None, user: str) -> PagedPerson:
