@@ -24,6 +24,7 @@ from starter.alerts import (
     from_alertmanager,
 )
 from workflows import limits
+from workflows.incident import IncidentWorkflow
 from workflows.models import IncidentDeclaration
 from workflows.policy import Policy, PolicyError, RunbookSettings, load_policy
 from workflows.ui import static_details
@@ -291,3 +292,22 @@ async def test_cli_declare_runbook_reaches_slack_and_incident_status(local_env, 
         assert status.exit_code == 0, status.output
         assert re.search(r"Runbook\s+https://wiki\.example\.com/runbooks/r1-unreachable", status.output)
         await terminate_all([handle])
+
+
+async def test_the_war_room_bookmarks_the_incidents_runbook_when_it_is_a_link(local_env, sandbox, policy):
+    """A P1 on wan-site-a: the declaration's runbook URL is bookmarked; the policy's path (no
+    base_url) cannot be, so a runbook link among the declaration's links is, as before runbooks."""
+    url = "https://wiki.example.com/runbooks/r1-unreachable"
+    async with incident_worker(local_env.client, sandbox.api_url, policy) as declare:
+        by_runbook = await declare("P1", service="wan-site-a", runbook=url)
+        by_link = await declare("P1", service="wan-site-a", links=["https://runbooks.example.com/r1"])
+        for handle, expected in ((by_runbook, url), (by_link, "https://runbooks.example.com/r1")):
+
+            async def opened(handle=handle):
+                state = await handle.query(IncidentWorkflow.state)
+                return state if state.war_room and state.war_room.summary_ts else None
+
+            state = await eventually(opened, what="the war room")
+            assert state.runbook in (url, R1_RUNBOOK)
+            listed = await sandbox.web.bookmarks_list(channel_id=state.war_room.channel)
+            assert {b["title"]: b["link"] for b in listed["bookmarks"]}["Runbook"] == expected
