@@ -134,7 +134,9 @@ async def test_a_second_chat_backend_plugs_in_by_name_and_gets_the_same_activiti
         await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="U0ALICE"))
 
         async def header_names_the_ic() -> SlackHeaderUpdate | None:
-            header = chat.headers[-1] if chat.headers else None
+            # The declaration's edits (the team's checklist is edited through the same call).
+            headers = [h for h in chat.headers if h.template == "declaration"]
+            header = headers[-1] if headers else None
             return header if header and header.incident.commander == "U0ALICE" else None
 
         header = await eventually(header_names_the_ic, what="the header to name the IC")

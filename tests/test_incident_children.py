@@ -248,7 +248,11 @@ async def test_r1_outage_is_investigated_on_claim_and_verified_on_resolve(
         resolution = (await posted_message(sandbox, state, "resolution"))["text"]
         assert "Verification" in resolution and "FAILED" not in resolution
         assert any(e.kind == "verification" and "✅" in e.text for e in state.timeline)
-        assert templates_of(thread)[:2] == ["declaration", "team_formed"]
+        # (A P1's war room line comes when the room is ready: not counted here.)
+        assert [t for t in templates_of(thread) if t != "war_room_opened"][:2] == [
+            "declaration",
+            "team_formed",
+        ]
         verified = await investigation.result()
         assert verified.verification is not None and verified.verification.passed
 
