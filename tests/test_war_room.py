@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from activities.chat.slack import SlackChat
+from activities.chat.slack.war_room import NUMBERED, room_names
 from activities.settings import Settings
 from sandbox.slack import serve_in_background
 from starter.alerts import create_app
@@ -206,3 +207,18 @@ def test_war_room_names_are_slack_channel_names(title: str, expected: str) -> No
 def test_a_long_title_is_cut_at_a_word_within_slacks_80_characters() -> None:
     name = war_room_name("word " * 40, datetime(2026, 12, 1, tzinfo=UTC))
     assert len(name) <= 80 - 3 and name.endswith("-word") and "--" not in name
+
+
+async def test_a_title_that_recurs_all_day_still_gets_a_room_named_by_its_key(sandbox) -> None:
+    chat = SlackChat.from_settings(sandbox.api_url, TOKEN)
+    now = datetime.now(UTC)
+    title = f"Link flap {uuid.uuid4().hex[:6]}"
+    name = war_room_name(title, now)
+    for taken in room_names(name, "")[:NUMBERED]:  # the name and -2 ... -9, all someone else's
+        await sandbox.web.conversations_create(name=taken)
+    key = f"261201-1432-{uuid.uuid4().hex[:4]}"
+    incident = IncidentState(
+        key=key, workflow_id=f"incident-{key}", severity="P1", title=title, declared_at=now
+    )
+    room = await chat.open_war_room(OpenWarRoom(name=name, members=[], incident=incident))
+    assert room.name == f"{name}-{key}" and len(room.name) <= 80

@@ -26,7 +26,18 @@ from workflows.war_room_models import (
 )
 
 SUMMARY_EVENT = "incident_war_room_summary"
-MAX_TRIES = 20  # `-2` ... `-20` before giving up on a name
+NUMBERED = 9  # `-2` ... `-9`, then the incident's key: a title that recurs all day still gets rooms
+
+
+def room_names(name: str, key: str) -> list[str]:
+    """The names tried in turn: the name, `-2` ... `-9`, then `-<the incident's key>` (unique)."""
+    names = [name] + [f"{name[: MAX_CHANNEL_NAME - len(str(n)) - 1]}-{n}" for n in range(2, NUMBERED + 1)]
+    slug = "-".join(re.findall(r"[a-z0-9]+", key.lower()))[:30]
+    if slug:
+        names.append(f"{name[: MAX_CHANNEL_NAME - len(slug) - 1]}-{slug}")
+    return names
+
+
 _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 
@@ -48,7 +59,9 @@ class SlackWarRoom:
 
     async def open_war_room(self, request: OpenWarRoom) -> WarRoom:
         incident = request.incident
-        channel, name = await self._create_or_find(request.name, incident.workflow_id, incident.title)
+        channel, name = await self._create_or_find(
+            request.name, incident.workflow_id, incident.title, incident.key
+        )
         invited = await self.invite(WarRoomInvite(channel=channel, users=request.members))
         await self._bookmark(channel, incident)
         ts = await self._pinned_summary(channel, incident)
@@ -85,10 +98,9 @@ class SlackWarRoom:
 
     # ------------------------------------------------------------ helpers
 
-    async def _create_or_find(self, name: str, workflow_id: str, title: str) -> tuple[str, str]:
+    async def _create_or_find(self, name: str, workflow_id: str, title: str, key: str) -> tuple[str, str]:
         purpose = purpose_for(workflow_id, title)
-        for n in range(1, MAX_TRIES + 1):
-            candidate = name if n == 1 else f"{name[: MAX_CHANNEL_NAME - len(str(n)) - 1]}-{n}"
+        for candidate in room_names(name, key):
             try:
                 response = await self._call(self._client.conversations_create, name=candidate)
             except ApplicationError as err:
@@ -102,16 +114,16 @@ class SlackWarRoom:
             await self._call(self._client.conversations_setPurpose, channel=channel, purpose=purpose)
             return channel, candidate
         raise ApplicationError(
-            f"no free channel name for the war room: {name} and -2 ... -{MAX_TRIES} are taken",
+            f"no free channel name for the war room: {name}, -2 ... -{NUMBERED} and -<incident key> are taken",
             type="war_room_name_taken",
             non_retryable=True,
         )
 
     async def _find(self, name: str) -> dict[str, Any] | None:
+        """The channel of that name, with its purpose (conversations.list gives both)."""
         async for channel in self._channels():
             if channel.get("name") == name:
-                info = await self._call(self._client.conversations_info, channel=channel["id"])
-                return dict(info["channel"])
+                return dict(channel)
         return None
 
     async def _bookmark(self, channel: str, incident: Any) -> None:
