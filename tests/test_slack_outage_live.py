@@ -314,6 +314,14 @@ async def _run(
     where = await eventually(posted, timeout=30, what="the declaration in Slack")
     seen.channel, seen.thread_ts = where.group(1), where.group(2)
 
+    # A P1 opens its war room and says so in the thread: settled before the outage begins, so that
+    # no post in flight when Slack goes down lands after the thread is first read.
+    async def room_said() -> bool:
+        thread = thread_in(await slack.state(), seen.channel, seen.thread_ts)
+        return any("*War room:*" in (m.get("text") or "") for m in thread[1:])
+
+    await eventually(room_said, timeout=30, what="the war room's line in the thread")
+
     # Slack goes down: every Web API call answers the fault until it is cleared.
     await slack.fault(method="*", count=-1, **fault)
     seen.began = time.time()
