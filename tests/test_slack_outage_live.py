@@ -375,7 +375,7 @@ async def _run(
     await asyncio.sleep(max(0.0, seen.began + hold - time.time()))  # an outage of `hold` s at least
     seen.status_in_outage = await dev.status(key)
     during = thread_in(await slack.state(), seen.channel, seen.thread_ts)
-    seen.replies_in_outage = len(during) - 1
+    seen.replies_in_outage = len(during) - len(before)  # replies posted since Slack went down
     assert during[0]["text"] == before[0]["text"] and during[0].get("reactions") == before[0].get("reactions")
     seen.ended = time.time()
     calls = (await slack.control.get("/_sandbox/calls")).json()
