@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         Verification,
         VerificationRequest,
     )
+    from .incident_base import IncidentParts
     from .incident_input import OutboxItem
     from .investigation import InvestigationWorkflow
     from .investigation_models import (
@@ -31,8 +32,6 @@ with workflow.unsafe.imports_passed_through():
         InvestigationTimeouts,
         investigation_workflow_id,
     )
-    from .models import IncidentState
-    from .policy import Policy
     from .retries import failure_reason
     from .ticket_models import (
         TicketChangeKind,
@@ -50,10 +49,9 @@ EARLY_PER_OCCURRENCE_PATCH = "ticket-per-occurrence-early"  # the same, asked at
 INVESTIGATION_IN_TURN_PATCH = "investigation-in-turn"
 
 
-class Children:
+class Children(IncidentParts):
     """Mixed into IncidentWorkflow: its ticket and investigation children."""
 
-    _state: IncidentState
     _outbox: list[OutboxItem]
     _outbox_on: bool
     _verifying: bool
@@ -61,16 +59,6 @@ class Children:
     _investigation_in_turn: bool  # likewise
 
     if TYPE_CHECKING:  # provided by IncidentWorkflow and the other mixins
-
-        def _require_policy(self) -> Policy: ...
-
-        def _record(
-            self, kind: str, actor: str, text: str, request_id: str | None = None, at: Any = None
-        ) -> None: ...
-
-        def _publish(self) -> None: ...
-
-        def _snapshot(self) -> IncidentState: ...
 
         async def _tell_investigation_the_thread(self) -> None: ...
 

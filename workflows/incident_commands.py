@@ -19,10 +19,10 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from . import commands
     from .commands import REFUSED
+    from .incident_base import IncidentParts
     from .models import (
         AcknowledgeSignal,
         ClaimSignal,
-        IncidentState,
         ResolveSignal,
         ReviewDoneSignal,
         RoleSignal,
@@ -41,19 +41,14 @@ class Rejected(Exception):
     """A command that cannot be applied; the reason goes to the timeline."""
 
 
-class CommandSurface:
+class CommandSurface(IncidentParts):
     """Mixed into IncidentWorkflow: its commands, as signals and as updates."""
 
-    _state: IncidentState
     _outcomes: dict[str, TimelineEntry]
 
     if TYPE_CHECKING:  # provided by IncidentWorkflow and the other mixins
 
         def _enqueue(self, kind: str, signal: BaseModel) -> None: ...
-
-        def _record(
-            self, kind: str, actor: str, text: str, request_id: str | None = None, at: Any = None
-        ) -> None: ...
 
         def _details_markdown(self) -> str: ...
 

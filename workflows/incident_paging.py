@@ -31,8 +31,9 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from .commands import OPEN_PHASES
-    from .deadlines import Deadline, DeadlineTable
-    from .models import AcknowledgeSignal, ClaimSignal, IncidentState, PostedMessage, Severity
+    from .deadlines import Deadline
+    from .incident_base import IncidentParts
+    from .models import AcknowledgeSignal, ClaimSignal, Severity
     from .paging_models import (
         Page,
         PageDelivered,
@@ -45,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
         TargetSpec,
         TargetsResolved,
     )
-    from .policy import PagingPolicy, PagingTarget, Policy, format_duration
+    from .policy import PagingPolicy, PagingTarget, format_duration
     from .retries import failure_reason, unlimited_retries
 
 # Activity names, registered by worker.py (workflow code must not import activities/).
@@ -61,11 +62,9 @@ TARGETS_TIMEOUT = timedelta(seconds=10)
 TARGETS_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=5))
 
 
-class Paging:
+class Paging(IncidentParts):
     """Mixed into IncidentWorkflow: the escalation chain as two purposes of the deadline table."""
 
-    _state: IncidentState
-    _deadline_table: DeadlineTable
     _page_tasks: set[asyncio.Task[None]]  # pages being sent, one task per level (cancelled by an ack)
     _service_tasks: set[asyncio.Task[None]]  # acknowledging / resolving at the paging services
     _wake: bool  # the table changed beside the loop: it recomputes before sleeping on
@@ -73,30 +72,7 @@ class Paging:
 
     if TYPE_CHECKING:  # provided by IncidentWorkflow and the other mixins
 
-        def _require_policy(self) -> Policy: ...
-
-        def _record(
-            self, kind: str, actor: str, text: str, request_id: str | None = None, at: Any = None
-        ) -> None: ...
-
-        def _publish(self) -> None: ...
-
-        def _schedule(self) -> None: ...
-
-        async def _post(
-            self,
-            template: str,
-            *,
-            extra: dict[str, Any] | None = None,
-            mentions: list[str] | None = None,
-            channel: str | None = None,
-            in_thread: bool = True,
-            after_investigation: bool = False,
-        ) -> PostedMessage | None: ...
-
         async def _on_claim(self, signal: ClaimSignal) -> None: ...
-
-        def _refuse(self, kind: str, command: Any) -> None: ...
 
         def _held(self, deadline: Deadline | None) -> Deadline | None: ...
 

@@ -10,17 +10,17 @@ spacing. A new firing alert or a severity raise ends a snooze at once: something
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from .deadlines import Deadline, DeadlineTable
+    from .deadlines import Deadline
+    from .incident_base import IncidentParts
     from .incident_paging import PAGE_PRIORITY
     from .maintenance import MaintenanceNotice, MaintenanceQuestion
-    from .models import IncidentState, PostedMessage, SnoozeSignal
+    from .models import SnoozeSignal
     from .policy import format_duration, parse_duration
 
 # Activity names, registered by worker.py (workflow code must not import activities/).
@@ -29,33 +29,7 @@ MAINTENANCE_WINDOW = "maintenance_window"
 CHAIN = ("page", "unresolved")
 
 
-class Snooze:
-    _state: IncidentState
-    _deadline_table: DeadlineTable
-
-    if TYPE_CHECKING:  # provided by IncidentWorkflow and the other mixins
-
-        def _record(
-            self, kind: str, actor: str, text: str, request_id: str | None = None, at: Any = None
-        ) -> None: ...
-
-        def _publish(self) -> None: ...
-
-        def _schedule(self) -> None: ...
-
-        def _refuse(self, kind: str, command: Any) -> None: ...
-
-        async def _post(
-            self,
-            template: str,
-            *,
-            extra: dict[str, Any] | None = None,
-            mentions: list[str] | None = None,
-            channel: str | None = None,
-            in_thread: bool = True,
-            after_investigation: bool = False,
-        ) -> PostedMessage | None: ...
-
+class Snooze(IncidentParts):
     def _add_snooze_deadline(self) -> None:
         self._deadline_table.add("snooze", self._snooze_due, self._snooze_over)
 

@@ -21,17 +21,18 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from .commands import OPEN_PHASES
-    from .deadlines import Deadline, DeadlineTable
+    from .deadlines import Deadline
     from .email_models import SEND_EMAIL, EmailSent, EmailToSend
-    from .models import IncidentState, PostedMessage, StakeholderSignal
-    from .policy import Policy, SeverityPolicy, StakeholderSettings
+    from .incident_base import IncidentParts
+    from .models import StakeholderSignal
+    from .policy import StakeholderSettings
     from .retries import failure_reason, unlimited_retries
     from .stakeholder_models import (
         StakeholderInitial,
@@ -42,39 +43,10 @@ with workflow.unsafe.imports_passed_through():
 AnyUpdate = StakeholderInitial | StakeholderStatusUpdate | StakeholderResolution
 
 
-class Stakeholders:
+class Stakeholders(IncidentParts):
     """Mixed into IncidentWorkflow."""
 
-    _state: IncidentState
-    _deadline_table: DeadlineTable
     _release_b: bool
-
-    if TYPE_CHECKING:  # provided by IncidentWorkflow and the other mixins
-
-        def _require_policy(self) -> Policy: ...
-
-        def _severity_policy(self) -> SeverityPolicy: ...
-
-        def _record(
-            self, kind: str, actor: str, text: str, request_id: str | None = None, at: Any = None
-        ) -> None: ...
-
-        def _schedule(self) -> None: ...
-
-        def _publish(self) -> None: ...
-
-        async def _refresh_header(self) -> None: ...
-
-        async def _post(
-            self,
-            template: str,
-            *,
-            extra: dict[str, Any] | None = None,
-            mentions: list[str] | None = None,
-            channel: str | None = None,
-            in_thread: bool = True,
-            after_investigation: bool = False,
-        ) -> PostedMessage | None: ...
 
     def _add_stakeholder_deadlines(self) -> None:
         self._mail_tasks: set[asyncio.Task[None]] = set()

@@ -22,9 +22,10 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from .commands import OPEN_PHASES
-    from .deadlines import Deadline, DeadlineTable
-    from .models import AlertEvent, IncidentState, PostedMessage, Severity
-    from .policy import PagingPolicy, Policy, TriggerSettings, format_duration
+    from .deadlines import Deadline
+    from .incident_base import IncidentParts
+    from .models import AlertEvent, Severity
+    from .policy import PagingPolicy, TriggerSettings, format_duration
 
 ROOT_CAUSE_STATUSES = ("identified", "fixing", "monitoring")
 _NO = ("", "false", "no", "0", "none", "off")
@@ -39,41 +40,20 @@ def flagged(alert: AlertEvent, label: str) -> bool:
     return value is not None and value.strip().lower() not in _NO
 
 
-class Triggers:
+class Triggers(IncidentParts):
     """Mixed into IncidentWorkflow."""
 
-    _state: IncidentState
-    _deadline_table: DeadlineTable
     _release_b: bool
 
     if TYPE_CHECKING:  # provided by IncidentWorkflow and the other mixins
 
-        def _require_policy(self) -> Policy: ...
-
         def _chain(self) -> PagingPolicy | None: ...
-
-        def _record(
-            self, kind: str, actor: str, text: str, request_id: str | None = None, at: Any = None
-        ) -> None: ...
-
-        def _schedule(self) -> None: ...
 
         def _start_pages(self, targets: list[Any], chain: PagingPolicy, what: str, **kw: Any) -> None: ...
 
         async def _change_severity(
             self, new: Severity, user: str, reason: str, request_id: str | None
         ) -> None: ...
-
-        async def _post(
-            self,
-            template: str,
-            *,
-            extra: dict[str, Any] | None = None,
-            mentions: list[str] | None = None,
-            channel: str | None = None,
-            in_thread: bool = True,
-            after_investigation: bool = False,
-        ) -> PostedMessage | None: ...
 
     def _add_trigger_deadlines(self) -> None:
         self._deadline_table.add("no_root_cause", self._no_root_cause_due, self._no_root_cause)

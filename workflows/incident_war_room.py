@@ -24,9 +24,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from .incident_base import IncidentParts
     from .incident_input import OutboxItem
-    from .models import IncidentState, PostedMessage, Severity, WarRoomRef, WarRoomSignal
-    from .policy import Policy
+    from .models import Severity, WarRoomRef, WarRoomSignal
     from .retries import failure_reason
     from .war_room_models import (
         OpenWarRoom,
@@ -44,10 +44,9 @@ ARCHIVE_WAR_ROOM = "archive_war_room"
 _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 
-class WarRooms:
+class WarRooms(IncidentParts):
     """Mixed into IncidentWorkflow: the war room's decisions; the outbox sends them."""
 
-    _state: IncidentState
     _outbox: list[OutboxItem]
     _outbox_on: bool
     _outbox_held: bool
@@ -56,31 +55,6 @@ class WarRooms:
     _room_item: OutboxItem | None = None
 
     if TYPE_CHECKING:  # provided by IncidentWorkflow and the other mixins
-
-        def _require_policy(self) -> Policy: ...
-
-        def _slack_options(self) -> dict[str, Any]: ...
-
-        def _snapshot(self) -> IncidentState: ...
-
-        def _record(
-            self, kind: str, actor: str, text: str, request_id: str | None = None, at: Any = None
-        ) -> None: ...
-
-        def _publish(self) -> None: ...
-
-        async def _post(
-            self,
-            template: str,
-            *,
-            extra: dict[str, Any] | None = None,
-            mentions: list[str] | None = None,
-            channel: str | None = None,
-            in_thread: bool = True,
-            after_investigation: bool = False,
-        ) -> PostedMessage | None: ...
-
-        async def _refresh_header(self) -> None: ...
 
         def _declaration_waiting(self) -> bool: ...
 

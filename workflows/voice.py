@@ -22,6 +22,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from .incident_base import IncidentParts
     from .incident_input import OutboxItem
     from .investigation_models import SlackThread
     from .models import (
@@ -32,7 +33,6 @@ with workflow.unsafe.imports_passed_through():
         SlackPost,
         SlackReaction,
     )
-    from .policy import Policy
     from .retries import failure_reason, unlimited_retries
 
 # Activity names, registered by worker.py (workflow code must not import activities/).
@@ -44,10 +44,9 @@ OUTBOX_PATCH = "slack-outbox"
 INVESTIGATION_GRACE = timedelta(hours=2)
 
 
-class SlackVoice:
+class SlackVoice(IncidentParts):
     """Mixed into IncidentWorkflow: what it says in Slack, and how it gets there."""
 
-    _state: IncidentState
     _outbox: list[OutboxItem]
     _outbox_on: bool  # set by the patch at the start of the run
     _sending: bool
@@ -58,14 +57,6 @@ class SlackVoice:
     _verifying: bool
 
     if TYPE_CHECKING:  # provided by IncidentWorkflow and the other mixins
-
-        def _require_policy(self) -> Policy: ...
-
-        def _record(
-            self, kind: str, actor: str, text: str, request_id: str | None = None, at: Any = None
-        ) -> None: ...
-
-        def _publish(self) -> None: ...
 
         async def _signal_investigation(self, signal: str, user: str, reason: str) -> bool: ...
 
