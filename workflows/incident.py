@@ -341,9 +341,9 @@ class IncidentWorkflow(
             elif isinstance(signal, RoleSignal):
                 await self._on_role(signal)
             elif isinstance(signal, WarRoomSignal):
-                await self._on_open_war_room(signal, self._refuse)
+                await self._on_open_war_room(signal)
             elif isinstance(signal, StakeholderSignal):
-                await self._on_stakeholder_update(signal, self._refuse)
+                await self._on_stakeholder_update(signal)
             elif isinstance(signal, AlertBatch):
                 await self._on_alerts(signal)
             elif isinstance(signal, TimelineNote):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .deadlines import DeadlineTable
+    from .incident_input import OutboxItem
     from .models import IncidentState, PostedMessage
     from .policy import Policy, SeverityPolicy
 
@@ -53,3 +54,5 @@ class IncidentParts:
         ) -> PostedMessage | None: ...
 
         async def _refresh_header(self) -> None: ...
+
+        def _queue_once(self, kind: str, sending: OutboxItem | None) -> None: ...

@@ -112,8 +112,8 @@ class Stakeholders(IncidentParts):
             next_update_minutes=int(self._cadence() / timedelta(minutes=1)),
         )
 
-    async def _on_stakeholder_update(self, signal: StakeholderSignal, refuse: Any) -> None:
-        refuse("stakeholder_update", signal)
+    async def _on_stakeholder_update(self, signal: StakeholderSignal) -> None:
+        self._refuse("stakeholder_update", signal)
         if self._stakeholders() is None:
             self._record(
                 "rejected",

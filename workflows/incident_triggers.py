@@ -95,16 +95,14 @@ class Triggers(IncidentParts):
             s.scope_at_severity = now
             return
         doubled = [
-            what
+            (what, before, count)
             for what, count, before in zip(
                 ("firing alerts", "devices"), now, s.scope_at_severity, strict=True
             )
             if before > 0 and count >= 2 * before
         ]
         if doubled and t.scope_doubled and s.severity != Severity.P1:
-            what = doubled[0]
-            before = s.scope_at_severity[0 if what == "firing alerts" else 1]
-            count = now[0 if what == "firing alerts" else 1]
+            what, before, count = doubled[0]
             await self._raise(one_up(s.severity), source, f"impact doubled: {what} {before} → {count}")
 
     async def _take_flags(self, how: str, user: str, customer: bool, integrity: bool) -> bool:

@@ -20,7 +20,6 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -73,8 +72,8 @@ class WarRooms(IncidentParts):
         self._state.war_room_opening = True
         self._outbox.append(OutboxItem(kind="room_open", user=user, reason=reason))
 
-    async def _on_open_war_room(self, signal: WarRoomSignal, refuse: Any) -> None:
-        refuse("open_war_room", signal)
+    async def _on_open_war_room(self, signal: WarRoomSignal) -> None:
+        self._refuse("open_war_room", signal)
         if not self._outbox_on:
             self._record(
                 "war_room", signal.user, "no war room: this incident predates them", signal.request_id
@@ -88,8 +87,7 @@ class WarRooms(IncidentParts):
         s = self._state
         if s.war_room is None or s.war_room.archived or not self._outbox_on:
             return
-        if not any(i.kind == "room_sync" and i is not self._room_item for i in self._outbox):
-            self._outbox.append(OutboxItem(kind="room_sync"))
+        self._queue_once("room_sync", self._room_item)
 
     def _archive_war_room(self) -> None:
         s = self._state
@@ -211,6 +209,4 @@ class WarRooms(IncidentParts):
         options = self._slack_options()
         # Several Slack calls in one attempt (create, purpose, invites, bookmarks, pin): more time.
         options["start_to_close_timeout"] = options["start_to_close_timeout"] * 4
-        retry: RetryPolicy = options["retry_policy"]
-        options["retry_policy"] = retry
         return options

@@ -147,9 +147,7 @@ class SlackVoice(IncidentParts):
             self._checklist_changed()
         if self._outbox_on:
             # One header edit waiting is enough: it shows the state as it is when it is sent.
-            waiting = [i for i in self._outbox if i is not self._sending_item]
-            if not any(item.kind == "header" for item in waiting):
-                self._outbox.append(OutboxItem(kind="header"))
+            self._queue_once("header", self._sending_item)
             return
         await self._send_header()
 
@@ -293,8 +291,13 @@ class SlackVoice(IncidentParts):
         s = self._state
         if not s.checklist_on or not self._outbox_on:
             return
-        if not any(i.kind == "checklist" and i is not self._sending_item for i in self._outbox):
-            self._outbox.append(OutboxItem(kind="checklist"))
+        self._queue_once("checklist", self._sending_item)
+
+    def _queue_once(self, kind: str, sending: OutboxItem | None) -> None:
+        """An edit of `kind` for the outbox; one waiting is enough (it sends the state as it is
+        when it goes). `sending`: the item a sender has in hand, which no longer counts as waiting."""
+        if not any(i.kind == kind and i is not sending for i in self._outbox):
+            self._outbox.append(OutboxItem(kind=kind))
 
     def _slack_failed(self, what: str, err: ActivityError) -> None:
         self._record("slack_error", "", f"{what} not posted: {failure_reason(err)}")
