@@ -97,6 +97,7 @@ from starter.edge import Refused, read_bounded
 from workflows.commands import snooze_problem
 from workflows.limits import MAX_KEY, MAX_LINK, MAX_TEXT, MAX_TITLE, MAX_USER, shorten
 from workflows.models import (
+    SLACK_USER_ID,
     UPDATE_STATUSES,
     WORKFLOW_ID_PREFIX,
     AcknowledgeSignal,
@@ -147,7 +148,6 @@ ID is the incident's key (`261122-1432-a3f9`) or workflow id (`incident-261122-1
 A title is at most {MAX_TITLE} characters, a message or resolution {MAX_TEXT:,}.
 On a declaration: the Claim / Post update / Resolve buttons, or react :{CLAIM_REACTION}: to claim it. React :{TIMELINE_REACTION}: to (or pin) a message in its thread to add it to the timeline."""
 
-_SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _DONE = {
     "claim": "claimed",
     "acknowledge": "acknowledged: paging stopped",
@@ -358,7 +358,7 @@ def help_text(problem: str = "") -> str:
 def _who(user: str | None) -> str:
     if not user:
         return "awaiting claim"
-    return f"<@{user}>" if _SLACK_USER_ID.match(user) else mrkdwn_escape(user)
+    return f"<@{user}>" if SLACK_USER_ID.match(user) else mrkdwn_escape(user)
 
 
 def _hhmm(moment: datetime | None) -> str:
@@ -907,7 +907,7 @@ def _maybe_url(obj: dict[str, Any], key: str, where: str) -> None:
 
 def _need_user(obj: dict[str, Any], key: str, where: str) -> str:
     user = _need_str(obj, key, where)
-    if len(user) > MAX_USER or not _SLACK_USER_ID.match(user):
+    if len(user) > MAX_USER or not SLACK_USER_ID.match(user):
         raise _malformed(f"{where}{key} is not a Slack user ID")
     return user
 

@@ -16,7 +16,6 @@ command they never received cannot replay differently.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
@@ -25,7 +24,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from .incident_base import IncidentParts
     from .incident_input import OutboxItem
-    from .models import Severity, WarRoomRef, WarRoomSignal
+    from .models import SLACK_USER_ID, Severity, WarRoomRef, WarRoomSignal
     from .retries import failure_reason
     from .war_room_models import (
         OpenWarRoom,
@@ -40,7 +39,6 @@ OPEN_WAR_ROOM = "open_war_room"
 INVITE_TO_WAR_ROOM = "invite_to_war_room"
 UPDATE_WAR_ROOM_SUMMARY = "update_war_room_summary"
 ARCHIVE_WAR_ROOM = "archive_war_room"
-_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 
 class WarRooms(IncidentParts):
@@ -105,7 +103,7 @@ class WarRooms(IncidentParts):
         people = [s.commander or "", s.reporter, *s.roles.values(), *s.experts]
         people += [p.user_id for p in s.paging.pages if p.outcome.startswith(("sent", "delivered"))]
         people += [e.actor for e in s.timeline if e.actor]
-        return [p for p in dict.fromkeys(people) if _SLACK_USER.match(p)]
+        return [p for p in dict.fromkeys(people) if SLACK_USER_ID.match(p)]
 
     # ------------------------------------------------------------ sending (from the outbox)
 

@@ -20,6 +20,8 @@ from .limits import http_url_problem
 from .paging_state import PagingState
 
 WORKFLOW_ID_PREFIX = "incident-"
+# A Slack user id (U..., or W... in Enterprise Grid): what can be mentioned, paged or invited.
+SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 TASK_QUEUE_DEFAULT = "incidents"
 
 _KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,199}$")

@@ -16,6 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.exceptions import ApplicationError
 
 from activities.rendering import render
+from workflows.models import SLACK_USER_ID
 from workflows.war_room_models import (
     MAX_CHANNEL_NAME,
     OpenWarRoom,
@@ -36,9 +37,6 @@ def room_names(name: str, key: str) -> list[str]:
     if slug:
         names.append(f"{name[: MAX_CHANNEL_NAME - len(slug) - 1]}-{slug}")
     return names
-
-
-_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 
 def purpose_for(workflow_id: str, title: str) -> str:
@@ -71,7 +69,7 @@ class SlackWarRoom:
         """Invite each Slack user (names that are no Slack id are skipped); those in it already count."""
         done = []
         for user in dict.fromkeys(invite.users):
-            if not _SLACK_USER.match(user):
+            if not SLACK_USER_ID.match(user):
                 continue
             try:
                 await self._call(self._client.conversations_invite, channel=invite.channel, users=user)
