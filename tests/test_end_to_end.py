@@ -180,7 +180,7 @@ async def test_slack_429_then_500_for_a_while_delivers_each_post_once_in_order(l
 
         async def thread_complete():
             thread = await sandbox.thread(state.slack_channel, state.slack_thread_ts)
-            return thread if len(idempotency_keys(thread)) >= 6 else None
+            return thread if len(idempotency_keys(thread)) >= 7 else None  # with the page and the war room
 
         thread = await eventually(thread_complete, timeout=60, what="the posts after Slack recovered")
         final = await handle.query(IncidentWorkflow.state)
