@@ -46,7 +46,7 @@ from activities.paging.schedule import (
     wall_to_utc,
 )
 from activities.settings import Settings
-from starter.connect import TemporalUnreachable, connect
+from starter.connect import CLI_CLIENT, TemporalUnreachable, connect
 from starter.declare import (
     CommandPending,
     CommandRefused,
@@ -213,7 +213,7 @@ def _settings() -> Settings:
 
 
 async def _client(settings: Settings) -> Client:
-    return await connect(settings)
+    return await connect(settings, role=CLI_CLIENT)
 
 
 def _parse_severity(value: str) -> Severity:
