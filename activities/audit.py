@@ -367,20 +367,34 @@ def _workflow_type(history: WorkflowHistory) -> str:
 def derive_audit(histories: Sequence[WorkflowHistory]) -> list[AuditEntry]:
     """The audit trail of an incident from its histories: each run of the incident and of
     its children, in any order. Sorted by time; events at the same time keep their order."""
-    present = {h.workflow_id for h in histories}
+    written = {key for history in histories for key in _ticket_writes(history)}
     entries: list[AuditEntry] = []
     for history in histories:
-        entries.extend(_HistoryReader(history, present).read())
+        entries.extend(_HistoryReader(history, written).read())
     entries.sort(key=lambda e: e.time)
     return entries
+
+
+def _ticket_writes(history: WorkflowHistory) -> Iterable[str]:
+    """The idempotency keys of the ticket changes this history's workflow wrote."""
+    scheduled: dict[int, str] = {}
+    for event in history.events:
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            a = event.activity_task_scheduled_event_attributes
+            if a.activity_type.name == "update_ticket":
+                scheduled[event.event_id] = str(_dict(_first(a.input)).get("idempotency_key", ""))
+        elif event.HasField("activity_task_completed_event_attributes"):
+            key = scheduled.get(event.activity_task_completed_event_attributes.scheduled_event_id)
+            if key:
+                yield key
 
 
 class _HistoryReader:
     """One history's audit lines: a method per kind of event that says something."""
 
-    def __init__(self, history: WorkflowHistory, present: set[str]) -> None:
+    def __init__(self, history: WorkflowHistory, written: set[str]) -> None:
         self.history = history
-        self.present = present  # workflows whose own histories are read too
+        self.written = written  # ticket changes the ticket workflow's own history shows written
         workflow_type = _workflow_type(history)
         self.me = ACTORS.get(workflow_type, workflow_type or "workflow")
         self.child = workflow_type != "IncidentWorkflow"
@@ -591,10 +605,12 @@ class _HistoryReader:
     def _signal_external_workflow_execution_initiated(
         self, a: history_pb.SignalExternalWorkflowExecutionInitiatedEventAttributes
     ) -> None:
-        target = a.workflow_execution.workflow_id
-        if target in self.present or a.signal_name != "change":
-            return  # the child's own history says what it did with it
+        if a.signal_name != "change":
+            return  # what the investigation is told shows in its own lines
         raw = _dict(_first(a.input))
+        if raw.get("idempotency_key") in self.written:
+            return  # the ticket workflow's line for its write says it
+        target = a.workflow_execution.workflow_id
         self.add(
             "ticket", f"ticket {raw.get('kind', '?')} sent to {target}", _fields(raw, skip=TICKET_PLUMBING)
         )
