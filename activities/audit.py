@@ -37,6 +37,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import decode_search_attributes
 from temporalio.service import RPCError, RPCStatusCode
 
+from workflows.commands import COMMAND_MODELS
+
 # ------------------------------------------------------------------ where commands come from
 
 # The client identity of each part that gives incidents commands (starter/connect.py sets it),
@@ -122,19 +124,7 @@ REPORTS = {
     "verification_done": ("investigation", "verification"),
     "maintenance": ("maintenance", "maintenance"),
 }
-COMMAND_NAMES = {
-    "claim",
-    "acknowledge",
-    "snooze",
-    "update",
-    "resolve",
-    "set_severity",
-    "review_done",
-    "add_to_timeline",
-    "assign_role",
-    "open_war_room",
-    "stakeholder_update",
-}
+COMMAND_NAMES = frozenset(COMMAND_MODELS)  # the commands, as signals and as updates
 # Search attributes worth a line when the workflow sets them.
 STATE_ATTRIBUTES = {
     "IncidentPhase": "phase",
