@@ -275,3 +275,60 @@ def test_audit_of_an_unknown_incident_is_one_line(local_env):
     address = local_env.client.service_client.config.target_host
     result = invoke(["audit", "nope-404"], TEMPORAL_ADDRESS=address)
     assert result.exit_code == 1 and "no incident nope-404" in result.output, result.output
+
+
+def test_a_webhook_acknowledgement_a_ui_signal_and_a_termination_say_where_they_came_from():
+    """Built events as the server writes them: PagerDuty's acknowledgement through the alert
+    receiver, a signal from the Temporal UI (no identity: checked by hand against the dev server's
+    UI API), and `temporal workflow terminate`."""
+    from google.protobuf.timestamp_pb2 import Timestamp
+    from temporalio.api.history.v1 import HistoryEvent
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    def payloads(value):
+        return pydantic_data_converter.payload_converter.to_payloads([value])
+
+    def event(event_id: int, second: int, **attributes) -> HistoryEvent:
+        return HistoryEvent(
+            event_id=event_id, event_time=Timestamp(seconds=1_796_140_000 + second), **attributes
+        )
+
+    receiver = client_identity("alert-receiver")
+    events = [
+        event(
+            1, 0, workflow_execution_started_event_attributes={"workflow_type": {"name": "IncidentWorkflow"}}
+        ),
+        event(
+            2,
+            1,
+            workflow_execution_signaled_event_attributes={
+                "signal_name": "acknowledge",
+                "identity": receiver,
+                "input": {"payloads": payloads({"user": "U0CAROL", "source": "pagerduty"})},
+            },
+        ),
+        event(
+            3,
+            2,
+            workflow_execution_signaled_event_attributes={
+                "signal_name": "update",
+                "identity": "",
+                "input": {"payloads": payloads({"user": "U0DAVE", "status": "fixing", "message": "x"})},
+            },
+        ),
+        event(
+            4,
+            3,
+            workflow_execution_terminated_event_attributes={
+                "reason": "duplicate",
+                "identity": "temporal-cli:ops@box",
+            },
+        ),
+    ]
+    history = WorkflowHistory("incident-built", events)
+    lines = [(e.actor, e.source, e.kind, e.what, e.detail) for e in derive_audit([history])]
+    assert lines[1:] == [
+        ("U0CAROL", "pagerduty", "acknowledgement", "acknowledge (signal)", ""),
+        ("U0DAVE", "temporal-ui", "command", "update (signal)", "status=fixing, message=x"),
+        ("temporal-cli:ops@box", "temporal-cli", "closed", "incident terminated", "duplicate"),
+    ]
