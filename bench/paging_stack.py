@@ -29,7 +29,7 @@ from bench.common import ROOT, Stack, start_server, wait_http
 from workflows.policy import load_policy
 
 # The policy the paging bench runs on, and derives its own from: one place to change it.
-PAGING_POLICY = ROOT / "config" / "policy-paging.yaml"
+PAGING_POLICY = ROOT / "config" / "policy.yaml"
 SLACK_PORT, PAGERDUTY_PORT, RECEIVER_PORT, METRICS_PORT = 18921, 18923, 18924, 18925
 SLACK_TOKEN = {"Authorization": "Bearer xoxb-bench"}
 

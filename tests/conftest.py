@@ -74,21 +74,19 @@ async def local_env():
         await env.shutdown()
 
 
+LEGACY_POLICY = ROOT / "config" / "policy-legacy.yaml"
+
+
 @pytest.fixture(scope="session")
 def policy() -> Policy:
+    """The default (config/policy.yaml): P1-P3 page through escalation chains, P4 mentions."""
     return load_policy()
 
 
 @pytest.fixture(scope="session")
-def paging_policy() -> Policy:
-    """P1-P3 paged through escalation chains (config/policy-paging.yaml)."""
-    return load_policy(ROOT / "config" / "policy-paging.yaml")
-
-
-@pytest.fixture(scope="session")
 def legacy_policy() -> Policy:
-    """Escalation by thread mentions for every severity (the default before paging chains)."""
-    return load_policy(ROOT / "tests" / "policies" / "legacy-escalation.yaml")
+    """Escalation by thread mentions for every severity (config/policy-legacy.yaml, the default before chains)."""
+    return load_policy(LEGACY_POLICY)
 
 
 @pytest.fixture(scope="session")

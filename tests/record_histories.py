@@ -50,6 +50,9 @@ BIN = Path(sys.executable).parent
 TEMPORAL_CLI = BIN / "temporal"  # as tests/conftest.py (not imported: it imports the project)
 TEST_SERVER = BIN / "temporal-test-server"
 USER = "U0ENGINEER1"
+# The R1 scenarios were recorded when mentions in the thread were the default escalation; they run
+# on that policy still (the default now pages through escalation chains: p1_paged_chain).
+LEGACY_POLICY = str(ROOT / "config" / "policy-legacy.yaml")
 
 
 @dataclass
@@ -120,7 +123,7 @@ async def p4_expires(env: Any, declare: Any) -> str:
 
 
 async def p1_paged(env: Any, declare: Any) -> str:
-    """A P1 under config/policy-paging.yaml: levels 1 and 2 paged, a snooze, an acknowledgement,
+    """A P1 under the default policy (config/policy.yaml): levels 1 and 2 paged, a snooze, an acknowledgement,
     the claim, a time-based rule, resolve, review."""
     from workflows.incident import IncidentWorkflow
     from workflows.models import AcknowledgeSignal, ClaimSignal, ResolveSignal, ReviewDoneSignal, SnoozeSignal
@@ -221,12 +224,12 @@ async def _with_recorded_worker(
 
 async def p1_paged_chain(env: Any, tmp: Path) -> list[Recording]:
     """p1_paged with fake Slack and fake paging services, tickets off."""
-    workflow_id = await _with_recorded_worker(env, p1_paged, str(ROOT / "config" / "policy-paging.yaml"))
+    workflow_id = await _with_recorded_worker(env, p1_paged)
     return [
         Recording(
             "p1-paged-snoozed-acknowledged",
             workflow_id,
-            "P1 on config/policy-paging.yaml: levels 1-2 paged, snooze 10m, acknowledged, claimed, "
+            "P1 on config/policy.yaml's chain: levels 1-2 paged, snooze 10m, acknowledged, claimed, "
             "unresolved rule, resolve, review (time-skipping server, fake Slack and pagers)",
         )
     ]
@@ -234,7 +237,7 @@ async def p1_paged_chain(env: Any, tmp: Path) -> list[Recording]:
 
 async def r1_outage_p1(env: Any, tmp: Path) -> list[Recording]:
     """The R1 outage (r1_outage) with fake Slack, tickets off, no devices."""
-    workflow_id = await _with_recorded_worker(env, r1_outage)
+    workflow_id = await _with_recorded_worker(env, r1_outage, LEGACY_POLICY)
     return [
         Recording(
             "r1-outage-p1",
@@ -290,7 +293,7 @@ async def r1_outage_children(env: Any, tmp: Path) -> list[Recording]:
         incident_worker(
             env.client,
             slack_url + "/api/",
-            load_policy(),
+            load_policy(LEGACY_POLICY),
             servicenow_url=servicenow_url,
             servicenow_user="admin",
             servicenow_password="admin",

@@ -100,6 +100,32 @@ class SlackSandbox:
         return [r["name"] for r in messages[0].get("reactions", [])]
 
 
+async def first_pages_out(handle: WorkflowHandle, policy: Policy, timeout: float = 20.0) -> IncidentState:
+    """The incident's state once its chain's first level is paged through each of its services.
+
+    A severity with a chain pages at its declaration, beside the incident's loop; a page is
+    recorded in `state.paging.pages` when its service answered (or refused: a service the worker
+    does not page through is recorded as failed). Tests of something else wait for it before
+    they claim, as a person takes a few seconds to: a claim stops the chain, and one that lands
+    while the level's targets are still being looked up makes the level's pages "not paged"
+    (the thread then has no "Paged ..." message). On the time-skipping test server it is worse:
+    a claim that cancels a page activity as it completes strands the run (the server refuses
+    that workflow task, ACTIVITY_UNKNOWN, and never retries it, as with a timer cancelled as it
+    fires, sdk-java #3088). tests/test_paging_chain.py is about the chain itself.
+    """
+
+    async def paged() -> IncidentState | None:
+        state = await handle.query(IncidentWorkflow.state)
+        chain = policy.for_severity(state.severity).paging
+        if chain is None:
+            return state  # mentions instead (P4): nothing paged, nothing to wait for
+        services = {service for t in chain.levels[0].targets for service in (t.via or chain.via)}
+        recorded = {p.service for p in state.paging.pages if p.level == 1 and p.loop == 0}
+        return state if recorded >= services else None
+
+    return await eventually(paged, timeout=timeout, what="the first level's pages")
+
+
 def idempotency_keys(messages: list[dict[str, Any]]) -> list[str]:
     return [
         m["metadata"]["event_payload"]["key"]

@@ -207,9 +207,10 @@ async def test_declared_is_when_the_alert_was_accepted_not_when_a_worker_came(lo
 
         async def posted():
             state = await incident_state(local_env, incident_id)
-            return state if state.slack_thread_ts else None
+            paged = any(e.kind == "paging" for e in state.timeline)
+            return state if state.slack_thread_ts and paged else None
 
-        state = await eventually(posted, what="the declaration in Slack")
+        state = await eventually(posted, what="the declaration in Slack and the first page")
         await local_env.client.get_workflow_handle(incident_id).terminate("test over")
     assert before - timedelta(milliseconds=5) <= state.declared_at <= after, (
         before,
@@ -218,8 +219,14 @@ async def test_declared_is_when_the_alert_was_accepted_not_when_a_worker_came(lo
     )
     declared = next(e for e in state.timeline if e.kind == "declared")
     assert declared.at == state.declared_at
-    # MTTA starts there too: the first escalation is due escalate_after (30 min for P2) after acceptance.
-    assert state.next_escalation_at == state.declared_at + timedelta(minutes=30)
+    # The escalation chain counts from there too: level 1 was due at acceptance (paged late, when a
+    # worker came, and says so), level 2 is due 15 min (P2) after acceptance.
+    level_1 = next(e for e in state.timeline if e.kind == "paging")
+    assert level_1.text.startswith("paging level 1: on call for network-primary (declared; ")
+    assert level_1.text.endswith(" late)"), level_1.text
+    assert [(d.purpose, d.due) for d in state.deadlines if d.purpose == "page"] == [
+        ("page", state.declared_at + timedelta(minutes=15))
+    ]
 
 
 async def test_an_alert_firing_again_after_its_incident_closed_is_a_new_incident_with_its_own_ticket(

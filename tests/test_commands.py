@@ -22,6 +22,7 @@ from workflows.models import ClaimSignal, ResolveSignal, TimelineEntry, UpdateSi
 
 from .conftest import TEMPORAL_CLI
 from .fakes import RecordedSlack
+from .stack import first_pages_out
 from .test_cli import invoke, unique
 from .variant_workflows import WithCoffeeBreaks
 from .workflow_harness import minutes, recorded_worker, state_of
@@ -30,6 +31,7 @@ from .workflow_harness import minutes, recorded_worker, state_of
 async def test_a_refused_update_is_answered_at_once_and_leaves_nothing_in_history(time_skipping_env, policy):
     async with recorded_worker(time_skipping_env, policy) as (declare, _):
         handle = await declare("P2")
+        await first_pages_out(handle, policy)  # P2 pages its primary on call at once
         claimed = await handle.execute_update(
             IncidentWorkflow.claim_command, ClaimSignal(user="alice"), result_type=TimelineEntry
         )
@@ -56,6 +58,7 @@ async def test_a_refused_update_is_answered_at_once_and_leaves_nothing_in_histor
 async def test_an_update_is_applied_in_order_with_the_signals(time_skipping_env, policy):
     async with recorded_worker(time_skipping_env, policy) as (declare, _):
         handle = await declare("P3")
+        await first_pages_out(handle, policy)  # P3 pages its primary on call at once
         await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="alice"))
         resolved = await handle.execute_update(
             IncidentWorkflow.resolve_command,
@@ -90,6 +93,7 @@ async def test_a_signal_that_does_not_parse_is_refused_in_the_timeline(
 ):
     async with recorded_worker(time_skipping_env, policy) as (declare, _):
         handle = await declare("P3")
+        await first_pages_out(handle, policy)
         await handle.signal(name, raw)
         # The incident goes on (and the update's answer says the signal before it was handled).
         await handle.execute_update(IncidentWorkflow.claim_command, ClaimSignal(user="after"))
@@ -105,19 +109,22 @@ async def test_a_signal_that_does_not_parse_is_refused_in_the_timeline(
 
 async def test_a_new_deadline_purpose_is_scheduled_and_fired_beside_the_others(time_skipping_env, policy):
     async with recorded_worker(time_skipping_env, policy, workflow_class=WithCoffeeBreaks) as (declare, _):
-        handle = await declare("P2")  # escalates every 30 min until claimed; reminders every 30 min after
+        # P2 pages level 1 at once, level 2 after 15 min, level 3 after 30 until claimed; then
+        # reminders every 30 min, and the chain's rules for a claimed P2 still open 1 h and 4 h in.
+        handle = await declare("P2")
         await time_skipping_env.sleep(timedelta(minutes=45))
         await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="alice"))
         await time_skipping_env.sleep(timedelta(minutes=140))
         state = await state_of(handle)
-    assert minutes(state, "escalation") == [30]
+    assert minutes(state, "paging") == [0, 15, 30, 60]
     assert minutes(state, "coffee") == [50, 100, 150]
     claimed = minutes(state, "claimed")[0]
     assert minutes(state, "reminder") == [claimed + 30 * n for n in range(1, 5)]
     assert [d.purpose for d in state.deadlines] == sorted(
-        ["reminder", "coffee"], key=lambda p: next(d.due for d in state.deadlines if d.purpose == p)
+        ["reminder", "coffee", "unresolved"],
+        key=lambda p: next(d.due for d in state.deadlines if d.purpose == p),
     )
-    assert {d.label for d in state.deadlines} == {"update reminder due", "coffee 4"}
+    assert {d.label for d in state.deadlines} == {"update reminder due", "coffee 4", "unresolved 4h"}
 
 
 async def test_the_table_fires_the_earliest_due_purpose_only():

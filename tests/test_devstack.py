@@ -130,8 +130,9 @@ class Stack:
         # TEMPORAL_ADDRESS names the dev server's own address: the expected case, no warning.
         env.update(COLUMNS="200", TEMPORAL_ADDRESS=self.address, SLACK_SIGNING_SECRET=self.secret)
         env.update(PAGERDUTY_WEBHOOK_SECRET=self.pagerduty_secret, OPSGENIE_WEBHOOK_TOKEN=self.opsgenie_token)
-        # The escalation chains (not yet the default): a P2 pages its primary at PagerDuty too.
-        env.update(INCIDENT_POLICY=str(ROOT / "config" / "policy-paging.yaml"))
+        # The default policy's escalation chains (a P2 pages its primary at PagerDuty too), whatever
+        # INCIDENT_POLICY the environment running the tests has.
+        env.pop("INCIDENT_POLICY", None)
         p = self.ports
         args = ["dev", "-q", "--data-dir", str(data_dir), "--temporal-port", str(p["temporal"])]
         args += ["--ui-port", str(p["ui"]), "--slack-port", str(p["slack"])]

@@ -11,11 +11,21 @@ from starter.connect import connect
 from starter.declare import declare_incident
 from workflows.incident import IncidentWorkflow
 from workflows.models import ClaimSignal, IncidentDeclaration, ResolveSignal, ReviewDoneSignal, UpdateSignal
+from workflows.policy import load_policy
 
 from .processes import DevServer, WorkerProcess, free_port, write_fast_policy
-from .stack import eventually, idempotency_keys, posted_state, templates_of
+from .stack import eventually, first_pages_out, idempotency_keys, posted_state, templates_of
 
-FULL_THREAD = ["declaration", "team_formed", "status_update", "resolution", "review_scheduled", "review_done"]
+# The P1 pages its primary on call at its declaration, and says so in the thread ("paged").
+FULL_THREAD = [
+    "declaration",
+    "paged",
+    "team_formed",
+    "status_update",
+    "resolution",
+    "review_scheduled",
+    "review_done",
+]
 
 
 async def finish_incident(handle) -> None:
@@ -35,6 +45,16 @@ async def assert_each_message_once(sandbox, state) -> None:
     # A P1: its war room, opened once across the crash or restart; its line comes when it is ready.
     assert templates_of(thread).count("war_room_opened") == 1
     assert [t for t in templates_of(thread) if t != "war_room_opened"] == FULL_THREAD
+
+
+async def paged_before_the_claim(sandbox, handle, state, policy_file) -> None:
+    """The declaration's pages are out and said in the thread (a person claims seconds later)."""
+    await first_pages_out(handle, load_policy(policy_file))
+
+    async def probe():
+        return "paged" in templates_of(await sandbox.thread(state.slack_channel, state.slack_thread_ts))
+
+    await eventually(probe, timeout=30, what="the page in the thread")
 
 
 async def team_formed_posted(sandbox, state):
@@ -59,6 +79,7 @@ async def test_worker_killed_mid_post_resumes_and_posts_each_message_once(local_
             queue,
         )
         state = await posted_state(handle)
+        await paged_before_the_claim(sandbox, handle, state, policy)
         # Slack takes the next post but answers late: the worker dies with the call in flight.
         await sandbox.fault(method="chat.postMessage", delay=5, count=1)
         await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="alice"))
@@ -79,9 +100,8 @@ async def test_dev_server_restarted_on_its_file_keeps_the_incident(sandbox, tmp_
     server = DevServer(tmp_path / "temporal.db", free_port(), tmp_path / "server.log")
     await server.start()
     queue = f"restart-{uuid.uuid4().hex[:8]}"
-    worker = WorkerProcess(
-        server.address, queue, sandbox.api_url, write_fast_policy(tmp_path), tmp_path / "w.log"
-    )
+    policy = write_fast_policy(tmp_path)
+    worker = WorkerProcess(server.address, queue, sandbox.api_url, policy, tmp_path / "w.log")
     worker.start()
     try:
         client = await connect(Settings(temporal_address=server.address))
@@ -90,6 +110,7 @@ async def test_dev_server_restarted_on_its_file_keeps_the_incident(sandbox, tmp_
         )
         handle = await declare_incident(client, declaration, queue)
         state = await posted_state(handle)
+        await paged_before_the_claim(sandbox, handle, state, policy)
         await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="alice"))
         await team_formed_posted(sandbox, state)
 

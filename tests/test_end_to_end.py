@@ -8,18 +8,49 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from sandbox.slack import dm_channel_id_for
 from workflows.incident import IncidentWorkflow
-from workflows.models import ClaimSignal, Phase, ResolveSignal, ReviewDoneSignal, Severity, UpdateSignal
+from workflows.models import (
+    ClaimSignal,
+    IncidentState,
+    Phase,
+    ResolveSignal,
+    ReviewDoneSignal,
+    Severity,
+    UpdateSignal,
+)
+from workflows.paging_models import PagingService
 
 from .conftest import TEMPORAL_CLI
 from .stack import (
+    SlackSandbox,
     eventually,
     fast_retry_policy,
+    first_pages_out,
     idempotency_keys,
     incident_worker,
     posted_state,
     templates_of,
 )
+
+
+async def paged_in_slack(sandbox: SlackSandbox, paged: IncidentState) -> tuple[str, str]:
+    """The on-call person the first level paged through Slack, once the thread says so; and that
+    thread message. The DM itself is looked at too: the page's own text, with the incident's key."""
+    [page] = [p for p in paged.paging.pages if p.level == 1 and p.service == PagingService.slack]
+    assert page.outcome == "sent", page
+    dm = await sandbox.history(dm_channel_id_for(page.user_id))
+    assert any(
+        f"You are paged: {paged.severity.value} {paged.title}" in m["text"] and f"`{paged.key}`" in m["text"]
+        for m in dm
+    ), dm
+
+    async def said() -> str | None:
+        thread = await sandbox.thread(paged.slack_channel, paged.slack_thread_ts)
+        return next((m["text"] for m in thread[1:] if templates_of([m]) == ["paged"]), None)
+
+    text = await eventually(said, what="the page in the thread")
+    return page.user_id, text
 
 
 async def test_declaration_posts_to_the_p1_channel_and_is_found_by_severity(local_env, sandbox, policy):
@@ -73,6 +104,9 @@ async def test_whole_incident_in_one_thread_each_message_once_and_replayable(loc
     async with incident_worker(local_env.client, sandbox.api_url, policy) as declare:
         handle = await declare("P2", key="e2e-full")
         state = await posted_state(handle)
+        # The P2 pages its primary on call at once (a DM), and says so in the thread.
+        on_call, paged = await paged_in_slack(sandbox, await first_pages_out(handle, policy))
+        assert f"Paged <@{on_call}> (level 1, on call for network-primary) via slack, pagerduty." in paged
         await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="U0ENGINEER1"))
         await handle.signal(
             IncidentWorkflow.update,
@@ -88,6 +122,7 @@ async def test_whole_incident_in_one_thread_each_message_once_and_replayable(loc
         thread = await sandbox.thread(state.slack_channel, state.slack_thread_ts)
         assert templates_of(thread) == [
             "declaration",
+            "paged",
             "team_formed",
             "status_update",
             "resolution",
@@ -104,8 +139,8 @@ async def test_whole_incident_in_one_thread_each_message_once_and_replayable(loc
         (formed,) = [m for m in thread if idempotency_keys([m])[0].endswith("/team_formed")]
         assert ":white_check_mark: Blast radius confirmed" in formed["text"], formed["text"]
         assert ":white_large_square: Customer communication sent" in formed["text"]
-        assert "Reseating R1 Gi1 optic" in thread[2]["text"] and "15 min" in thread[2]["text"]
-        assert "failed SFP" in thread[3]["text"]
+        assert "Reseating R1 Gi1 optic" in thread[3]["text"] and "15 min" in thread[3]["text"]
+        assert "failed SFP" in thread[4]["text"]
         assert await sandbox.reactions(state.slack_channel, state.slack_thread_ts) == [
             "rotating_light",
             "raised_hand",
@@ -128,6 +163,7 @@ async def test_slack_429_then_500_for_a_while_delivers_each_post_once_in_order(l
     async with incident_worker(local_env.client, sandbox.api_url, fast_retry_policy(policy)) as declare:
         handle = await declare("P1")
         state = await posted_state(handle)
+        await paged_in_slack(sandbox, await first_pages_out(handle, policy))  # the P1's primary on call
         # The sandbox's call log is the whole session's: start it afresh, so that only this test's
         # faults can answer the check below.
         (await sandbox.control.delete("/_sandbox/calls")).raise_for_status()
@@ -152,6 +188,7 @@ async def test_slack_429_then_500_for_a_while_delivers_each_post_once_in_order(l
     assert templates_of(thread).count("war_room_opened") == 1
     assert [t for t in templates_of(thread) if t != "war_room_opened"] == [
         "declaration",
+        "paged",
         "team_formed",
         "status_update",
         "status_update",
@@ -183,13 +220,14 @@ async def test_a_post_whose_answer_was_lost_is_not_posted_twice(local_env, sandb
     async with incident_worker(local_env.client, sandbox.api_url, fast_retry_policy(policy)) as declare:
         handle = await declare("P1")
         state = await posted_state(handle)
+        await paged_in_slack(sandbox, await first_pages_out(handle, policy))  # the P1's primary on call
         # Slack posts the message but answers after the activity's 2 s timeout: Temporal retries it.
         await sandbox.fault(method="chat.postMessage", delay=3, count=1)
         await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="alice"))
 
         async def claimed_and_quiet():
             s = await handle.query(IncidentWorkflow.state)
-            return s if s.phase == Phase.investigating and s.messages_posted >= 2 else None
+            return s if s.phase == Phase.investigating and s.messages_posted >= 3 else None
 
         await eventually(claimed_and_quiet, timeout=30, what="the claim to be handled")
         await handle.signal(
@@ -203,6 +241,7 @@ async def test_a_post_whose_answer_was_lost_is_not_posted_twice(local_env, sandb
         thread = await eventually(update_posted, timeout=30, what="the update after the retried post")
     assert [t for t in templates_of(thread) if t != "war_room_opened"] == [
         "declaration",
+        "paged",
         "team_formed",
         "status_update",
     ]

@@ -34,7 +34,7 @@ from workflows.models import (
 )
 from workflows.ticket_models import TicketProgress, ticket_workflow_id
 
-from .stack import eventually, incident_worker, templates_of
+from .stack import eventually, first_pages_out, incident_worker, templates_of
 
 AUTH = ("admin", "admin")
 
@@ -152,6 +152,7 @@ async def test_servicenow_down_never_holds_up_slack_and_the_ticket_catches_up_in
         async with ticketed_worker(local_env, sandbox, policy, url) as declare:
             handle = await declare("P2", key=key)
             state = await until(handle, lambda s: s.slack_thread_ts, "the declaration")
+            await first_pages_out(handle, policy)  # the P2 pages its primary on call, before the claim
             user = "U0ENGINEER1"
             await handle.signal(IncidentWorkflow.claim, ClaimSignal(user=user))
             for n in (1, 2):
@@ -161,7 +162,7 @@ async def test_servicenow_down_never_holds_up_slack_and_the_ticket_catches_up_in
                 )
             # Slack has every message while ServiceNow is still down, and no ticket exists.
             await until(handle, lambda s: s.updates == 2, "both updates", timeout=15)
-            expected = ["declaration", "team_formed", "status_update", "status_update"]
+            expected = ["declaration", "paged", "team_formed", "status_update", "status_update"]
 
             async def thread_caught_up():  # the thread follows the state, beside the incident's loop
                 thread = await sandbox.thread(state.slack_channel, state.slack_thread_ts)
@@ -222,6 +223,7 @@ async def test_r1_outage_is_investigated_on_claim_and_verified_on_resolve(
         state = await until(handle, lambda s: s.baseline is not None, "the baseline", timeout=90)
         assert not state.baseline.devices["R1"].reachable
         assert state.investigation == ""  # the plan waits for a claim
+        await first_pages_out(handle, policy)  # the P1 pages its primary on call, before the claim
 
         await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="U0ENGINEER1"))
         state = await until(handle, lambda s: s.investigation, "the investigation's analysis", timeout=120)
@@ -249,8 +251,9 @@ async def test_r1_outage_is_investigated_on_claim_and_verified_on_resolve(
         assert "Verification" in resolution and "FAILED" not in resolution
         assert any(e.kind == "verification" and "✅" in e.text for e in state.timeline)
         # (A P1's war room line comes when the room is ready: not counted here.)
-        assert [t for t in templates_of(thread) if t != "war_room_opened"][:2] == [
+        assert [t for t in templates_of(thread) if t != "war_room_opened"][:3] == [
             "declaration",
+            "paged",
             "team_formed",
         ]
         verified = await investigation.result()

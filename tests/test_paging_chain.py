@@ -439,9 +439,9 @@ def test_the_seed_chain_orders_its_steps_with_their_offsets():
     ]
 
 
-def test_the_shipped_paging_policy_is_the_seed_chain(paging_policy):
-    """config/policy-paging.yaml: P1 primary 5 min -> secondary 10 -> manager 15 -> executive, once more."""
-    p1 = paging_policy.for_severity(Severity.P1).paging
+def test_the_default_policy_is_the_seed_chain(policy):
+    """config/policy.yaml: P1 primary 5 min -> secondary 10 -> manager 15 -> executive, once more."""
+    p1 = policy.for_severity(Severity.P1).paging
     assert p1 is not None
     assert [(loop, i + 1, int(o.total_seconds() // 60)) for loop, i, o in p1.steps()] == [
         (0, 1, 0),
@@ -461,9 +461,9 @@ def test_the_shipped_paging_policy_is_the_seed_chain(paging_policy):
     ]
     assert [int(r.after.total_seconds() // 60) for r in p1.unresolved] == [30, 60, 120]
     assert p1.via == [PagingService.slack, PagingService.pagerduty]
-    p2 = paging_policy.for_severity(Severity.P2).paging
+    p2 = policy.for_severity(Severity.P2).paging
     assert p2 is not None and [int(r.after.total_seconds() // 3600) for r in p2.unresolved] == [1, 4]
-    assert paging_policy.for_severity(Severity.P4).paging is None  # next business day, in the thread
+    assert policy.for_severity(Severity.P4).paging is None  # next business day, in the thread
 
 
 # -- snooze: hold reminders, escalation and paging, then resume ------------------------------

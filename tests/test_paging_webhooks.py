@@ -38,14 +38,8 @@ PD_SECRET = "webhook-test-pagerduty-secret"
 OG_TOKEN = "webhook-test-opsgenie-token"
 
 
-@pytest.fixture(scope="session")
-def policy(paging_policy):
-    """The escalation chains of config/policy-paging.yaml."""
-    return paging_policy
-
-
 def paging_everywhere(policy: Policy) -> Policy:
-    """config/policy-paging.yaml with P1 paged through Slack, PagerDuty and Opsgenie."""
+    """The default policy (config/policy.yaml) with P1 paged through Slack, PagerDuty and Opsgenie."""
     severities = dict(policy.severities)
     p1 = severities[Severity.P1]
     assert p1.paging is not None

@@ -17,26 +17,54 @@ from .conftest import ROOT
 
 
 def test_default_policy_is_the_usual_severity_table(policy):
+    """P1-P3 escalate through their paging chains (test_paging_chain checks the chains), P4 by mention."""
     expected = {
-        "P1": (timedelta(minutes=15), timedelta(minutes=15), timedelta(hours=48)),
-        "P2": (timedelta(minutes=30), timedelta(minutes=30), timedelta(weeks=1)),
-        "P3": (timedelta(hours=2), timedelta(hours=4), timedelta(weeks=2)),
+        "P1": (timedelta(minutes=15), timedelta(hours=48)),
+        "P2": (timedelta(minutes=30), timedelta(weeks=1)),
+        "P3": (timedelta(hours=2), timedelta(weeks=2)),
     }
-    for name, (update_every, escalate_after, review_within) in expected.items():
+    for name, (update_every, review_within) in expected.items():
         sev = policy.for_severity(Severity(name))
-        assert (sev.update_every, sev.escalate_after, sev.review_within) == (
-            update_every,
-            escalate_after,
-            review_within,
-        )
+        assert (sev.update_every, sev.review_within) == (update_every, review_within)
+        assert sev.paging is not None and sev.paging.levels, name
+        assert (sev.escalate_after, sev.escalation_tiers) == (None, []), name
     p4 = policy.for_severity(Severity.P4)
-    assert (p4.update_every, p4.escalate_after, p4.review_within) == (
+    assert (p4.update_every, p4.escalate_after, p4.review_within, p4.paging) == (
         timedelta(days=1),
         "next_business_day",
         None,
+        None,
     )
+    assert p4.escalation_tiers == [["@network-queue"]]
     assert policy.channel(Severity.P1) == "incidents"
     assert policy.chat.reactions.declared == "rotating_light"
+
+
+def test_legacy_policy_is_the_default_with_mentions_instead_of_chains(policy, legacy_policy):
+    """config/policy-legacy.yaml, which the README offers to keep the escalation by thread mentions:
+    the default from before the chains, and otherwise the default of today."""
+    expected = {
+        "P1": (timedelta(minutes=15), ["@oncall-primary", "@oncall-secondary"], 4),
+        "P2": (timedelta(minutes=30), ["@oncall-primary", "@oncall-secondary"], 3),
+        "P3": (timedelta(hours=4), ["@oncall-primary"], 2),
+        "P4": ("next_business_day", ["@network-queue"], 1),
+    }
+    for name, (escalate_after, first_tier, tiers) in expected.items():
+        sev = legacy_policy.for_severity(Severity(name))
+        assert sev.paging is None, name
+        assert (sev.escalate_after, sev.escalation_tiers[0], len(sev.escalation_tiers)) == (
+            escalate_after,
+            first_tier,
+            tiers,
+        ), name
+    escalation = {"paging", "escalate_after", "escalation_tiers"}
+    for severity in Severity:
+        legacy = legacy_policy.for_severity(severity).model_dump(exclude=escalation | {"notify"})
+        assert legacy == policy.for_severity(severity).model_dump(exclude=escalation | {"notify"})
+    # P3's notify list mentions the on-call primary, whom the default's P3 chain pages instead.
+    assert legacy_policy.for_severity(Severity.P3).notify == ["@oncall-primary"]
+    assert policy.for_severity(Severity.P3).notify == []
+    assert legacy_policy.model_dump(exclude={"severities"}) == policy.model_dump(exclude={"severities"})
 
 
 def test_policy_from_before_the_chat_section_is_read_into_it(tmp_path, caplog):
@@ -105,7 +133,14 @@ def test_next_business_day_skips_the_weekend(policy):
             "chat.channels: Value error, the channel of P4 must not be empty",
         ),
         (("  P4:\n", "  P5:\n"), "severities: Value error, unknown severity 'P5'"),
-        (("    escalate_after: 30m", "    escalate_after: -5m"), "severities.P2.escalate_after"),
+        (
+            ("    escalate_after: next_business_day", "    escalate_after: -5m"),
+            "severities.P4.escalate_after",
+        ),
+        (
+            ("network-primary}], escalate_after: 15m}", "network-primary}], escalate_after: -5m}"),
+            "severities.P2.paging.levels.0.escalate_after: Value error, '-5m' is not a duration",
+        ),
         (
             ("    review_within: 48h", "    review_within: 48h\n    colour: red"),
             "severities.P1.colour: Extra inputs are not permitted",

@@ -18,7 +18,7 @@ from activities.rendering import render
 from workflows.incident import IncidentWorkflow
 from workflows.models import IncidentSummary, Phase, ResolveSignal
 
-from .stack import eventually
+from .stack import eventually, first_pages_out
 from .workflow_harness import recorded_worker, state_of
 
 
@@ -41,6 +41,7 @@ async def test_p2_and_p3_reviews_fall_due_on_their_deadline_and_close_the_incide
     assert policy.for_severity(severity).review_within == review_within  # README: 1 week, 2 weeks
     async with recorded_worker(env, policy) as (declare, slack):
         handle = await declare(severity)
+        await first_pages_out(handle, policy)  # P2 and P3 page their primary on call at once
         await handle.signal(IncidentWorkflow.resolve, ResolveSignal(user="U0ENGINEER1", resolution="fixed"))
 
         async def scheduled():

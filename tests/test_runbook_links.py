@@ -63,10 +63,10 @@ def test_the_default_policy_links_the_r1_runbook_and_allows_90_days(policy):
 
 
 def test_policies_recorded_before_runbooks_still_load_with_none():
-    recorded = recorded_policies()
+    # Histories recorded since runbooks (tests/histories is append-only) carry the field.
+    recorded = [(name, raw) for name, raw in recorded_policies() if "runbooks" not in raw]
     assert len(recorded) >= 5
     for name, raw in recorded:
-        assert "runbooks" not in raw, name
         policy = Policy.model_validate(raw)
         assert policy.runbooks == RunbookSettings(), name
         assert policy.runbooks.for_service("wan-site-a") == "", name

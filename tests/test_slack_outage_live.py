@@ -11,19 +11,23 @@ API call with 500 (then, in a second incident, 429 with Retry-After). During the
   claim under a second, measured; the script within its own ~0.6 s of Python start-up), and
   `incident status` shows each applied at its own time;
 - nothing reaches Slack (every call in the outage failed; the thread is as it was);
-- the ServiceNow ticket gets the claim, both updates and the resolution meanwhile.
+- the ServiceNow ticket gets the claim, both updates and the resolution meanwhile;
+- the P1's escalation chain pages its level 2 on its second, and PagerDuty's sandbox has that page
+  in the outage (a page runs beside the incident's loop; its Slack DM waits for Slack, and the claim
+  then stops it).
 
 After the fault is cleared the thread catches up: every message once (by the idempotency key the
-post activity puts in each message's metadata), in the order things happened (the escalation that
-fired in the outage, team formed, the status updates each headed with its own time, the
+post activity puts in each message's metadata), in the order things happened (the first level's
+page, said before the outage, then level 2's, which was paged in the outage, team formed, the status updates each headed with its own time, the
 investigation's plan, steps and analysis, then INCIDENT RESOLVED with its verification, then the
 review), each status update headed with the minute it was applied. (That a post made after the
 outage carries the time its command was applied, not the time Slack came back, is shown across
 virtual minutes by tests/test_slack_outage.py; waiting here for a real minute boundary between the
 two updates cost the suite about 40 s.)
 
-The policy is the default one with Slack calls retried within a second and P1 escalating after
-3 s, so an escalation fires in the outage too (before the claim). The 429 outage lasts 6 s at
+The policy is the default one with Slack calls retried within a second and the P1 chain's level 2
+due 5 s after the declaration (not 5 min), so a level is paged in the outage too (before the
+claim). The 429 outage lasts 6 s at
 least, so the worker's channel pacing and Retry-After are exercised for several rounds.
 """
 
@@ -59,13 +63,13 @@ ROOT = Path(__file__).resolve().parent.parent
 INCIDENT = Path(sys.executable).parent / "incident"
 USER = "U0ALICE"
 RESOLVED_HEADER = ":white_check_mark: *INCIDENT RESOLVED — "
-ESCALATE_AFTER = 3  # seconds, P1, in this test's policy
+ESCALATE_AFTER = 5  # seconds, the P1 chain's level 1 -> level 2, in this test's policy
 STEPS = 5  # the unreachable-device plan
 # Each post activity's metadata key -> the template; the incident's own keys are
 # `incident-<key>/<n>/<template>`, the investigation's `incident-<key>-investigation/<part>/<template>`.
 TEMPLATE_OF_KIND = {
     "declared": "declaration",
-    "escalation": "escalation",
+    "paging": "paged",  # each level paged says whom in the thread
     "claimed": "team_formed",
     "update": "status_update",
     "resolved": "resolution",
@@ -78,10 +82,11 @@ pytestmark = pytest.mark.skipif(
 
 
 def fast_policy(directory: Path) -> Path:
-    """config/policy.yaml with Slack calls retried within a second and P1 escalating after 3 s."""
+    """config/policy.yaml with Slack calls retried within a second and the P1 chain's level 2 due
+    ESCALATE_AFTER seconds after the declaration."""
     policy = yaml.safe_load((ROOT / "config" / "policy.yaml").read_text())
     policy["chat"].update(call_timeout="2s", max_retry_interval="1s")
-    policy["severities"]["P1"]["escalate_after"] = f"{ESCALATE_AFTER}s"
+    policy["severities"]["P1"]["paging"]["levels"][0]["escalate_after"] = f"{ESCALATE_AFTER}s"
     path = directory / "policy.yaml"
     path.write_text(yaml.safe_dump(policy, sort_keys=False))
     return path
@@ -123,6 +128,7 @@ class DevStack:
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.slack_url = f"http://127.0.0.1:{p['slack']}"
+        self.pagerduty_url = f"http://127.0.0.1:{p['pagerduty']}"
         self.servicenow_url = f"http://127.0.0.1:{p['servicenow']}"
         self.cli_env = {
             "TEMPORAL_ADDRESS": self.address,
@@ -270,6 +276,7 @@ class Outage:
     ended: float = 0.0
     caught_up: float = 0.0
     calls_in_outage: list[dict[str, Any]] = field(default_factory=list)
+    pages_in_outage: list[dict[str, Any]] = field(default_factory=list)  # PagerDuty's events
     status_in_outage: str = ""
     ticket_in_outage: dict[str, Any] = field(default_factory=dict)
     replies_in_outage: int = -1
@@ -283,13 +290,15 @@ class Outage:
 async def run_outage(dev: DevStack, key: str, fault: dict[str, Any], hold: float = 0.0) -> Outage:
     slack = SlackSandbox(dev.slack_url)
     snow = httpx.AsyncClient(base_url=dev.servicenow_url, auth=("admin", "admin"), timeout=10)
+    pagerduty = httpx.AsyncClient(base_url=dev.pagerduty_url, timeout=10)
     seen = Outage(key=key)
     try:
-        await _run(dev, slack, snow, seen, fault, hold)
+        await _run(dev, slack, snow, pagerduty, seen, fault, hold)
     finally:
         await slack.clear_faults()
         await slack.control.aclose()
         await snow.aclose()
+        await pagerduty.aclose()
     return seen
 
 
@@ -297,6 +306,7 @@ async def _run(
     dev: DevStack,
     slack: SlackSandbox,
     snow: httpx.AsyncClient,
+    pagerduty: httpx.AsyncClient,
     seen: Outage,
     fault: dict[str, Any],
     hold: float,
@@ -322,15 +332,28 @@ async def _run(
 
     await eventually(room_said, timeout=30, what="the war room's line in the thread")
 
+    async def first_level_said() -> list[dict[str, Any]] | None:  # level 1 is paged at the declaration
+        thread = thread_in(await slack.state(), seen.channel, seen.thread_ts)
+        return thread if "paged" in [template_of(k) for k in idempotency_keys(thread)] else None
+
+    await eventually(first_level_said, timeout=ESCALATE_AFTER, what="level 1's page in the thread")
+
     # Slack goes down: every Web API call answers the fault until it is cleared.
     await slack.fault(method="*", count=-1, **fault)
     seen.began = time.time()
     before = thread_in(await slack.state(), seen.channel, seen.thread_ts)
 
-    async def escalated() -> bool:
-        return any(e.kind == "escalation" for e in timeline(await dev.status(key)))
+    async def level_2_at_pagerduty() -> list[dict[str, Any]] | None:
+        events = (await pagerduty.get("/_sandbox/events", params={"dedup_key": key})).json()
+        level_2 = [
+            e for e in events if e["event"].get("payload", {}).get("custom_details", {}).get("level") == 2
+        ]
+        return level_2 or None
 
-    await eventually(escalated, timeout=15, what="the P1's first escalation, due 3 s after declaration")
+    # The claim waits for level 2's page to be out: a claim stops the chain, pages in flight too.
+    seen.pages_in_outage = await eventually(
+        level_2_at_pagerduty, timeout=15, what=f"the P1's level 2 at PagerDuty, due {ESCALATE_AFTER} s in"
+    )
 
     async def command(*args: str) -> Command:
         sent = time.time()
@@ -455,25 +478,30 @@ def check_outage(seen: Outage, fault_status: int) -> None:
         sent = datetime.fromtimestamp(cmd.sent, UTC).replace(microsecond=0)
         assert 0 <= (entry.at - sent).total_seconds() <= cmd.seconds + 1, (cmd, entry, seen.status_in_outage)
     declared = next(e.at for e in entries if e.kind == "declared")
-    escalations = [e for e in entries if e.kind == "escalation"]
-    assert escalations, seen.status_in_outage
-    assert abs((escalations[0].at - declared).total_seconds() - ESCALATE_AFTER) <= 1.5, seen.status_in_outage
+    levels = [e for e in entries if e.kind == "paging"]
+    assert [e.text.split(":")[0] for e in levels] == ["paging level 1", "paging level 2"], (
+        seen.status_in_outage
+    )
+    assert abs((levels[1].at - declared).total_seconds() - ESCALATE_AFTER) <= 1.5, seen.status_in_outage
+    # Level 2 was paged at PagerDuty in the outage, on its second: Slack down holds up only the DM.
+    assert [e["event_action"] for e in seen.pages_in_outage] == ["trigger"], seen.pages_in_outage
+    assert seen.began < seen.pages_in_outage[0]["at"] < seen.ended, (seen.began, seen.pages_in_outage)
     assert "Phase        review" in seen.status_in_outage, seen.status_in_outage
     assert not any(e.kind == "slack_error" for e in entries), seen.status_in_outage
 
-    # Nothing reached Slack: every call in the outage was refused, the thread has no reply yet.
-    assert seen.replies_in_outage == 0
+    # Nothing reached Slack: every call in the outage was refused, the thread has only level 1's page.
+    assert seen.replies_in_outage == 1
     assert seen.calls_in_outage, "the worker made no Slack call in the outage"
     assert all(c["status"] == fault_status for c in seen.calls_in_outage), [
         c for c in seen.calls_in_outage if c["status"] != fault_status
     ]
 
-    # The ServiceNow ticket, meanwhile: assigned, both updates, the escalation, resolved.
+    # The ServiceNow ticket, meanwhile: assigned, both updates, resolved. (The chain's pages are not
+    # work notes of the ticket: PagerDuty and the thread have them.)
     ticket = seen.ticket_in_outage
     notes = [j["value"] for j in ticket["journal"] if j["element"] == "work_notes"]
     assert ticket["assigned_to"] == USER and ticket["state"] == "6", ticket
     assert "Resolution: R1 reloaded; OSPF and BGP back" in ticket["close_notes"], ticket["close_notes"]
-    assert any(n.startswith("Escalation") and "Escalation 1: unclaimed" in n for n in notes), notes
     assert any(n.startswith(f"Incident Commander: {USER}") for n in notes), notes
     assert [n.split("\n")[0].split(" · ")[0] for n in notes if n.startswith("Status update")] == [
         f"Status update [identified] from {USER}",
@@ -501,7 +529,8 @@ def check_thread(seen: Outage) -> None:
     assert own.count("war_room_opened") <= 1 and any(e.kind == "war_room" for e in entries), own
     own = [t for t in own if t != "war_room_opened"]
     assert own == expected, f"thread {own} != timeline {expected}"
-    assert own[:2] == ["declaration", "escalation"] and own.count("status_update") == 2, own
+    assert own[:4] == ["declaration", "paged", "paged", "team_formed"], own
+    assert own.count("status_update") == 2, own
     # The investigation's: its plan, each step once in order, its analysis.
     assert investigation == [
         "plan/investigation_plan",

@@ -1,9 +1,13 @@
 """The whole timer table, on the time-skipping test server.
 
-For each severity: the minute each escalation (unclaimed) and each
+For each severity: the minute each escalation by mention (unclaimed) and each
 "update due" reminder (claimed, silent) fires over a simulated day; none
 when updates come in time; a severity change switching the cadence at once.
 Slack is recorded by fake activities: this is workflow logic, not Slack.
+
+The escalations are the thread's mentions of a severity without a paging chain, on
+config/policy-legacy.yaml (the default's chains are tests/test_paging_chain.py's); the
+reminders are the default policy's, which pages P1-P3 beside them.
 """
 
 from __future__ import annotations
@@ -13,16 +17,10 @@ from datetime import datetime, timedelta
 import pytest
 
 from workflows.incident import IncidentWorkflow
-from workflows.models import ClaimSignal, SeveritySignal, UpdateSignal
+from workflows.models import ClaimSignal, Severity, SeveritySignal, UpdateSignal
 
+from .stack import first_pages_out
 from .workflow_harness import minutes, recorded_worker, state_of
-
-
-@pytest.fixture(scope="session")
-def policy(legacy_policy):
-    """Escalation here is the thread's mentions (a severity without a paging chain; see test_paging_chain)."""
-    return legacy_policy
-
 
 DAY = 24 * 60
 # Sleep a little past the horizon: the workflow declares a moment after the sleep begins.
@@ -49,7 +47,10 @@ def business_day_starts(declared: datetime, days: int) -> list[int]:
 
 
 @pytest.mark.parametrize("severity", ["P1", "P2", "P3"])
-async def test_unclaimed_incident_escalates_on_its_severity_schedule(time_skipping_env, policy, severity):
+async def test_unclaimed_incident_escalates_on_its_severity_schedule(
+    time_skipping_env, legacy_policy, severity
+):
+    policy = legacy_policy
     escalate_every, _ = TABLE[severity]
     async with recorded_worker(time_skipping_env, policy) as (declare, slack):
         handle = await declare(severity)
@@ -65,6 +66,8 @@ async def test_unclaimed_incident_escalates_on_its_severity_schedule(time_skippi
 
 
 async def test_unclaimed_p4_escalates_at_the_start_of_each_business_day(time_skipping_env, policy):
+    """P4 mentions the next business day in the default policy too."""
+    assert policy.for_severity(Severity.P4).paging is None
     async with recorded_worker(time_skipping_env, policy) as (declare, _):
         handle = await declare("P4")
         await time_skipping_env.sleep(timedelta(days=4, seconds=30))
@@ -80,12 +83,13 @@ async def test_silent_commander_is_reminded_on_the_severity_cadence(
 ):
     async with recorded_worker(time_skipping_env, policy) as (declare, slack):
         handle = await declare(severity)
+        await first_pages_out(handle, policy)  # P1-P3 page their primary on call at once
         await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="U0ALICE"))
         await time_skipping_env.sleep(SIMULATED_DAY)
         state = await state_of(handle)
     assert minutes(state, "claimed") == [0]
     assert minutes(state, "reminder") == every(remind_every)
-    assert minutes(state, "escalation") == []  # claimed: nothing to escalate
+    assert minutes(state, "escalation") == []  # nothing mentioned (P4: claimed, nothing to escalate)
     reminders = [p for p in slack.posts if p.template == "reminder"]
     assert all(p.mentions == ["U0ALICE"] for p in reminders)
 
@@ -95,6 +99,7 @@ async def test_updates_in_time_mean_no_reminders(time_skipping_env, policy, seve
     _, remind_every = TABLE[severity]
     async with recorded_worker(time_skipping_env, policy) as (declare, _):
         handle = await declare(severity)
+        await first_pages_out(handle, policy)  # P1-P3 page their primary on call at once
         await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="alice"))
         elapsed = 0
         while elapsed + remind_every - 1 <= DAY:
@@ -113,6 +118,7 @@ async def test_updates_in_time_mean_no_reminders(time_skipping_env, policy, seve
 async def test_raising_severity_switches_the_reminder_cadence_at_once(time_skipping_env, policy):
     async with recorded_worker(time_skipping_env, policy) as (declare, _):
         handle = await declare("P3")
+        await first_pages_out(handle, policy)  # P3 pages its primary on call at once
         await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="alice"))
         await time_skipping_env.sleep(timedelta(minutes=60))
         await handle.signal(IncidentWorkflow.set_severity, SeveritySignal(user="alice", severity="SEV1"))
@@ -124,7 +130,8 @@ async def test_raising_severity_switches_the_reminder_cadence_at_once(time_skipp
     assert state.severity.value == "P1"
 
 
-async def test_lowering_severity_slows_escalation_at_once(time_skipping_env, policy):
+async def test_lowering_severity_slows_escalation_at_once(time_skipping_env, legacy_policy):
+    policy = legacy_policy
     async with recorded_worker(time_skipping_env, policy) as (declare, _):
         handle = await declare("P1")
         await time_skipping_env.sleep(timedelta(minutes=20))

@@ -34,11 +34,9 @@ def alerts(*fingerprints: str, **labels: str) -> AlertBatch:
     )
 
 
-async def test_no_root_cause_after_30_minutes_of_a_p1_escalates_to_the_next_tier(
-    time_skipping_env, paging_policy
-):
+async def test_no_root_cause_after_30_minutes_of_a_p1_escalates_to_the_next_tier(time_skipping_env, policy):
     env = time_skipping_env
-    async with recorded_worker(env, paging_policy) as (declare, slack):
+    async with recorded_worker(env, policy) as (declare, slack):
         handle = await declare("P1")
         await env.sleep(timedelta(minutes=2))
         await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="U0ALICE"))
@@ -56,9 +54,9 @@ async def test_no_root_cause_after_30_minutes_of_a_p1_escalates_to_the_next_tier
     assert records and all(round((r.due - state.declared_at) / timedelta(minutes=1)) == 30 for r in records)
 
 
-async def test_a_root_cause_identified_in_time_means_no_escalation(time_skipping_env, paging_policy):
+async def test_a_root_cause_identified_in_time_means_no_escalation(time_skipping_env, policy):
     env = time_skipping_env
-    async with recorded_worker(env, paging_policy) as (declare, slack):
+    async with recorded_worker(env, policy) as (declare, slack):
         handle = await declare("P1")
         await env.sleep(timedelta(minutes=2))
         await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="U0ALICE"))

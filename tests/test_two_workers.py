@@ -230,7 +230,13 @@ async def test_two_workers_one_killed_mid_storm_declare_every_incident_once_with
         for worker in workers:
             worker.stop()
     heard = [c for c in (await sandbox.control.get("/_sandbox/calls")).json() if c["at"] >= started]
-    calls = [c for c in heard if c["method"] == "chat.postMessage"]
+    # What the storm's channel heard. Each P3 also pages its primary on call by DM, a channel of
+    # its own with its own limit: those posts are not paced (every incident pages the same person
+    # at once), counted apart in the figures.
+    calls = [c for c in heard if c["method"] == "chat.postMessage" and c.get("channel") == slack.channel_id]
+    page_dms = [
+        c for c in heard if c["method"] == "chat.postMessage" and c.get("channel", "").startswith("D")
+    ]
 
     # Every incident declared: its declaration in Slack exactly once, and the one its workflow knows.
     assert {i for i, m in found.items() if len(m) == 1} == set(incidents), {
@@ -291,6 +297,10 @@ async def test_two_workers_one_killed_mid_storm_declare_every_incident_once_with
         "429s_after_first_burst": len(later_limited),
         "busiest_second_attempts": busiest_second(attempts),
         "busiest_second_posted": busiest_second(posted),
+        "page_dms_200_429": (
+            sum(c["status"] == 200 for c in page_dms),
+            sum(c["status"] == 429 for c in page_dms),
+        ),
         "worker_lookups": sum(
             c["method"] in ("conversations.history", "conversations.replies") for c in heard
         )
@@ -298,10 +308,12 @@ async def test_two_workers_one_killed_mid_storm_declare_every_incident_once_with
     }
     print("\ntwo workers:", figures)
     assert busiest_second(attempts) <= 3, [round(at - started, 2) for at in attempts]
-    # Refused attempts after the first burst: at most one for every two posts. (Measured, 100
-    # incidents: one worker alone 20-26, mostly a post that reached the sandbox's strict limiter a
-    # few ms under a second after the last; two workers before they yielded to each other 71.)
-    assert len(later_limited) <= COUNT // 2, len(later_limited)
+    # Refused attempts after the first burst: at most one for every two posts (each incident posts
+    # its declaration and, paging its primary on call, a "Paged ..." reply). (Measured, 100
+    # incidents, declarations only: one worker alone 20-26, mostly a post that reached the
+    # sandbox's strict limiter a few ms under a second after the last; two workers before they
+    # yielded to each other 71.)
+    assert len(later_limited) <= len(posted) // 2, (len(later_limited), len(posted))
     # The roll-up goes ahead of the storm's line, not behind it. (Measured, 14 runs: 0-2 declarations
     # posted while it waited in 11, 6, 8 and 9 in three: when it lands on the worker yielding the channel,
     # each return to Temporal costs a second, and which worker picks it up next is a coin toss; 10 in

@@ -19,7 +19,12 @@ from workflows.models import (
     UpdateSignal,
 )
 
+from .stack import first_pages_out
 from .workflow_harness import minutes, recorded_worker, state_of
+
+
+def minutes_after(summary: IncidentSummary, entry) -> int:
+    return round((entry.at - summary.declared_at) / timedelta(minutes=1))
 
 
 def kinds(state) -> list[str]:
@@ -58,12 +63,28 @@ async def test_full_incident_walks_the_six_phases_and_returns_its_summary(time_s
     assert round(summary.time_to_acknowledge_seconds) == 180
     assert round(summary.time_to_resolve_seconds) == (3 + 16 + 14) * 60
     assert (summary.updates, summary.reminders, summary.escalations) == (1, 1, 0)
+    # The P1's chain: its primary on call paged at the declaration (claimed at minute 3, before
+    # the secondary's minute 5), and the network lead at minute 30, claimed but not resolved.
+    assert [
+        (e.text.split(":")[0], minutes_after(summary, e)) for e in summary.timeline if e.kind == "paging"
+    ] == [
+        ("paging level 1", 0),
+        ("unresolved after 30m", 30),
+    ]
+    assert sorted((p.level, p.reason.split(", ")[-1], p.service.value) for p in slack.pages) == [
+        (1, "on call for network-primary", "pagerduty"),
+        (1, "on call for network-primary", "slack"),
+        (5, "on call for network-lead", "pagerduty"),  # the rules' levels follow the chain's 4
+        (5, "on call for network-lead", "slack"),
+    ]
     assert slack.templates().count("war_room_opened") == 1  # a P1's own channel (issue 13)
     assert [t for t in slack.templates() if t != "war_room_opened"] == [
         "declaration",
+        "paged",
         "team_formed",
         "reminder",
         "status_update",
+        "paged",
         "resolution",
         "review_scheduled",
         "review_done",
@@ -92,6 +113,7 @@ async def test_full_incident_walks_the_six_phases_and_returns_its_summary(time_s
 async def test_second_claim_is_a_handover_and_same_user_is_told_so(time_skipping_env, policy):
     async with recorded_worker(time_skipping_env, policy) as (declare, slack):
         handle = await declare("P2")
+        await first_pages_out(handle, policy)  # P2 pages its primary on call at once
         await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="alice"))
         await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="alice", request_id="again"))
         await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="bob", request_id="h"))
@@ -161,6 +183,7 @@ async def test_long_incident_continues_as_new_without_losing_a_signal(time_skipp
     small = policy.model_copy(update={"max_history_events": 100})
     async with recorded_worker(time_skipping_env, small) as (declare, _):
         handle = await declare("P1", policy=small)
+        await first_pages_out(handle, small)  # P1 pages its primary on call at once
         await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="alice"))
         for n in range(60):
             await handle.signal(

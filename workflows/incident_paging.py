@@ -58,6 +58,10 @@ PAGE_MAX_INTERVAL = timedelta(seconds=10)  # pages retry fast: a page minutes la
 # Paging's activities go ahead of the rest in the task queue (1 is first, unset is 3): in a storm
 # a page does not wait behind every new incident's Slack posts (measured: bench/paging.py).
 PAGE_PRIORITY = Priority(priority_key=1)
+# What a first page waits for (the maintenance check) goes after the pages already decided and
+# before the chat: in a storm, incidents whose page is due are paged before the next ones are
+# checked, so first pages come out all along instead of all at the end.
+CHECK_PRIORITY = Priority(priority_key=2)
 TARGETS_TIMEOUT = timedelta(seconds=10)
 TARGETS_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=5))
 

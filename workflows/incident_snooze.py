@@ -18,7 +18,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from .deadlines import Deadline
     from .incident_base import IncidentParts
-    from .incident_paging import PAGE_PRIORITY
+    from .incident_paging import CHECK_PRIORITY
     from .maintenance import MaintenanceNotice, MaintenanceQuestion
     from .models import SnoozeSignal
     from .policy import format_duration, parse_duration
@@ -62,7 +62,7 @@ class Snooze(IncidentParts):
                 result_type=MaintenanceNotice,
                 start_to_close_timeout=timedelta(seconds=10),
                 retry_policy=RetryPolicy(maximum_attempts=3),
-                priority=PAGE_PRIORITY,  # the first page waits for the answer
+                priority=CHECK_PRIORITY,  # the first page waits for the answer
                 summary=f"is {s.service} in maintenance?",
             )
         except ActivityError as err:

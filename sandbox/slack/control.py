@@ -71,7 +71,8 @@ async def control_reset(request: Request) -> Response:
 
 
 async def control_calls(request: Request) -> Response:
-    """The last 10,000 Web API calls, oldest first: [{method, status, error, at}]; ?method= filters."""
+    """The last 10,000 Web API calls, oldest first: [{method, status, error, at, scopes}], with the
+    `channel` id a rate-limited call (chat.postMessage, ...) named; ?method= filters."""
     sb: SlackSandbox = request.app.state.sandbox
     if request.method == "DELETE":
         sb.calls.clear()

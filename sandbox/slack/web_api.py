@@ -779,6 +779,7 @@ async def api_endpoint(request: Request) -> Response:
 
     fault: dict[str, Any] | None = None
     grant: Grant | None = None
+    cid: str | None = None  # the channel a rate-limited call names, as its id (kept in the call log)
     status, headers = 200, {}
     try:
         args = await _read_args(request)
@@ -819,6 +820,8 @@ async def api_endpoint(request: Request) -> Response:
         headers["x-oauth-scopes"] = ",".join(grant.scopes)
         headers["x-accepted-oauth-scopes"] = ",".join(ACCEPTED_SCOPES.get(name, ()))
     extra_log = {"needed": body["needed"]} if body.get("error") == "missing_scope" else {}
+    if cid is not None:
+        extra_log["channel"] = cid
     sb.log_call(
         name,
         status,
