@@ -171,12 +171,12 @@ def invoke(args: list[str], **env: str):
     return runner.invoke(app, args, env={"INCIDENT_USER": "tester", "COLUMNS": "250", **env})
 
 
-async def test_audit_of_an_incident_driven_from_the_cli_and_the_temporal_cli(local_env, paging_policy):
+async def test_audit_of_an_incident_driven_from_the_cli_and_the_temporal_cli(local_env, policy):
     address = local_env.client.service_client.config.target_host
     env = {"TEMPORAL_ADDRESS": address, "TEMPORAL_TASK_QUEUE": f"audit-tq-{uuid.uuid4().hex[:8]}"}
     key = f"audit-{uuid.uuid4().hex[:8]}"
     workflow_id = f"incident-{key}"
-    slack = RecordedSlack(paging_policy)
+    slack = RecordedSlack(policy)
 
     async def cli(*args: str):
         result = await asyncio.to_thread(invoke, list(args), **env)
