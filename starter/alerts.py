@@ -49,7 +49,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 import activities.settings as ports
 from activities.settings import Settings, get_settings
-from starter.connect import TemporalUnreachable, connect
+from starter.connect import ALERT_CLIENT, TemporalUnreachable, connect
 from starter.declare import start_options
 from starter.edge import (
     RETRY_AFTER_SECONDS,
@@ -570,7 +570,7 @@ class TemporalDelivery:
         if self._client is None:
             async with self._connecting:
                 if self._client is None:
-                    self._client = await connect(self._settings)
+                    self._client = await connect(self._settings, role=ALERT_CLIENT)
         return self._client
 
     async def __call__(self, key: str, deliveries: list[Delivery]) -> Outcome:

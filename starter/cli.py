@@ -28,11 +28,13 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 import activities.settings as ports
+from activities.audit import AuditEntry, derive_audit, fetch_histories, to_json_lines
 from activities.paging.schedule import (
     OnCall,
     OnCallError,
@@ -46,7 +48,7 @@ from activities.paging.schedule import (
     wall_to_utc,
 )
 from activities.settings import Settings
-from starter.connect import TemporalUnreachable, connect
+from starter.connect import CLI_CLIENT, TemporalUnreachable, connect
 from starter.declare import (
     CommandPending,
     CommandRefused,
@@ -213,7 +215,7 @@ def _settings() -> Settings:
 
 
 async def _client(settings: Settings) -> Client:
-    return await connect(settings)
+    return await connect(settings, role=CLI_CLIENT)
 
 
 def _parse_severity(value: str) -> Severity:
@@ -792,6 +794,66 @@ def status(
             )
 
     _run(go)
+
+
+# ------------------------------------------------------------------ audit
+
+
+def _audit_table(entries: list[AuditEntry]) -> Table:
+    """Every cell is a Text: what people, alerts and devices wrote is shown, never read as markup."""
+    table = Table(title="Audit trail", title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("Time (UTC)", no_wrap=True)
+    table.add_column("Source", no_wrap=True)
+    table.add_column("Actor")
+    table.add_column("Kind", no_wrap=True)
+    table.add_column("What")
+    table.add_column("Detail", overflow="fold")
+    for entry in entries:
+        failed = entry.what.startswith(("FAILED", "TIMED OUT")) or "refused:" in entry.detail
+        table.add_row(
+            *(
+                Text(value)
+                for value in (
+                    _fmt_time(entry.time).removesuffix(" UTC"),
+                    entry.source,
+                    entry.actor,
+                    entry.kind,
+                    entry.what,
+                    entry.detail,
+                )
+            ),
+            style="red" if failed else ("yellow" if entry.kind == "deadline" else None),
+        )
+    return table
+
+
+@app.command()
+@_command
+def audit(
+    ident: IdArgument,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="JSON Lines: one object a line (time, actor, source, kind, what, detail)."
+        ),
+    ] = False,
+) -> None:
+    """Everything that happened to an incident, read from its Temporal history: every command (who,
+    when, from where: cli, slack, alert, temporal-ui, temporal-cli), page, acknowledgement, Slack
+    message and ticket change. No worker needed."""
+    settings = _settings()
+
+    async def go() -> list[AuditEntry]:
+        client = await _client(settings)
+        handle, _ = await describe_incident(client, ident)
+        return derive_audit(await fetch_histories(client, handle.id))
+
+    entries = _run(go)
+    if as_json:
+        sys.stdout.write(to_json_lines(entries))
+        sys.stdout.flush()
+        return
+    out.print(_audit_table(entries))
 
 
 # ------------------------------------------------------------------ list

@@ -81,7 +81,7 @@ from activities.chat.slack import CLAIM_ACTION, METADATA_EVENT, RESOLVE_ACTION, 
 from activities.chat.slack.pager import ACKNOWLEDGE_ACTION
 from activities.rendering import mrkdwn_escape
 from activities.settings import Settings
-from starter.connect import TemporalUnreachable, connect
+from starter.connect import SLACK_CLIENT, TemporalUnreachable, connect
 from starter.declare import (
     CommandPending,
     CommandRefused,
@@ -419,7 +419,7 @@ class IncidentActions:
 
     def __init__(self, settings: Settings, client_factory: ClientFactory | None = None) -> None:
         self._settings = settings
-        self._factory = client_factory or (lambda: connect(settings))
+        self._factory = client_factory or (lambda: connect(settings, role=SLACK_CLIENT))
         self._client: Client | None = None
         self._lock = asyncio.Lock()
 
@@ -1388,7 +1388,7 @@ def create_app(settings: Settings | None = None, client_factory: ClientFactory |
     Each request to /slack/events is bounded (413), its signature checked (401) and its
     body read and checked (400, or 200 for what nothing handles) before bolt sees it;
     nothing it carries makes a 5xx. `client_factory` makes the Temporal client
-    (default: `starter.connect.connect(settings)`).
+    (default: `starter.connect.connect(settings, role=SLACK_CLIENT)`).
     """
     from slack_bolt.adapter.starlette.async_handler import to_starlette_response
 
