@@ -159,6 +159,7 @@ def test_json_lines_are_one_object_a_line_with_utc_times():
         ("6368@vm", "client"),
         ("something-else", "other"),
     ],
+    ids=lambda value: value.split(":")[0] or "empty",  # the pid differs between xdist's workers
 )
 def test_where_a_command_came_from_is_read_from_the_clients_identity(identity, source):
     assert source_of(identity) == source
