@@ -26,6 +26,7 @@ from .email.message import SenderError
 from .paging.backend import PagingBackend
 from .paging.opsgenie import OpsgeniePaging
 from .paging.pagerduty import PagerDutyPaging
+from .paging.schedule import OnCallError, load_oncall_file
 from .people import People, SlackEmails
 from .settings import Settings
 from .tickets import JiraTickets, ServiceNowTickets, TicketBackend
@@ -44,10 +45,18 @@ def slack(settings: Settings) -> ChatBackend:
 
 
 def people(settings: Settings) -> People:
-    """Who is who across systems: Slack ids to emails through users.info when the chat is Slack."""
+    """Who is who across systems: Slack ids to emails from the on-call file's people, else
+    through users.info when the chat is Slack (activities/people.py)."""
+    try:
+        oncall = load_oncall_file(settings.incident_oncall)
+        known = {user: p.email for user, p in oncall.people.items() if p.email}
+    except (OnCallError, OSError, ValueError):
+        known = {}  # paging says what is wrong with the file; people are then asked of Slack
     if _name(settings.chat_backend) == "slack":
-        return People(SlackEmails.from_settings(settings.slack_api_url, settings.slack_bot_token))
-    return People()
+        return People(
+            SlackEmails.from_settings(settings.slack_api_url, settings.slack_bot_token), known=known
+        )
+    return People(known=known)
 
 
 def servicenow(settings: Settings) -> TicketBackend:

@@ -4,7 +4,8 @@ The incident knows people by who gave a command: a Slack user id (`U0ALICE`)
 from Slack, or whatever `--user` the CLI was given. A ticket system knows them
 by its own reference: ServiceNow by a `sys_user` sys_id, Jira by an
 `accountId`. The bridge is the email address: Slack's `users.info` (scope
-`users:read.email`) gives it, ServiceNow's `sys_user` table and Jira's user
+`users:read.email`) gives it (first, without asking Slack: the on-call file's
+`people:`, which list Slack ids with their emails), ServiceNow's `sys_user` table and Jira's user
 search find the account by it. A person given as an email is taken as it is;
 anyone else (`alice` from the CLI) has no email, and each backend may still
 try what it can (ServiceNow: `alice` as a `user_name`).
@@ -23,7 +24,7 @@ system down) is not cached: it is raised and the activity retries.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -90,9 +91,14 @@ class People:
     """Finds (and caches) a person's account in a ticket system, through their email."""
 
     def __init__(
-        self, emails: EmailLookup | None = None, *, clock: Callable[[], float] = time.monotonic
+        self,
+        emails: EmailLookup | None = None,
+        *,
+        known: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._emails = emails
+        self._known = dict(known or {})  # Slack user id -> email, from config/oncall.yaml
         self._clock = clock
         self._cache: dict[tuple[str, str], tuple[float, Account]] = {}
 
@@ -107,7 +113,7 @@ class People:
         cached = self._cache.get(key)
         if cached is not None and cached[0] > self._clock():
             return cached[1]
-        email: str | None = person if "@" in person else None
+        email: str | None = person if "@" in person else self._known.get(person)
         refused = ""
         if email is None and self._emails is not None:
             try:
