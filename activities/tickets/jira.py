@@ -220,7 +220,8 @@ class JiraTickets:
             await self._edit(issue, {"priority": {"name": PRIORITIES[change.severity]}})
         elif kind in (TicketChangeKind.resolve, TicketChangeKind.close):
             await self._move_to(issue, DONE)
-        note = render(f"jira/{kind.value}.txt.j2", change=change)
+        extra = {"priority": PRIORITIES[change.severity]} if change.severity is not None else {}
+        note = render(f"jira/{kind.value}.txt.j2", change=change, **extra)
         if kind == TicketChangeKind.resolve:
             note += "\n\n" + render("jira/close_notes.txt.j2", change=change)
         if problem:
