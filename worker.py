@@ -74,7 +74,9 @@ def build_worker(
     if backends is None:
         backends = Backends.from_settings(settings)
     chat = ChatActivities(backends.chat)
-    tickets = TicketActivities(backends.tickets, off_reason=backends.tickets_off_because)
+    tickets = TicketActivities(
+        backends.tickets, off_reason=backends.tickets_off_because, others=backends.all_tickets
+    )
     devices = backends.devices
     policies = PolicyActivities(policy, tickets_off_because=backends.tickets_off_because)
     paging = paging_activities(client, settings, backends)
@@ -100,6 +102,7 @@ def build_worker(
             *chat.activities,
             tickets.open_ticket,
             tickets.update_ticket,
+            tickets.file_action_item,
             temporal.incident_is_running,
             temporal.maintenance_window,
             devices.capture_baseline,

@@ -26,8 +26,10 @@ from .email.message import SenderError
 from .paging.backend import PagingBackend
 from .paging.opsgenie import OpsgeniePaging
 from .paging.pagerduty import PagerDutyPaging
+from .paging.schedule import OnCallError, load_oncall_file
+from .people import People, SlackEmails
 from .settings import Settings
-from .tickets import ServiceNowTickets, TicketBackend
+from .tickets import JiraTickets, ServiceNowTickets, TicketBackend
 
 TICKETS_OFF = "off"
 
@@ -42,6 +44,21 @@ def slack(settings: Settings) -> ChatBackend:
     return chat
 
 
+def people(settings: Settings) -> People:
+    """Who is who across systems: Slack ids to emails from the on-call file's people, else
+    through users.info when the chat is Slack (activities/people.py)."""
+    try:
+        oncall = load_oncall_file(settings.incident_oncall)
+        known = {user: p.email for user, p in oncall.people.items() if p.email}
+    except (OnCallError, OSError, ValueError):
+        known = {}  # paging says what is wrong with the file; people are then asked of Slack
+    if _name(settings.chat_backend) == "slack":
+        return People(
+            SlackEmails.from_settings(settings.slack_api_url, settings.slack_bot_token), known=known
+        )
+    return People(known=known)
+
+
 def servicenow(settings: Settings) -> TicketBackend:
     if not settings.servicenow_url:
         raise BackendError("TICKET_BACKEND is servicenow but SERVICENOW_URL is not set")
@@ -52,7 +69,27 @@ def servicenow(settings: Settings) -> TicketBackend:
         settings.servicenow_token,
         assignment_group=settings.servicenow_assignment_group,
         timeout=settings.servicenow_timeout,
+        people=people(settings),
     )
+
+
+def jira(settings: Settings) -> TicketBackend:
+    if not settings.jira_url:
+        raise BackendError("TICKET_BACKEND names jira but JIRA_URL is not set")
+    try:
+        return JiraTickets(
+            settings.jira_url,
+            settings.jira_email or "",
+            settings.jira_api_token or "",
+            settings.jira_project.strip(),
+            issue_type=settings.jira_issue_type,
+            action_item_type=settings.jira_action_item_type,
+            link_type=settings.jira_link_type,
+            timeout=settings.jira_timeout,
+            people=people(settings),
+        )
+    except ValueError as exc:
+        raise BackendError(str(exc)) from None
 
 
 def pyats(settings: Settings) -> DeviceBackend:
@@ -88,7 +125,7 @@ def smtp_email(settings: Settings) -> EmailBackend:
 
 
 CHAT_BACKENDS: dict[str, Callable[[Settings], ChatBackend]] = {"slack": slack}
-TICKET_BACKENDS: dict[str, Callable[[Settings], TicketBackend]] = {"servicenow": servicenow}
+TICKET_BACKENDS: dict[str, Callable[[Settings], TicketBackend]] = {"servicenow": servicenow, "jira": jira}
 DEVICE_BACKENDS: dict[str, Callable[[Settings], DeviceBackend]] = {"pyats": pyats}
 # One entry per PagingService. "slack" (direct messages and Do Not Disturb) is not built here: it
 # speaks through the chat backend's client, so worker.py builds it over that when the chat backend
@@ -119,35 +156,38 @@ class Backends:
     """The implementations the settings chose, built once when the worker starts."""
 
     chat: ChatBackend
-    tickets: TicketBackend | None  # None: tickets are off
+    tickets: TicketBackend | None  # None: tickets are off; else the default system's
     tickets_off_because: str | None
     devices: DeviceBackend
     names: str  # "chat slack, tickets off, devices pyats, paging slack+pagerduty", for the worker's log
     paging: dict[PagingService, PagingBackend] = field(default_factory=dict)
     email: EmailBackend | None = None  # None: email is off
     email_off_because: str | None = EMAIL_OFF
+    # Every ticket system the worker has, the default included, by name (a policy's tickets.system).
+    all_tickets: dict[str, TicketBackend] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Backends:
         chat_name, device_name = _name(settings.chat_backend), _name(settings.device_backend)
-        ticket_name, off_because = _name(settings.ticket_backend), "tickets are off: TICKET_BACKEND is off"
-        if not ticket_name:  # unset: ServiceNow when it has a URL, as before TICKET_BACKEND existed
-            ticket_name = "servicenow" if settings.servicenow_url else TICKETS_OFF
-            off_because = "tickets are off: SERVICENOW_URL is not set"
+        ticket_names, off_because = ticket_backend_names(settings)
+        ticket_name = "+".join(ticket_names) or TICKETS_OFF
         # Every name is checked before anything is built: a typo costs no connection.
         chat = chosen(CHAT_BACKENDS, "CHAT_BACKEND", chat_name)
         devices = chosen(DEVICE_BACKENDS, "DEVICE_BACKEND", device_name)
-        tickets = None
-        if ticket_name != TICKETS_OFF:
-            tickets = chosen(TICKET_BACKENDS, "TICKET_BACKEND", ticket_name, also=(TICKETS_OFF,))
+        ticket_builders = {
+            name: chosen(TICKET_BACKENDS, "TICKET_BACKEND", name, also=(TICKETS_OFF,))
+            for name in ticket_names
+        }
         paging_names = paging_backend_names(settings)
         paging = {
             PagingService(name): PAGING_BACKENDS[name] for name in paging_names if name in PAGING_BACKENDS
         }
+        all_tickets = {name: build(settings) for name, build in ticket_builders.items()}
         return cls(
             chat=chat(settings),
-            tickets=tickets(settings) if tickets else None,
-            tickets_off_because=None if tickets else off_because,
+            tickets=all_tickets[ticket_names[0]] if ticket_names else None,
+            tickets_off_because=None if ticket_names else off_because,
+            all_tickets=all_tickets,
             devices=devices(settings),
             names=f"chat {chat_name}, tickets {ticket_name}, devices {device_name}, "
             f"paging {'+'.join(paging_names) or 'off'}",
@@ -155,6 +195,20 @@ class Backends:
             email=smtp_email(settings) if settings.smtp_host.strip() else None,
             email_off_because=None if settings.smtp_host.strip() else EMAIL_OFF,
         )
+
+
+def ticket_backend_names(settings: Settings) -> tuple[list[str], str]:
+    """TICKET_BACKEND as names, the default first, and why tickets are off when there are none."""
+    given = [_name(part) for part in settings.ticket_backend.split(",") if part.strip()]
+    if given == [TICKETS_OFF]:
+        return [], "tickets are off: TICKET_BACKEND is off"
+    if not given:  # unset: each system that has a URL, ServiceNow first (as before TICKET_BACKEND)
+        given = [
+            name
+            for name, url in (("servicenow", settings.servicenow_url), ("jira", settings.jira_url))
+            if url
+        ]
+    return list(dict.fromkeys(given)), "tickets are off: SERVICENOW_URL is not set"
 
 
 def paging_backend_names(settings: Settings) -> list[str]:

@@ -223,7 +223,18 @@ def environment() -> Environment:
     )
     env.tests["http_url"] = _is_http
     env.globals["limits"] = limits
+    env.globals["ticket_system"] = ticket_system
     return env
+
+
+TICKET_SYSTEMS = {"servicenow": "ServiceNow", "jira": "Jira"}
+
+
+def ticket_system(incident: Any) -> str:
+    """How people name the incident's ticket system: "Jira", "ServiceNow" (also before it opened)."""
+    ref = incident.get("ticket_ref") if isinstance(incident, dict) else getattr(incident, "ticket_ref", None)
+    system = (ref.get("system") if isinstance(ref, dict) else getattr(ref, "system", None)) if ref else None
+    return TICKET_SYSTEMS.get(str(system or ""), "ServiceNow")
 
 
 def render(template: str, **context: Any) -> str:
@@ -235,7 +246,7 @@ def render(template: str, **context: Any) -> str:
     name = template if "/" in template else f"slack/{template}.md.j2"
     if name.startswith("slack/"):
         context = {key: escaped(value) for key, value in context.items()}
-    elif name.startswith("servicenow/"):
+    elif name.startswith(("servicenow/", "jira/")):  # jira: our [ref: ...] tags likewise
         context = {key: escaped(value, servicenow_neutralise) for key, value in context.items()}
     elif name.startswith("email/"):
         escape = email_header_text if ".subject." in name else email_text

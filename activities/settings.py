@@ -27,6 +27,7 @@ PAGERDUTY_SANDBOX_PORT = 8903
 OPSGENIE_SANDBOX_PORT = 8904
 SMTP_SANDBOX_HTTP_PORT = 8905  # the SMTP sandbox's page and control API
 SMTP_SANDBOX_PORT = 8925  # the SMTP sandbox's SMTP listener
+JIRA_SANDBOX_PORT = 8906
 ALERT_RECEIVER_PORT = 8000
 SLACK_APP_PORT = 3000
 
@@ -64,7 +65,9 @@ class Settings(BaseSettings):
     alert_receiver_token: str | None = None
 
     # Which implementation the worker uses for each outside system (activities/backends.py).
-    # TICKET_BACKEND unset: servicenow when SERVICENOW_URL is set, else off.
+    # TICKET_BACKEND: one name, or several comma separated (the first is the default, the others
+    # there for policies whose tickets.system names them), or "off". Unset: servicenow when
+    # SERVICENOW_URL is set and jira when JIRA_URL is set, in that order; neither: off.
     chat_backend: str = "slack"
     ticket_backend: str = ""
     device_backend: str = "pyats"
@@ -78,6 +81,19 @@ class Settings(BaseSettings):
     servicenow_assignment_group: str = ""
     servicenow_timeout: float = 10.0
     servicenow_sandbox_port: int = SERVICENOW_SANDBOX_PORT
+
+    # Jira Cloud (activities/tickets/jira.py), REST API v3. JIRA_URL: the site,
+    # https://<site>.atlassian.net; JIRA_EMAIL and JIRA_API_TOKEN: an Atlassian account and one of
+    # its API tokens (basic auth); JIRA_PROJECT: the project key incidents are filed in.
+    jira_url: str | None = None
+    jira_email: str | None = None
+    jira_api_token: str | None = None
+    jira_project: str = ""
+    jira_issue_type: str = "Task"  # the incident's issue
+    jira_action_item_type: str = "Task"  # an action item's issue
+    jira_link_type: str = "Relates"  # how an action item is linked to its incident's issue
+    jira_timeout: float = 10.0
+    jira_sandbox_port: int = JIRA_SANDBOX_PORT
 
     # Paging services (activities/paging/). PAGING_BACKENDS names those the worker can page
     # through, comma separated; unset: slack, plus pagerduty when PAGERDUTY_EVENTS_URL is set and

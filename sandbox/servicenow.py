@@ -35,9 +35,19 @@ What it does, as the real instance does:
 - Basic auth, or ``Authorization: Bearer <token>`` (an OAuth access token),
   with ServiceNow's 401 body; 404 and 400 in ServiceNow's error shape.
 
-Not modelled: reference fields are plain strings (``assigned_to``,
-``assignment_group`` keep what was written, no ``link``), ACLs, business
-rules beyond the ones above, the Import Set and Attachment APIs.
+- ``sys_user`` holds sandbox/people.py's people (stable sys_ids, their
+  ``user_name``, ``name`` and ``email``) and admin. ``assigned_to`` is a
+  reference to it, checked: a sys_user's sys_id is stored, a user's display
+  value (``name``) is resolved to their sys_id, anything else (a Slack id such
+  as ``U0ALICE``) is not stored: the field stays as it was and the call is
+  counted in ``/_sandbox/state``'s ``unresolved_references``. (A choice made for
+  the tests: a real instance may keep an unresolvable value, shown with an
+  empty display value; either way no user is assigned.) With
+  ``sysparm_display_value`` it shows the user's name.
+
+Not modelled: other reference fields are plain strings (``assignment_group``
+keeps what was written, no ``link``), ACLs, business rules beyond the ones
+above, the Import Set and Attachment APIs.
 
 The ``/_sandbox/...`` endpoints (plain JSON, not ServiceNow-shaped) inject
 faults, take the instance down, dump and reset the state; ``GET /`` lists
@@ -73,6 +83,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from .people import PEOPLE
+
 log = logging.getLogger("sandbox.servicenow")
 
 DEFAULT_PORT = 8902
@@ -91,6 +103,8 @@ KNOWN_TABLES = TASK_TABLES | {"sys_user", "sys_user_group", JOURNAL_TABLE}
 FIRST_NUMBER = 10001
 JOURNAL_FIELDS = {"work_notes": "Work notes", "comments": "Additional comments"}
 USER_REFERENCES = frozenset({"opened_by", "resolved_by", "closed_by"})  # display value: the user's name
+CHECKED_USER_REFERENCES = frozenset({"assigned_to"})  # references to sys_user a client writes: checked
+ADMIN_SYS_ID = "6816f79cc0a8016401c5a33be04be441"  # admin's sys_id on every instance
 SYSTEM_FIELDS = frozenset(
     {
         "sys_id",
@@ -220,6 +234,21 @@ _FAULT_BODIES = {
     503: ("Service Unavailable", "The instance is unavailable"),
     504: ("Gateway Timeout", None),
 }
+
+
+def _user(sys_id: str, user_name: str, name: str, email: str) -> dict[str, str]:
+    return {
+        "sys_id": sys_id,
+        "user_name": user_name,
+        "name": name,
+        "email": email,
+        "active": "true",
+        "sys_created_on": "2026-01-01 00:00:00",
+        "sys_created_by": "admin",
+        "sys_updated_on": "2026-01-01 00:00:00",
+        "sys_updated_by": "admin",
+        "sys_mod_count": "0",
+    }
 
 
 class TableError(Exception):
@@ -393,6 +422,10 @@ class ServiceNowSandbox:
         self.tables: dict[str, dict[str, dict[str, str]]] = {}  # table -> sys_id -> record
         self.journal: list[dict[str, str]] = []  # sys_journal_field rows, oldest first
         self.counters: dict[str, int] = {}  # table -> next number
+        self.unresolved_references: list[dict[str, str]] = []  # values a reference field refused
+        self.tables["sys_user"] = {
+            p.sys_id: _user(p.sys_id, p.user_name, p.name, p.email) for p in PEOPLE
+        } | {ADMIN_SYS_ID: _user(ADMIN_SYS_ID, "admin", "System Administrator", "admin@example.com")}
 
     def reset(self) -> None:
         self._clear()
@@ -479,6 +512,12 @@ class ServiceNowSandbox:
                 continue  # like the instance: a field the table does not have is ignored
             if field in MAX_LENGTH:
                 value = value[: MAX_LENGTH[field]]
+            if table == "incident" and field in CHECKED_USER_REFERENCES and value:
+                resolved = self._user_reference(value)
+                if resolved is None:
+                    self.unresolved_references.append({"table": table, "field": field, "value": value})
+                    continue
+                value = resolved
             record[field] = value
         if table == "incident":
             self._incident_rules(record, user, now)
@@ -494,6 +533,13 @@ class ServiceNowSandbox:
                     "sys_created_by": user,
                 }
             )
+
+    def _user_reference(self, value: str) -> str | None:
+        """A sys_user's sys_id for `value`: its sys_id, or its display value (name); None if neither."""
+        users = self.tables.get("sys_user", {})
+        if value in users:
+            return value
+        return next((sys_id for sys_id, u in users.items() if u.get("name") == value), None)
 
     @staticmethod
     def _incident_rules(record: dict[str, str], user: str, now: str) -> None:
@@ -539,6 +585,8 @@ class ServiceNowSandbox:
                 shown = CHOICES[name].get(value, value)
             elif name in USER_REFERENCES:
                 shown = USER_NAMES.get(value, value)
+            elif name in CHECKED_USER_REFERENCES and table == "incident":
+                shown = self.tables.get("sys_user", {}).get(value, {}).get("name", "")
             if display == "all":
                 out[name] = {"display_value": shown, "value": value}
             elif display == "true":
@@ -561,7 +609,8 @@ class ServiceNowSandbox:
         assert self.state_file is not None
         try:
             data = json.loads(self.state_file.read_text(encoding="utf-8"))
-            self.tables = {t: dict(rows) for t, rows in data["tables"].items()}
+            seeded = self.tables["sys_user"]  # state files from before sys_user was seeded lack it
+            self.tables = {"sys_user": seeded} | {t: dict(rows) for t, rows in data["tables"].items()}
             self.journal = list(data.get("journal", []))
             self.counters = {t: int(n) for t, n in data.get("counters", {}).items()}
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -836,7 +885,12 @@ async def control_down(request: Request) -> Response:
 async def control_state(request: Request) -> Response:
     sb: ServiceNowSandbox = request.app.state.sandbox
     state = sb.snapshot()
-    state.update(down=sb.down, faults=sb.faults, calls=dict(sb.call_counts))
+    state.update(
+        down=sb.down,
+        faults=sb.faults,
+        calls=dict(sb.call_counts),
+        unresolved_references=sb.unresolved_references,
+    )
     return JSONResponse(state)
 
 
@@ -906,7 +960,7 @@ def _incident_row(sb: ServiceNowSandbox, record: dict[str, str]) -> str:
         f'<td class="state">{e(view.get("state", ""))}</td><td>{e(view.get("priority", ""))}</td>'
         f"<td>{e(record.get('short_description', ''))}"
         f'<div class="muted">{e(record.get("assignment_group", ""))}</div></td>'
-        f"<td>{e(record.get('assigned_to', ''))}</td>"
+        f"<td>{e(view.get('assigned_to', ''))}</td>"
         f"<td><pre>{e(record.get('close_code', ''))}\n{e(record.get('close_notes', ''))}</pre></td>"
         f"<td><pre>{e(view.get('work_notes', ''))}</pre></td></tr>"
     )

@@ -7,7 +7,8 @@ Starts, in order, and waits for each to answer before the next:
    server that answers;
 2. the Slack sandbox (`python -m sandbox.slack`), unless SLACK_API_URL is set,
    delivering events and interactions to the Slack handler (5.);
-3. the ServiceNow sandbox (`python -m sandbox.servicenow`), unless SERVICENOW_URL
+3. the ServiceNow sandbox (`python -m sandbox.servicenow`), unless SERVICENOW_URL, the Jira
+   sandbox (`python -m sandbox.jira`, :8906), unless JIRA_URL,
    is set, and the PagerDuty and Opsgenie sandboxes (`python -m sandbox.pagerduty`,
    `python -m sandbox.opsgenie`, state in `<data dir>/pagerduty/` and `opsgenie/`), unless
    PAGERDUTY_EVENTS_URL / OPSGENIE_API_URL are set; their webhooks go to the alert
@@ -97,6 +98,7 @@ class DevConfig:
     ui_port: int = ports.TEMPORAL_UI_PORT
     slack_port: int = ports.SLACK_SANDBOX_PORT
     servicenow_port: int = ports.SERVICENOW_SANDBOX_PORT
+    jira_port: int = ports.JIRA_SANDBOX_PORT
     pagerduty_port: int = ports.PAGERDUTY_SANDBOX_PORT
     opsgenie_port: int = ports.OPSGENIE_SANDBOX_PORT
     smtp_port: int = ports.SMTP_SANDBOX_PORT
@@ -108,6 +110,7 @@ class DevConfig:
     temporal_address: str | None = None
     slack_api_url: str | None = None
     servicenow_url: str | None = None
+    jira_url: str | None = None
     pagerduty_events_url: str | None = None
     opsgenie_api_url: str | None = None
     smtp_host: str | None = None
@@ -133,6 +136,7 @@ class DevConfig:
             temporal_address=(settings.temporal_address if "temporal_address" in given else None) or None,
             slack_api_url=os.environ.get("SLACK_API_URL") or None,
             servicenow_url=os.environ.get("SERVICENOW_URL") or None,
+            jira_url=os.environ.get("JIRA_URL") or None,
             pagerduty_events_url=os.environ.get("PAGERDUTY_EVENTS_URL") or None,
             opsgenie_api_url=os.environ.get("OPSGENIE_API_URL") or None,
             smtp_host=os.environ.get("SMTP_HOST") or None,
@@ -357,6 +361,7 @@ class DevStack:
         self.temporal_address = ""
         self.slack_api_url = ""
         self.servicenow_env: dict[str, str] = {}
+        self.jira_env: dict[str, str] = {}
         self.paging_env: dict[str, str] = {}
         self.smtp_env: dict[str, str] = {}
         self.testbed = ""  # what the worker's PYATS_TESTBED is
@@ -775,6 +780,35 @@ class DevStack:
             ("ServiceNow sandbox", f"http://localhost:{cfg.servicenow_port}/", f"pid {child.pid}")
         )
 
+    # ........................................................ Jira sandbox
+
+    async def start_jira(self) -> None:
+        """The Jira sandbox; the worker has it beside ServiceNow (a policy's `tickets.system: jira`)."""
+        cfg = self.config
+        if cfg.jira_url:
+            self.rows.append(("Jira", cfg.jira_url, "from JIRA_URL; no sandbox started"))
+            return
+        if port_in_use(cfg.host, cfg.jira_port):
+            raise DevStackError(f"port {cfg.jira_port} on {cfg.host} is already in use (the Jira sandbox's)")
+        from sandbox.jira import DEFAULT_EMAIL, DEFAULT_PROJECT, DEFAULT_TOKEN
+
+        state = cfg.data_dir / "jira-sandbox.json"
+        command = [sys.executable, "-m", "sandbox.jira", "--host", cfg.host, "--port", str(cfg.jira_port)]
+        command += ["--state", str(state), "--project", DEFAULT_PROJECT]
+        env = self._child_env()
+        env["JIRA_SANDBOX_USER"] = f"{DEFAULT_EMAIL}:{DEFAULT_TOKEN}"  # not a flag: `ps` shows command lines
+        child = self._spawn("jira-sandbox", command, env=env, echo=cfg.echo_logs)
+        url = f"http://{cfg.host}:{cfg.jira_port}"
+        await self._wait_http(url + "/", child, SANDBOX_READY_TIMEOUT)
+        child.ready = self._http_ready(url + "/", SANDBOX_READY_TIMEOUT)
+        self.jira_env = {
+            "JIRA_URL": url,
+            "JIRA_EMAIL": DEFAULT_EMAIL,
+            "JIRA_API_TOKEN": DEFAULT_TOKEN,
+            "JIRA_PROJECT": DEFAULT_PROJECT,
+        }
+        self.rows.append(("Jira sandbox", f"http://localhost:{cfg.jira_port}/", f"pid {child.pid}"))
+
     # ........................................................ paging sandboxes
 
     async def start_paging(self) -> None:
@@ -925,6 +959,7 @@ class DevStack:
         if self.slack_api_url:
             env["SLACK_API_URL"] = self.slack_api_url
         env.update(self.servicenow_env)
+        env.update(self.jira_env)
         env.update(self.paging_env)
         env.update(self.smtp_env)
         if self.testbed:
@@ -1096,6 +1131,7 @@ class DevStack:
                 ("temporal.db", self.started("temporal")),
                 ("slack-sandbox.json", self.started("slack-sandbox")),
                 ("servicenow-sandbox.json", self.started("servicenow-sandbox")),
+                ("jira-sandbox.json", self.started("jira-sandbox")),
                 ("pagerduty/", self.started("pagerduty-sandbox")),
                 ("opsgenie/", self.started("opsgenie-sandbox")),
                 ("smtp/", self.started("smtp-sandbox")),
@@ -1132,6 +1168,7 @@ class DevStack:
             client = await self.start_temporal()
             await self.start_slack()
             await self.start_servicenow()
+            await self.start_jira()
             await self.start_paging()
             await self.start_smtp()
             self.prepare_testbed()

@@ -80,6 +80,20 @@ async def test_by_default_the_worker_speaks_slack_servicenow_when_it_has_a_url_a
     assert without_url.tickets_off_because == "tickets are off: SERVICENOW_URL is not set"
 
 
+async def test_with_a_jira_url_too_the_worker_has_both_ticket_systems_servicenow_the_default(
+    monkeypatch,
+) -> None:
+    jira = {"jira_url": "http://127.0.0.1:1", "jira_email": "a@example.com", "jira_api_token": "t"}
+    both = Backends.from_settings(settings(**SERVICENOW, **jira, jira_project="OPS"))
+    assert isinstance(both.tickets, ServiceNowTickets) and set(both.all_tickets) == {"servicenow", "jira"}
+    assert both.names == "chat slack, tickets servicenow+jira, devices pyats, paging slack"
+    for backend in both.all_tickets.values():
+        await backend.aclose()
+    monkeypatch.setenv("TICKET_BACKEND", "jira")
+    with pytest.raises(BackendError, match="JIRA_PROJECT"):
+        Backends.from_settings(settings(**jira))
+
+
 def test_ticket_backend_turns_tickets_off_even_with_a_servicenow_url(monkeypatch) -> None:
     monkeypatch.setenv("TICKET_BACKEND", "off")
     off = Backends.from_settings(settings(**SERVICENOW))
@@ -91,7 +105,7 @@ def test_ticket_backend_turns_tickets_off_even_with_a_servicenow_url(monkeypatch
     ("variable", "value", "choices"),
     [
         ("CHAT_BACKEND", "teams", "slack"),
-        ("TICKET_BACKEND", "jira", "servicenow, off"),
+        ("TICKET_BACKEND", "youtrack", "servicenow, jira, off"),
         ("DEVICE_BACKEND", "netmiko", "pyats"),
     ],
 )

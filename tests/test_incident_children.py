@@ -17,6 +17,7 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 
 from sandbox.devices import write_testbed
+from sandbox.people import person
 from sandbox.servicenow import create_app
 from sandbox.slack import serve_in_background
 from workflows.incident import IncidentWorkflow
@@ -124,7 +125,11 @@ async def test_a_full_incident_keeps_exactly_one_ticket_that_follows_it(
         assert len(found) == 1, found
         record = found[0]
         assert record["number"] == number and record["state"] == "7"  # Closed
-        assert record["assigned_to"] == user and record["urgency"] == "1" and record["impact"] == "1"
+        assert (
+            record["assigned_to"] == person(user).sys_id
+            and record["urgency"] == "1"
+            and record["impact"] == "1"
+        )
         assert "failed SFP on R1 Gi1" in record["close_notes"]
         notes = "\n".join(work_notes(record))
         assert notes.index("R2 sees Gi1 flapping") < notes.index("Reseating R1 Gi1 optic")
@@ -189,7 +194,7 @@ async def test_servicenow_down_never_holds_up_slack_and_the_ticket_catches_up_in
     assert len(await tickets_for(snow, key)) == 1
     notes = "\n".join(work_notes(record))
     assert notes.index("during the outage 1") < notes.index("during the outage 2")
-    assert record["assigned_to"] == user and "bad optic" in record["close_notes"]
+    assert record["assigned_to"] == person(user).sys_id and "bad optic" in record["close_notes"]
 
 
 async def test_without_servicenow_the_incident_says_tickets_are_off(local_env, sandbox, policy):

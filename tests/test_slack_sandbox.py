@@ -763,7 +763,7 @@ async def test_slash_command_answers_and_response_urls(acting) -> None:
     history = await slack.conversations_history(channel=INCIDENTS)
     assert [m["text"] for m in history["messages"]] == ["*P1* core down"]  # ephemeral is not history
     page = (await http.get("/", params={"channel": "incidents"})).text
-    assert "only visible to @u0bob" in page and "psst" in page
+    assert "only visible to @bob" in page and "psst" in page
 
     # A response_url can also speak to the channel, or replace the message the button was on.
     clicked = (

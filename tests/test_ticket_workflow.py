@@ -32,6 +32,7 @@ from temporalio.workflow import ParentClosePolicy
 from activities.rendering import render
 from activities.temporal import TemporalActivities
 from activities.tickets import ServiceNowTickets, TicketActivities
+from sandbox.people import person
 from sandbox.servicenow import create_app
 from sandbox.slack import serve_in_background
 from workflows.models import IncidentState, TicketReference
@@ -329,7 +330,7 @@ async def test_a_whole_incident_leaves_one_ticket_with_every_change_in_order_res
     assert refs(record) == incident.keys
     [seen] = await read_with_pysnc(app, incident.key)
     assert seen["number"] == ref.number and seen["state"] == "Closed"
-    assert seen["priority"] == "1 - Critical" and seen["assigned_to"] == "alice"
+    assert seen["priority"] == "1 - Critical" and seen["assigned_to"] == person("U0ALICE").sys_id
     assert "Root cause: Fibre cut between Site A and the PoP." in seen["close_notes"]
     shown = seen["work_notes"]  # newest first, as ServiceNow shows it
     written = [shown.index(text) for text in ("Post-incident review done", "fibre cut", "BGP to R2 flapping")]
@@ -401,7 +402,11 @@ async def test_servicenow_down_never_blocks_the_incident_and_the_ticket_catches_
     assert handed_over < 5 and ref.created and not progress.problems
     [record] = await records(snow, incident.key)
     assert refs(record) == incident.keys
-    assert record["state"] == "6" and record["assigned_to"] == "alice" and record["priority"] == "1"
+    assert (
+        record["state"] == "6"
+        and record["assigned_to"] == person("U0ALICE").sys_id
+        and record["priority"] == "1"
+    )
     assert "bad optic on R2" in record["close_notes"]
     patches = [c["status"] for c in (await snow.get("/_sandbox/calls", params={"method": "PATCH"})).json()]
     assert patches.count(500) == 3
@@ -449,7 +454,11 @@ async def test_servicenow_down_for_a_simulated_hour_then_the_ticket_catches_up_i
     assert done.closed and done.applied == 7 and not done.problems
     [record] = await records(snow, incident.key)
     assert record["number"] == ref.number and refs(record) == incident.keys
-    assert record["state"] == "7" and record["assigned_to"] == "bob" and record["priority"] == "1"
+    assert (
+        record["state"] == "7"
+        and record["assigned_to"] == person("U0BOB").sys_id
+        and record["priority"] == "1"
+    )
     assert "bad optic on R2" in record["close_notes"]
 
 

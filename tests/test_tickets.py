@@ -23,11 +23,14 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.tickets import ServiceNowTickets, TicketActivities, correlation_id_for
+from sandbox.people import person
 from sandbox.servicenow import create_app
 from sandbox.slack import serve_in_background
 from workflows.ticket_models import TicketChange, TicketChanged, TicketOpen, TicketRef
 
 AUTH = ("admin", "admin")
+# "alice" from the CLI is ServiceNow's user_name alice: the ticket references her sys_user.
+ALICE, BOB = person("U0ALICE"), person("U0BOB")
 AT = datetime(2026, 11, 22, 14, 32, tzinfo=UTC)
 
 
@@ -224,7 +227,7 @@ async def test_a_full_incident_leaves_one_ticket_with_every_update_in_order_reso
 
     [record] = await records(snow, opening.incident_key)  # exactly one ticket
     assert record["state"] == "7" and record["closed_at"] and record["active"] == "false"
-    assert record["assigned_to"] == "alice"
+    assert record["assigned_to"] == ALICE.sys_id
     assert (record["urgency"], record["impact"], record["priority"]) == ("1", "1", "1")  # now P1
     assert refs(record) == [c.idempotency_key for c in sent] + [
         f"incident-{opening.incident_key}/ticket/8/close"
@@ -310,7 +313,7 @@ async def test_servicenow_down_for_an_hour_then_the_ticket_catches_up_in_order(
     assert refs(record) == [before.idempotency_key] + [c.idempotency_key for c in during] + [
         after.idempotency_key
     ]
-    assert record["state"] == "6" and record["assigned_to"] == "bob"
+    assert record["state"] == "6" and record["assigned_to"] == BOB.sys_id
     assert "bad optic on R2" in record["close_notes"]
 
 
@@ -459,6 +462,6 @@ async def test_pysnc_reads_the_ticket_the_activities_wrote(served, tickets: Tick
     finally:
         await client.close()
     [(number, state, priority, assigned_to, close_notes, work_notes)] = seen
-    assert (number, state, priority, assigned_to) == (ref.number, "Resolved", "1 - Critical", "alice")
+    assert (number, state, priority, assigned_to) == (ref.number, "Resolved", "1 - Critical", ALICE.sys_id)
     assert "Root cause: bad optic" in close_notes
     assert "Incident Commander: alice" in work_notes and "(Work notes)" in work_notes

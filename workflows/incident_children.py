@@ -89,6 +89,7 @@ class Children(IncidentParts):
                         declared_at=s.declared_at,
                         assignment_group=settings.assignment_group,
                         category=settings.category,
+                        system=settings.system,
                     ),
                     incident_workflow_id=s.workflow_id,
                 ),

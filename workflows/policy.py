@@ -343,7 +343,7 @@ def _chat_settings_moved(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]
 
 
 class TicketSettings(_Strict):
-    """What a new ticket is opened with; the backend itself is the worker's (SERVICENOW_URL)."""
+    """What a new ticket is opened with, and in which of the worker's ticket systems."""
 
     # False: incidents keep no ticket at all, whatever the worker's backend (SERVICENOW_URL).
     enabled: bool = True
@@ -351,6 +351,10 @@ class TicketSettings(_Strict):
     off_reason: str = "tickets are off in the incident policy"
     assignment_group: str = ""  # empty: the worker's SERVICENOW_ASSIGNMENT_GROUP (none if unset)
     category: str = "network"
+    # Which ticket system: "servicenow", "jira" (the worker must have it: SERVICENOW_URL, JIRA_URL).
+    # Empty: the worker's default (the first of TICKET_BACKEND). A name, never code: the workflow
+    # passes it to the ticket activities and never looks at it.
+    system: str = ""
 
 
 class InvestigationSettings(_Strict):

@@ -8,7 +8,7 @@ as a second backend later. Every field added later must have a default.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import Enum
 from typing import Any, Self
 
@@ -19,6 +19,7 @@ from .models import Model, Severity
 # Activity names, registered by worker.py (workflow code must not import activities/).
 OPEN_TICKET = "open_ticket"
 UPDATE_TICKET = "update_ticket"
+FILE_ACTION_ITEM = "file_action_item"
 INCIDENT_IS_RUNNING = "incident_is_running"
 
 
@@ -43,6 +44,9 @@ class TicketOpen(Model):
     # Empty: the backend's default (SERVICENOW_ASSIGNMENT_GROUP; none if unset).
     assignment_group: str = ""
     category: str = "network"
+    # Which ticket system (the policy's `tickets.system`: "servicenow", "jira"); empty: the
+    # worker's default (TICKET_BACKEND). The workflow passes it on and never looks at it.
+    system: str = ""
 
     @field_validator("severity", mode="before")
     @classmethod
@@ -159,6 +163,9 @@ class TicketProblem(Model):
     reason: str  # "ServiceNow rejected the update: 403 Operation Failed (ACL Exception ...)"
     at: datetime  # when the TicketWorkflow gave up on it
     idempotency_key: str = ""  # the change's, to match it with the incident's own record
+    # True: the change was written, but not all of it (a claim whose person has no account
+    # in the ticket system: the note is there, the ticket is not assigned).
+    partial: bool = False
 
 
 class TicketChanged(Model):
@@ -170,6 +177,40 @@ class TicketChanged(Model):
     state: str = ""  # the ticket's state afterwards, as the backend names it (ServiceNow: "6" ...)
     applied: bool = True  # False when tickets are off or the incident has no ticket
     duplicate: bool = False  # True when a retry found the change already written
+    # What of the change could not be written, though the rest was: "no Jira account for
+    # alice@example.com (U0ALICE)" (the claim is noted, the ticket unassigned). Empty: all of it.
+    problem: str = ""
+
+
+class ActionItemTicket(Model):
+    """An action item filed as a ticket of its own, linked to the incident's ticket.
+
+    Exactly once: the backend finds it by the incident's correlation id and
+    `number` (Jira: label `incident-<correlation id>-action-<number>`) before it
+    creates anything, and links it to the incident's ticket if it is not yet.
+    """
+
+    incident: TicketRef  # the incident's ticket: the system, and what to link to
+    incident_key: str = Field(min_length=1)
+    correlation_id: str = ""  # the incident's (TicketOpen.correlation_id); empty: the key
+    number: int = Field(ge=1)  # the action item's number within the incident
+    text: str = Field(min_length=1)
+    owner: str = ""  # as the incident knows them (a Slack user id)
+    priority: Severity = Severity.P3
+    due: date | None = None
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority(cls, value: Any) -> Severity:
+        return Severity.parse(value)
+
+
+class ActionItemFiled(Model):
+    """What `file_action_item` did: the item's own ticket, linked to the incident's."""
+
+    ticket: TicketRef
+    linked_to: str = ""  # the incident ticket's number it is linked to
+    problem: str = ""  # what could not be done, though the ticket exists (no account for the owner)
 
 
 def ticket_workflow_id(incident_workflow_id: str) -> str:

@@ -158,7 +158,7 @@ class TicketWorkflow:
             p.dropped += 1  # tickets are off: nothing to write, nothing to call
             return
         try:
-            await workflow.execute_activity(
+            changed = await workflow.execute_activity(
                 UPDATE_TICKET,
                 event.to_change(ref),
                 result_type=TicketChanged,
@@ -166,6 +166,18 @@ class TicketWorkflow:
                 **self._options(),
             )
             p.applied += 1
+            if changed.problem:
+                # Written, but not all of it (the IC has no account there): the thread hears it.
+                # Results recorded before `problem` existed have none: old histories replay as they ran.
+                await self._report_problem(
+                    TicketProblem(
+                        what=event.kind.value,
+                        reason=changed.problem,
+                        at=workflow.now(),
+                        idempotency_key=event.idempotency_key,
+                        partial=True,
+                    )
+                )
         except ActivityError as err:
             # Non-retryable: the ticket will not have this change; the next ones still go.
             await self._report_problem(

@@ -32,10 +32,13 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.people import People
 from activities.rendering import render
 from activities.retry_after import retry_after
 from workflows.models import Severity
 from workflows.ticket_models import (
+    ActionItemFiled,
+    ActionItemTicket,
     TicketChange,
     TicketChanged,
     TicketChangeKind,
@@ -58,6 +61,7 @@ STATE_RESOLVED = "6"
 STATE_CLOSED = "7"
 DONE_STATES = ("6", "7", "8")  # Resolved, Closed, Canceled: a new incident does not reuse these
 INCIDENT_TABLE = "/api/now/table/incident"
+USER_TABLE = "/api/now/table/sys_user"
 CORRELATION_DISPLAY = "durable-incident"
 CORRELATION_ID_LENGTH = 100  # the incident table's correlation_id is a String(100)
 SHORT_DESCRIPTION_LENGTH = 160
@@ -91,6 +95,7 @@ class ServiceNowTickets:
     """Incidents in ServiceNow through the Table API, over one pooled httpx client."""
 
     system = "servicenow"
+    display = "ServiceNow"
 
     def __init__(
         self,
@@ -99,10 +104,12 @@ class ServiceNowTickets:
         timeout: float = 10.0,
         *,
         assignment_group: str = "",
+        people: People | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self._assignment_group = assignment_group
+        self._people = people or People()
         self._client = httpx.AsyncClient(
             base_url=self.url,
             auth=auth,
@@ -122,6 +129,7 @@ class ServiceNowTickets:
         *,
         assignment_group: str = "",
         timeout: float = 10.0,
+        people: People | None = None,
     ) -> ServiceNowTickets:
         """ServiceNow with an OAuth bearer token or basic auth."""
         auth: httpx.Auth
@@ -134,7 +142,7 @@ class ServiceNowTickets:
                 "SERVICENOW_URL is set but there are no credentials: "
                 "set SERVICENOW_USER and SERVICENOW_PASSWORD, or SERVICENOW_TOKEN"
             )
-        return cls(url, auth, timeout, assignment_group=assignment_group)
+        return cls(url, auth, timeout, assignment_group=assignment_group, people=people)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -180,9 +188,42 @@ class ServiceNowTickets:
                 activity.logger.info("ticket change %s was already written", change.idempotency_key)
                 return self._changed(change, record, duplicate=True)
         fields = self._fields_for(change)
-        fields["work_notes"] = f"{self._work_note(change)}\n{tag}"
+        note, problem = self._work_note(change), ""
+        if change.kind == TicketChangeKind.claim:
+            # assigned_to is a reference to sys_user: the IC's sys_id, found by their email.
+            assert change.assigned_to is not None
+            who = await self._people.account(self.display, change.assigned_to, self._find_user)
+            if who.account:
+                fields["assigned_to"] = who.account
+            else:
+                del fields["assigned_to"]
+                problem = f"{who.reason}: the ticket is not assigned"
+                note += f"\n{problem}."
+        fields["work_notes"] = f"{note}\n{tag}"
         result = await self._call("PATCH", path, "update", json=fields, params=_params("sys_id,number,state"))
-        return self._changed(change, result, duplicate=False)
+        return self._changed(change, result, duplicate=False).model_copy(update={"problem": problem})
+
+    async def file_action_item(self, item: ActionItemTicket) -> ActionItemFiled:
+        raise ApplicationError(
+            "ServiceNow files no action items yet: name jira as the policy's tickets.system to file them",
+            type="ServiceNowRejected",
+            non_retryable=True,
+        )
+
+    async def _find_user(self, email: str | None, person: str) -> str | None:
+        """The sys_id of the active sys_user with this email, else with this user_name; None if none.
+
+        `^` separates an encoded query's terms, so a value holding one is not asked for.
+        """
+        if email and "^" not in email:
+            query = f"email={email}^active=true"
+        elif not email and person and "^" not in person and "@" not in person:
+            query = f"user_name={person}^active=true"
+        else:
+            return None
+        params = {**_params("sys_id"), "sysparm_query": query, "sysparm_limit": "1"}
+        result = await self._call("GET", USER_TABLE, "user lookup", params=params)
+        return _value(result[0].get("sys_id")) or None if result else None
 
     # ------------------------------------------------------------ helpers
 

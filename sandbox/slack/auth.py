@@ -44,6 +44,8 @@ DEFAULT_SCOPES: tuple[str, ...] = (
     "pins:write",  # pins.add: the war room's summary
     "bookmarks:read",  # bookmarks.list: a retried war room is not bookmarked twice
     "bookmarks:write",  # bookmarks.add: the Temporal UI, the ticket, the runbook
+    "users:read",  # users.info: who claimed, to find their account in the ticket system
+    "users:read.email",  # ... by their email (users.info leaves profile.email out without it)
 )
 # A token with every scope the sandbox knows, for tests and people looking around (creating a
 # channel, users.info): what the project itself may do is decided by DEFAULT_SCOPES, never by this.
@@ -126,7 +128,10 @@ _CONVERSATION_SCOPES: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 EVERY_SCOPE: tuple[str, ...] = tuple(
-    sorted({s for scopes in ACCEPTED_SCOPES.values() for s in scopes} | {"chat:write.public", "commands"})
+    sorted(
+        {s for scopes in ACCEPTED_SCOPES.values() for s in scopes}
+        | {"chat:write.public", "commands", "users:read.email"}
+    )
 )
 _LIST_TYPES = {"public_channel": "channels", "private_channel": "groups", "mpim": "mpim", "im": "im"}
 # What the app must be granted for Slack to send it an event or a slash command at all.

@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from ..people import person
 from .auth import _CONVERSATION_SCOPES, _LIST_TYPES, ACCEPTED_SCOPES, Grant, bot_is_member, conversation_kind
 from .blocks import _validate_blocks, _validate_metadata
 from .common import (
@@ -498,10 +499,16 @@ def conversations_replies(sb: SlackSandbox, args: dict[str, Any], request: Reque
     }
 
 
-def user_object(user_id: str) -> dict[str, Any]:
+def user_object(user_id: str, with_email: bool = True) -> dict[str, Any]:
+    """A user as Slack shows one: the people of sandbox/people.py by name, anyone else made up.
+
+    `profile.email` only for a caller with `users:read.email`, as in Slack.
+    """
     is_bot = user_id == BOT_USER_ID
-    name = BOT_NAME if is_bot else user_id.lower()
-    real_name = "Incident Bot" if is_bot else f"User {user_id}"
+    known = person(user_id)
+    name = BOT_NAME if is_bot else known.user_name if known else user_id.lower()
+    real_name = "Incident Bot" if is_bot else known.name if known else f"User {user_id}"
+    email = known.email if known else f"{name}@sandbox.example"
     return {
         "id": user_id,
         "team_id": TEAM_ID,
@@ -519,7 +526,7 @@ def user_object(user_id: str) -> dict[str, Any]:
             "display_name_normalized": name,
             "real_name": real_name,
             "real_name_normalized": real_name,
-            "email": f"{name}@sandbox.example",
+            **({"email": email} if with_email and not is_bot else {}),
             "team": TEAM_ID,
         },
     }
@@ -530,7 +537,7 @@ def users_info(sb: SlackSandbox, args: dict[str, Any], request: Request) -> dict
     user = _str(args.get("user")).strip()
     if not _USER_ID_RE.match(user):
         raise SlackError("user_not_found")
-    return {"ok": True, "user": user_object(user)}
+    return {"ok": True, "user": user_object(user, with_email="users:read.email" in _grant(request).scopes)}
 
 
 @method("dnd.info")
