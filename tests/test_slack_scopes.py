@@ -39,6 +39,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.chat import ChatActivities
 from activities.chat.slack import SlackChat
 from activities.chat.slack.pager import SlackPager
+from activities.people import SlackEmails
 from activities.settings import Settings
 from sandbox.slack import DEFAULT_SCOPES, serve_in_background
 from sandbox.slack import create_app as create_sandbox
@@ -84,6 +85,7 @@ PROJECT_METHODS = {
     "conversations.replies",
     "conversations.open",
     "dnd.info",
+    "users.info",  # activities/people.py: the claimer's email, for their ticket account
     "files.getUploadURLExternal",
     "files.completeUploadExternal",
     "views.open",
@@ -288,6 +290,8 @@ async def baseline(stack: Stack) -> Run:
     again_page = await activity_env(attempt=2).run(pager.page, page)
     assert again_page.duplicate and again_page.reference == sent.reference
     assert not (await activity_env().run(pager.do_not_disturb, ALICE)).snoozed
+    # People: whoever claims, by email, for their ServiceNow or Jira account.
+    assert await SlackEmails.from_settings(stack.sandbox.api_url, TOKEN).email_of(ALICE)
     return Run(stack.sandbox, await stack.calls_since(since), await stack.deliveries_since(since), p1, p2)
 
 
@@ -323,6 +327,9 @@ async def test_every_slack_call_of_the_project_succeeds_with_the_scope_list(base
 
 async def test_every_scope_in_the_list_is_needed_by_some_call(baseline: Run) -> None:
     needed = _needed_by(baseline.calls + baseline.deliveries, set(GRANTED))
+    # users:read.email refuses no call: without it users.info answers with no profile.email. Its
+    # need is shown by its loss (test_without_any_one_scope_of_the_list_something_fails).
+    needed.setdefault("users:read.email", {"users.info (profile.email)"})
     unused = [s for s in GRANTED if s not in needed]
     assert unused == [], f"scopes no call of the project needs: {unused}"
     assert set(needed) == set(GRANTED)
@@ -334,8 +341,9 @@ async def test_every_scope_in_the_list_is_needed_by_some_call(baseline: Run) -> 
     assert needed["commands"] == {"slash_command"}
 
 
-async def exercise(stack: Stack, run: Run, tag: str) -> None:
-    """Every scope-checked step of the project once, each allowed to fail (quick: no waiting)."""
+async def exercise(stack: Stack, run: Run, tag: str) -> str | None:
+    """Every scope-checked step of the project once, each allowed to fail (quick: no waiting);
+    the email Slack gave for ALICE (None: none, or refused)."""
     slack = ChatActivities(SlackChat.from_settings(stack.sandbox.api_url, TOKEN))
     p1, p2 = run.p1, run.p2
 
@@ -397,11 +405,16 @@ async def exercise(stack: Stack, run: Run, tag: str) -> None:
             await step
         except Exception:  # noqa: BLE001 - a refused call is what this looks for; the log has it
             pass
+    try:
+        email = await SlackEmails.from_settings(stack.sandbox.api_url, TOKEN).email_of(ALICE)
+    except Exception:  # noqa: BLE001 - users.info refused: the log has it
+        email = None
     # What Slack sends the handler (an :eyes: reaction and a help command need no answer from it).
     ts = await stack.person_says("incidents", BOB, f"a note ({tag})")
     await stack.act("reaction", user=ALICE, name="eyes", channel=p1.slack_channel, ts=ts)
     await stack.act("pin", user=ALICE, channel=p1.slack_channel, ts=ts)
     await stack.act("command", user=ALICE, channel="incidents", text="help")
+    return email
 
 
 async def test_without_any_one_scope_of_the_list_something_fails(stack: Stack, baseline: Run) -> None:
@@ -411,7 +424,7 @@ async def test_without_any_one_scope_of_the_list_something_fails(stack: Stack, b
             fewer = [s for s in GRANTED if s != scope]
             (await stack.sandbox.control.post("/_sandbox/tokens", json={"scopes": fewer})).raise_for_status()
             since = time.time()
-            await exercise(stack, baseline, tag=scope.replace(":", "-"))
+            email = await exercise(stack, baseline, tag=scope.replace(":", "-"))
             refused = await stack.calls_since(since) + await stack.deliveries_since(since)
             witnessed[scope] = sorted(
                 {
@@ -420,6 +433,8 @@ async def test_without_any_one_scope_of_the_list_something_fails(stack: Stack, b
                     if r["error"] == "missing_scope" and r["needed"] == scope
                 }
             )
+            if scope == "users:read.email" and email is None:  # Slack answers, without the email
+                witnessed[scope].append("users.info (profile.email left out)")
     finally:
         await stack.sandbox.control.post("/_sandbox/tokens", json={"scopes": GRANTED})
     assert {s: w for s, w in witnessed.items() if not w} == {}, "scopes whose loss nothing noticed"
