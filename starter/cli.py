@@ -52,6 +52,7 @@ from starter.declare import (
     CommandRefused,
     IncidentError,
     InputTooLong,
+    build_list_query,
     declare_incident,
     describe_incident,
     incident_key,
@@ -795,16 +796,6 @@ def status(
 
 
 # ------------------------------------------------------------------ list
-
-
-def build_list_query(open_only: bool = False, severity: Severity | None = None) -> str:
-    """The visibility query `incident list` runs; reusable by anything listing incidents."""
-    clauses = ["WorkflowType='IncidentWorkflow'"]
-    if open_only:
-        clauses.append("ExecutionStatus='Running'")
-    if severity is not None:
-        clauses.append(f"{SEVERITY_ATTR.name}='{severity.value}'")
-    return " AND ".join(clauses)
 
 
 @app.command("list")
