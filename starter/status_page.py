@@ -318,13 +318,13 @@ class IncidentReader:
         """(what is published of it, whether it could be read)."""
         if run.run_id in self._final:
             return self._known[run.run_id], True
-        handle = self.client.get_workflow_handle(run.id, run_id=run.run_id)
+        handle = self.client.get_workflow_handle(run.id, run_id=run.run_id, result_type=IncidentSummary)
         attrs = run.typed_search_attributes
         service = attrs.get(SERVICE_ATTR) or ""
         fields: dict[str, Any] = {"run": f"{run.id}/{run.run_id}", "closed_at": run.close_time}
         try:
             if run.status == WorkflowExecutionStatus.COMPLETED:
-                summary = await handle.result(result_type=IncidentSummary)
+                summary = await handle.result()
                 fields.update(
                     service=service,
                     severity=summary.severity,

@@ -33,6 +33,7 @@ from workflows.incident import IncidentWorkflow
 from workflows.models import (
     ClaimSignal,
     ResolveSignal,
+    ReviewDoneSignal,
     RoleSignal,
     Severity,
     StakeholderSignal,
@@ -182,14 +183,27 @@ async def test_the_status_page_before_during_and_after_a_p1_shows_what_the_comms
         dom_after = await look("after", 1000)
         assert "All systems operational" in dom_after and RESOLVED in dom_after and ">Resolved<" in dom_after
 
-        # The internal words were in the incident all along, and never on the page.
+        # The internal words were in the incident all along.
         state = await handle.query(IncidentWorkflow.state)
         timeline = " ".join(e.text for e in state.timeline)
         assert INTERNAL_UPDATE in timeline and INTERNAL_NOTE in timeline
         assert state.root_cause == INTERNAL_ROOT_CAUSE and state.title == TITLE
-        for shown in (json.dumps(before), json.dumps(during), json.dumps(after), dom, dom_after):
+        # Reviewed, the incident completes: its history now comes from its result, without a worker.
+        await handle.execute_update(IncidentWorkflow.review_done_command, ReviewDoneSignal(user="U0ALICE"))
+        summary = await handle.result()
+        assert INTERNAL_UPDATE in " ".join(e.text for e in summary.timeline)
+
+    reread = create_app(Settings(), client=client, services=SERVICES)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=reread), base_url="http://page") as fresh:
+        completed = (await fresh.get("/api/status.json")).json()
+        html = (await fresh.get("/")).text
+    assert completed["components"] == after["components"] and completed["unread"] == 0
+
+    # And never on the page.
+    for shown in (json.dumps(before), json.dumps(during), json.dumps(after), json.dumps(completed)):
+        for text in (dom, dom_after, html):
             for secret in (*INTERNAL, handle.id.removeprefix("incident-")):
-                assert secret not in shown
+                assert secret not in shown and secret not in text
 
 
 def entry(minutes: int, kind: str, text: str) -> TimelineEntry:
