@@ -356,7 +356,16 @@ class DevProcess:
         env["COLUMNS"] = "200"
         args = ["dev", "--temporal-port", str(ports["temporal"]), "--ui-port", str(ports["ui"])]
         args += ["--slack-port", str(ports["slack"]), "--data-dir", str(data_dir)]
-        flags = ("servicenow", "pagerduty", "opsgenie", "smtp", "smtp-http", "alert", "slack-app", "status-page")
+        flags = (
+            "servicenow",
+            "pagerduty",
+            "opsgenie",
+            "smtp",
+            "smtp-http",
+            "alert",
+            "slack-app",
+            "status-page",
+        )
         for flag in flags:
             if flag in ports:
                 args += [f"--{flag}-port", str(ports[flag])]
