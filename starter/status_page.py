@@ -416,6 +416,12 @@ class StatusSource:
         return build_page(incidents, self.services, now, self.settings.status_page_title, unread)
 
 
+_UNAVAILABLE = (
+    "<!doctype html><meta charset=utf-8><title>Status unavailable</title>"
+    "<p>The status is unavailable for a moment; this page will be back shortly.</p>"
+)
+
+
 def create_app(
     settings: Settings | None = None, client: Client | None = None, services: Iterable[str] | None = None
 ) -> Starlette:
@@ -426,26 +432,22 @@ def create_app(
         services = load_policy(settings.incident_policy).runbooks.services
     source = StatusSource(settings, list(services), client)
 
-    async def unavailable(exc: Exception) -> Response:
-        log.warning("status page unavailable: %s", exc)
-        return JSONResponse(
-            {"ok": False, "error": "status temporarily unavailable"},
-            status_code=503,
-            headers={"Retry-After": "5"},
-        )
+    retry = {"Retry-After": "5"}
 
     async def html_page(request: Request) -> Response:
         try:
             page = await source.page()
         except (TemporalUnreachable, RPCError) as exc:
-            return await unavailable(exc)
+            log.warning("status page unavailable: %s", exc)
+            return HTMLResponse(_UNAVAILABLE, status_code=503, headers=retry)
         return HTMLResponse(render_page(page), headers={"Cache-Control": "no-cache"})
 
     async def json_page(request: Request) -> Response:
         try:
             page = await source.page()
         except (TemporalUnreachable, RPCError) as exc:
-            return await unavailable(exc)
+            log.warning("status page unavailable: %s", exc)
+            return JSONResponse({"ok": False, "error": "status temporarily unavailable"}, 503, headers=retry)
         return JSONResponse(page.model_dump(mode="json"), headers={"Cache-Control": "no-cache"})
 
     async def healthz(request: Request) -> Response:

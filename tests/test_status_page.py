@@ -90,11 +90,13 @@ async def test_the_status_page_before_during_and_after_a_p1_shows_what_the_comms
     own_env, sandbox, policy, browser, tmp_path
 ):
     client = own_env.client
+    # Stakeholders hear of it by the page alone: nothing in the shared Slack sandbox's #stakeholders,
+    # which test_stakeholders.py reads.
     app = create_app(Settings(status_page_title="Example Networks status"), client=client, services=SERVICES)
     async with (
         serve_in_background(app) as url,
         httpx.AsyncClient(base_url=url) as http,
-        incident_worker(client, sandbox.api_url, with_stakeholders(policy, emails=[])) as declare,
+        incident_worker(client, sandbox.api_url, with_stakeholders(policy, emails=[], channel="")) as declare,
     ):
 
         async def page_json() -> dict:
@@ -250,3 +252,16 @@ def test_text_from_people_is_escaped_on_the_page() -> None:
     assert "<script>alert" not in html and "<img src=x" not in html and "<b>VPN" not in html
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &lt;b&gt;VPN&lt;/b&gt; down" in html
     assert "Degraded performance" in html
+
+
+async def test_without_temporal_the_page_says_it_is_unavailable_and_asks_to_retry() -> None:
+    app = create_app(Settings(temporal_address="127.0.0.1:1"), services=["wan-site-a"])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://page") as http:
+        page, data = await http.get("/"), await http.get("/api/status.json")
+        health = await http.get("/healthz")
+    assert page.status_code == data.status_code == 503 and page.headers["retry-after"] == "5"
+    assert "unavailable" in page.text and data.json() == {
+        "ok": False,
+        "error": "status temporarily unavailable",
+    }
+    assert health.json() == {"ok": True}
