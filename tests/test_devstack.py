@@ -54,6 +54,7 @@ COMPONENTS = {
     "worker",
     "alerts",
     "slack-app",
+    "status-page",
 }
 SANDBOX_USER = "admin:admin"
 runner = CliRunner()
@@ -109,7 +110,7 @@ class Stack:
 
     def __init__(self, data_dir: Path) -> None:
         names = ("temporal", "ui", "slack", "servicenow", "pagerduty", "opsgenie", "alert", "app")
-        names += ("smtp", "smtp_http")
+        names += ("smtp", "smtp_http", "status_page")
         self.ports = {name: free_port() for name in names}
         self.data_dir = data_dir
         self.secret = f"devstack-secret-{uuid.uuid4().hex[:12]}"
@@ -137,7 +138,7 @@ class Stack:
         args = ["dev", "-q", "--data-dir", str(data_dir), "--temporal-port", str(p["temporal"])]
         args += ["--ui-port", str(p["ui"]), "--slack-port", str(p["slack"])]
         args += ["--servicenow-port", str(p["servicenow"]), "--alert-port", str(p["alert"])]
-        args += ["--slack-app-port", str(p["app"])]
+        args += ["--slack-app-port", str(p["app"]), "--status-page-port", str(p["status_page"])]
         args += ["--pagerduty-port", str(p["pagerduty"]), "--opsgenie-port", str(p["opsgenie"])]
         args += ["--smtp-port", str(p["smtp"]), "--smtp-http-port", str(p["smtp_http"])]
         self.proc = subprocess.Popen(

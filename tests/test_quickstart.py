@@ -29,7 +29,7 @@ INCIDENT = Path(sys.executable).parent / "incident"
 @pytest.fixture
 def dev_stack(tmp_path):
     names = ("temporal", "ui", "slack", "servicenow", "pagerduty", "opsgenie", "alerts", "slack_app")
-    names += ("smtp", "smtp_http")
+    names += ("smtp", "smtp_http", "status_page")
     ports = {name: free_port() for name in names}
     env = {
         k: v
@@ -47,6 +47,7 @@ def dev_stack(tmp_path):
         SMTP_SANDBOX_HTTP_PORT=str(ports["smtp_http"]),
         ALERT_RECEIVER_PORT=str(ports["alerts"]),
         SLACK_APP_PORT=str(ports["slack_app"]),
+        STATUS_PAGE_PORT=str(ports["status_page"]),
         INCIDENT_DATA_DIR=str(tmp_path / "data"),
     )
     log = (tmp_path / "dev.log").open("w")

@@ -98,7 +98,7 @@ class DevStack:
 
     def __init__(self, data_dir: Path, policy: Path) -> None:
         names = ("temporal", "ui", "slack", "servicenow", "pagerduty", "opsgenie", "alert", "app")
-        names += ("smtp", "smtp_http")
+        names += ("smtp", "smtp_http", "status_page")
         self.ports = {name: free_port() for name in names}
         self.address = f"127.0.0.1:{self.ports['temporal']}"
         self.data_dir = data_dir
@@ -115,6 +115,7 @@ class DevStack:
         args += ["--ui-port", str(p["ui"]), "--slack-port", str(p["slack"])]
         args += ["--servicenow-port", str(p["servicenow"]), "--alert-port", str(p["alert"])]
         args += ["--slack-app-port", str(p["app"]), "--scenario", "outage"]
+        args += ["--status-page-port", str(p["status_page"])]
         args += ["--pagerduty-port", str(p["pagerduty"]), "--opsgenie-port", str(p["opsgenie"])]
         args += ["--smtp-port", str(p["smtp"]), "--smtp-http-port", str(p["smtp_http"])]
         self.proc = subprocess.Popen(
