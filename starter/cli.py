@@ -940,6 +940,9 @@ def dev(
         int,
         typer.Option("--servicenow-port", envvar="SERVICENOW_SANDBOX_PORT", help="ServiceNow sandbox port."),
     ] = ports.SERVICENOW_SANDBOX_PORT,
+    jira_port: Annotated[
+        int, typer.Option("--jira-port", envvar="JIRA_SANDBOX_PORT", help="Jira sandbox port.")
+    ] = ports.JIRA_SANDBOX_PORT,
     pagerduty_port: Annotated[
         int,
         typer.Option("--pagerduty-port", envvar="PAGERDUTY_SANDBOX_PORT", help="PagerDuty sandbox port."),
@@ -980,7 +983,7 @@ def dev(
         ),
     ] = "outage",
 ) -> None:
-    """Run everything locally: Temporal + UI, Slack, ServiceNow, PagerDuty, Opsgenie and SMTP sandboxes, worker, receivers, Slack handler, status page.
+    """Run everything locally: Temporal + UI, Slack, ServiceNow, Jira, PagerDuty, Opsgenie and SMTP sandboxes, worker, receivers, Slack handler, status page.
 
     A part that dies is restarted (same port, environment and state); Ctrl-C stops it all.
     """
@@ -992,6 +995,7 @@ def dev(
         ui_port=ui_port,
         slack_port=slack_port,
         servicenow_port=servicenow_port,
+        jira_port=jira_port,
         pagerduty_port=pagerduty_port,
         opsgenie_port=opsgenie_port,
         smtp_port=smtp_port,

@@ -1203,7 +1203,7 @@ class DevStack:
             )
             return 1
         if self.children:
-            # One line however many parts there are (ten now): tests and people grep it.
+            # One line however many parts there are (twelve now): tests and people grep it.
             self.console.print(
                 "stopped " + ", ".join(f"{c.name} (pid {c.pid})" for c in self.children),
                 highlight=False,

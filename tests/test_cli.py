@@ -358,6 +358,7 @@ class DevProcess:
         args += ["--slack-port", str(ports["slack"]), "--data-dir", str(data_dir)]
         flags = (
             "servicenow",
+            "jira",
             "pagerduty",
             "opsgenie",
             "smtp",
@@ -421,7 +422,7 @@ needs_stack = pytest.mark.skipif(
 @needs_stack
 def test_dev_starts_everything_and_ctrl_c_leaves_nothing_running(tmp_path):
     names = ("temporal", "ui", "slack", "servicenow", "pagerduty", "opsgenie", "alert", "slack-app")
-    names += ("smtp", "smtp-http", "status-page")
+    names += ("smtp", "smtp-http", "status-page", "jira")
     ports = {name: free_port() for name in names}
     data_dir = tmp_path / "data"
     env = {"TEMPORAL_ADDRESS": f"127.0.0.1:{ports['temporal']}", "TEMPORAL_UI_PORT": str(ports["ui"])}
@@ -436,6 +437,7 @@ def test_dev_starts_everything_and_ctrl_c_leaves_nothing_running(tmp_path):
                 "temporal",
                 "slack-sandbox",
                 "servicenow-sandbox",
+                "jira-sandbox",
                 "pagerduty-sandbox",
                 "opsgenie-sandbox",
                 "smtp-sandbox",

@@ -48,6 +48,7 @@ COMPONENTS = {
     "temporal",
     "slack-sandbox",
     "servicenow-sandbox",
+    "jira-sandbox",
     "pagerduty-sandbox",
     "opsgenie-sandbox",
     "smtp-sandbox",
@@ -110,7 +111,7 @@ class Stack:
 
     def __init__(self, data_dir: Path) -> None:
         names = ("temporal", "ui", "slack", "servicenow", "pagerduty", "opsgenie", "alert", "app")
-        names += ("smtp", "smtp_http", "status_page")
+        names += ("smtp", "smtp_http", "status_page", "jira")
         self.ports = {name: free_port() for name in names}
         self.data_dir = data_dir
         self.secret = f"devstack-secret-{uuid.uuid4().hex[:12]}"
@@ -141,6 +142,7 @@ class Stack:
         args += ["--slack-app-port", str(p["app"]), "--status-page-port", str(p["status_page"])]
         args += ["--pagerduty-port", str(p["pagerduty"]), "--opsgenie-port", str(p["opsgenie"])]
         args += ["--smtp-port", str(p["smtp"]), "--smtp-http-port", str(p["smtp_http"])]
+        args += ["--jira-port", str(p["jira"])]
         self.proc = subprocess.Popen(
             [str(INCIDENT), *args],
             stdout=subprocess.PIPE,

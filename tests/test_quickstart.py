@@ -29,7 +29,7 @@ INCIDENT = Path(sys.executable).parent / "incident"
 @pytest.fixture
 def dev_stack(tmp_path):
     names = ("temporal", "ui", "slack", "servicenow", "pagerduty", "opsgenie", "alerts", "slack_app")
-    names += ("smtp", "smtp_http", "status_page")
+    names += ("smtp", "smtp_http", "status_page", "jira")
     ports = {name: free_port() for name in names}
     env = {
         k: v
@@ -41,6 +41,7 @@ def dev_stack(tmp_path):
         TEMPORAL_UI_PORT=str(ports["ui"]),
         SLACK_SANDBOX_PORT=str(ports["slack"]),
         SERVICENOW_SANDBOX_PORT=str(ports["servicenow"]),
+        JIRA_SANDBOX_PORT=str(ports["jira"]),
         PAGERDUTY_SANDBOX_PORT=str(ports["pagerduty"]),
         OPSGENIE_SANDBOX_PORT=str(ports["opsgenie"]),
         SMTP_SANDBOX_PORT=str(ports["smtp"]),

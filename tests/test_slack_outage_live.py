@@ -98,7 +98,7 @@ class DevStack:
 
     def __init__(self, data_dir: Path, policy: Path) -> None:
         names = ("temporal", "ui", "slack", "servicenow", "pagerduty", "opsgenie", "alert", "app")
-        names += ("smtp", "smtp_http", "status_page")
+        names += ("smtp", "smtp_http", "status_page", "jira")
         self.ports = {name: free_port() for name in names}
         self.address = f"127.0.0.1:{self.ports['temporal']}"
         self.data_dir = data_dir
@@ -118,6 +118,7 @@ class DevStack:
         args += ["--status-page-port", str(p["status_page"])]
         args += ["--pagerduty-port", str(p["pagerduty"]), "--opsgenie-port", str(p["opsgenie"])]
         args += ["--smtp-port", str(p["smtp"]), "--smtp-http-port", str(p["smtp_http"])]
+        args += ["--jira-port", str(p["jira"])]
         self.proc = subprocess.Popen(
             [str(INCIDENT), *args],
             stdout=subprocess.PIPE,
