@@ -26,6 +26,7 @@ from activities.chat.slack.pager import SlackPager
 from activities.email import EmailActivities
 from activities.paging.activities import PagingActivities
 from activities.paging.backend import PagingBackend
+from activities.paging.schedule import OnCallError, load_oncall, schedules_named, unknown_schedules
 from activities.policy import PolicyActivities
 from activities.settings import Settings, get_settings
 from activities.temporal import TemporalActivities
@@ -125,10 +126,23 @@ def metrics_runtime(settings: Settings) -> Runtime | None:
     )
 
 
+def check_schedules(policy: Policy, settings: Settings) -> None:
+    """The on-call file read (file, field and reason when it cannot be) and every schedule the
+    policy names in it: a typo stops the worker here, not at an incident's first page."""
+    if not schedules_named(policy):  # mentions only: no on-call file needed
+        return
+    oncall = load_oncall(settings.incident_oncall, settings.incident_oncall_overrides)
+    unknown = unknown_schedules(policy, oncall.file)
+    if unknown:
+        where = settings.incident_policy or "config/policy.yaml"
+        raise PolicyError(f"{where}: " + "; ".join(unknown))
+
+
 async def run_worker(settings: Settings) -> None:
     from starter.connect import connect
 
     policy = load_policy(settings.incident_policy)
+    check_schedules(policy, settings)
     backends = Backends.from_settings(settings)  # a backend it cannot use stops it before it connects
     client = await connect(settings, runtime=metrics_runtime(settings))
     worker = build_worker(client, settings, policy, backends)
@@ -168,6 +182,9 @@ def main() -> None:
         code = 2
     except BackendError as exc:
         print(f"worker: {exc}", file=sys.stderr)
+        code = 2
+    except OnCallError as exc:
+        print(f"worker: bad on-call schedules: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         code = 0

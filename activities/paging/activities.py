@@ -107,11 +107,32 @@ class PagingActivities:
                 found.people.extend(self._on_call(oncall, spec, request, found.problems))
         if request.round_robin is not None and found.people:
             found.people = [found.people[request.round_robin % len(found.people)]]
+        found.people = self._reachable(found.people, found.problems)
         if request.check_dnd and self._dnd is not None:
             found.people = list(
                 await asyncio.gather(*(self._with_dnd(t, found.problems) for t in found.people))
             )
         return found
+
+    def _reachable(self, people: list[ResolvedTarget], problems: list[str]) -> list[ResolvedTarget]:
+        """Each person's services cut to those this worker pages through (PAGING_BACKENDS), so
+        the thread says how they were really paged; what was cut is said once, not paged."""
+        cut: set[PagingService] = set()
+        kept = []
+        for target in people:
+            via = [v for v in target.via if v in self._backends]
+            cut.update(v for v in target.via if v not in self._backends)
+            if via:
+                kept.append(target.model_copy(update={"via": via}))
+            else:
+                problems.append(f"{target.person.user_id} not paged: no service of theirs is configured")
+        if cut:
+            names = ", ".join(sorted(v.value for v in cut))
+            problems.append(
+                f"not paged through {names}: this worker does not page through it (PAGING_BACKENDS: "
+                f"{', '.join(v.value for v in self._backends) or 'none'})"
+            )
+        return kept
 
     def _on_call(
         self, oncall: OnCall | None, spec: TargetSpec, request: ResolveTargets, problems: list[str]
