@@ -64,7 +64,15 @@ def paging_activities(client: Client, settings: Settings, backends: Backends) ->
         dnd = SlackPager(backends.chat)  # Do Not Disturb is asked of Slack whichever services page
         if PagingService.slack.value in paging_backend_names(settings):
             pagers[PagingService.slack] = dnd
-    return PagingActivities(pagers, client, dnd, settings.incident_oncall, settings.incident_oncall_overrides)
+    return PagingActivities(
+        pagers,
+        client,
+        dnd,
+        settings.incident_oncall,
+        settings.incident_oncall_overrides,
+        threads=dnd,
+        ui_url=settings.incident_ui_url,
+    )
 
 
 def build_worker(

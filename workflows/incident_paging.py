@@ -347,6 +347,8 @@ class Paging(IncidentParts):
             urgent=urgent,
             idempotency_key=key,
             despite_acknowledgement=bool(rule),
+            thread_channel=s.slack_channel,
+            thread_ts=s.slack_thread_ts,
         )
         try:
             delivered = await workflow.execute_activity(

@@ -18,7 +18,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
@@ -60,6 +60,10 @@ class DndLookup(Protocol):
     async def do_not_disturb(self, user_id: str) -> DndStatus: ...
 
 
+class ThreadLinks(Protocol):
+    async def thread_link(self, channel: str, ts: str) -> str | None: ...
+
+
 class PagingActivities:
     def __init__(
         self,
@@ -68,7 +72,12 @@ class PagingActivities:
         dnd: DndLookup | None,
         oncall_file: str | Path | None = None,
         overrides_file: str | Path | None = None,
+        *,
+        threads: ThreadLinks | None = None,
+        ui_url: Callable[[str], str] | None = None,
     ) -> None:
+        self._threads = threads
+        self._ui_url = ui_url
         self._backends = dict(backends)
         self._client = client
         self._dnd = dnd
@@ -184,7 +193,17 @@ class PagingActivities:
             and await self._acknowledged(page.incident_workflow_id)
         ):
             return PageDelivered(service=page.service, reference="", held=True)
+        if page.link is None:
+            page = page.model_copy(update={"link": await self._link(page)})
         return await backend.page(page)
+
+    async def _link(self, page: Page) -> str | None:
+        """Where the person paged opens the incident: its Slack thread, else its Temporal UI page."""
+        if self._threads is not None and page.thread_channel and page.thread_ts:
+            link = await self._threads.thread_link(page.thread_channel, page.thread_ts)
+            if link:
+                return link
+        return self._ui_url(page.incident_workflow_id) if self._ui_url is not None else None
 
     async def _acknowledged(self, workflow_id: str) -> bool:
         if self._client is None:
