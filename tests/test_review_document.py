@@ -85,7 +85,7 @@ async def test_the_seed_scenarios_review_is_drafted_from_its_history_and_attache
             [entry] = [e for e in state.timeline if e.kind == kind]
             delay = entry.at.replace(tzinfo=None) - signalled[signal]
             assert timedelta(0) <= delay < timedelta(seconds=1), (kind, entry.at, signalled[signal])
-        assert f"| Time to acknowledge | declared |" in review and f"| {figures.tta} |" in review
+        assert "| Time to acknowledge | declared |" in review and f"| {figures.tta} |" in review
         assert f"| Time to resolve | declared | {figures.resolved_at:%Y-%m-%d %H:%M:%S} | 34m |" in review
         for prompt in ("## What Went Well", "## Contributing Factors", "## 5 Whys", "## Lessons Learned"):
             assert prompt in review
