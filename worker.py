@@ -28,6 +28,7 @@ from activities.paging.activities import PagingActivities
 from activities.paging.backend import PagingBackend
 from activities.paging.schedule import OnCallError, load_oncall, schedules_named, unknown_schedules
 from activities.policy import PolicyActivities
+from activities.review.activities import ReviewActivities
 from activities.settings import Settings, get_settings
 from activities.temporal import TemporalActivities
 from activities.tickets import TicketActivities
@@ -91,6 +92,7 @@ def build_worker(
     paging = paging_activities(client, settings, backends)
     email = EmailActivities(backends.email, off_reason=backends.email_off_because)
     temporal = TemporalActivities(client)
+    review = ReviewActivities(client, backends.chat, settings.incident_ui_url)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -121,6 +123,7 @@ def build_worker(
             devices.verify_against_baseline,
             *paging.activities,
             *email.activities,
+            *review.activities,
         ],
     )
 

@@ -47,6 +47,7 @@ from activities.paging.schedule import (
     overrides_document,
     wall_to_utc,
 )
+from activities.review.document import render_review
 from activities.settings import Settings
 from starter.connect import CLI_CLIENT, TemporalUnreachable, connect
 from starter.declare import (
@@ -67,6 +68,7 @@ from starter.declare import (
 )
 from workflows import limits
 from workflows.commands import STAKEHOLDER_STATUSES, snooze_problem
+from workflows.figures import figures_of, seconds_text
 from workflows.maintenance import (
     MaintenanceChange,
     MaintenanceWindow,
@@ -85,6 +87,7 @@ from workflows.models import (
     IncidentDeclaration,
     IncidentState,
     IncidentSummary,
+    Phase,
     ResolveSignal,
     ReviewDoneSignal,
     RoleSignal,
@@ -631,6 +634,28 @@ def _counts(updates: int, reminders: int, escalations: int) -> str:
     return ", ".join((n(updates, "update"), n(reminders, "reminder"), n(escalations, "escalation")))
 
 
+def _state_from_summary(summary: IncidentSummary, workflow_id: str) -> IncidentState:
+    """What a completed incident's result says, as a state (no worker to ask for the rest)."""
+    return IncidentState(
+        key=summary.key,
+        workflow_id=workflow_id,
+        severity=summary.severity,
+        title=summary.title,
+        phase=Phase.review,
+        commander=summary.commander,
+        declared_at=summary.declared_at,
+        claimed_at=summary.claimed_at,
+        resolved_at=summary.resolved_at,
+        resolution=summary.resolution,
+        root_cause=summary.root_cause,
+        updates=summary.updates,
+        reminders=summary.reminders,
+        escalations=summary.escalations,
+        timeline=summary.timeline,
+        review=summary.review,
+    )
+
+
 def next_deadlines(state: IncidentState) -> str:
     """The deadline table as one line: `update reminder due 14:47, escalation 2 due 14:50` (UTC)."""
     entries = [(d.label, d.due) for d in state.deadlines]
@@ -656,8 +681,10 @@ def _role_rows(state: IncidentState) -> list[tuple[str, str]]:
 
 
 def _print_state(state: IncidentState, status: str, url: str) -> None:
-    mtta = _fmt_duration((state.claimed_at - state.declared_at).total_seconds()) if state.claimed_at else ""
-    mttr = _fmt_duration((state.resolved_at - state.declared_at).total_seconds()) if state.resolved_at else ""
+    figures = figures_of(state)  # the numbers the closing message and the review show
+    mtta = figures.tta if figures.acknowledged_at else ""
+    mttr = figures.ttr if state.resolved_at else ""
+    mttm = figures.ttm if figures.mitigated_at else ""
     slack = "—"
     if state.slack_channel:
         slack = f"#{state.slack_channel}" + (
@@ -684,12 +711,21 @@ def _print_state(state: IncidentState, status: str, url: str) -> None:
         ("Slack", slack),
         ("Declared", _fmt_time(state.declared_at)),
         ("Claimed", _fmt_time(state.claimed_at) + (f"  (MTTA {mtta})" if mtta else "")),
+        *([("Mitigated", f"{_fmt_time(figures.mitigated_at)}  (MTTM {mttm})")] if mttm else []),
         ("Resolved", _fmt_time(state.resolved_at) + (f"  (MTTR {mttr})" if mttr else "")),
         ("Last update", last),
         ("Next", next_deadlines(state)),
-        ("Counts", _counts(state.updates, state.reminders, state.escalations)),
+        ("Counts", figures.counts),
     ]
-    if state.review_due_at or state.reviewed_at:
+    if state.review is not None:
+        rows.append(
+            (
+                "Review",
+                f"meeting {state.review.meeting_local}, due {_fmt_time(state.review.deadline)}, "
+                f"done {_fmt_time(state.reviewed_at)}",
+            )
+        )
+    elif state.review_due_at or state.reviewed_at:
         rows.append(("Review", f"due {_fmt_time(state.review_due_at)}, done {_fmt_time(state.reviewed_at)}"))
     _print_outcome_and_timeline(rows, state, url)
 
@@ -706,13 +742,15 @@ def _print_summary(summary: IncidentSummary, workflow_id: str, status: str, url:
             "Claimed",
             _fmt_time(summary.claimed_at)
             + (
-                f"  (MTTA {_fmt_duration(summary.time_to_acknowledge_seconds)})" if summary.claimed_at else ""
+                f"  (MTTA {seconds_text(summary.time_to_acknowledge_seconds)})"
+                if summary.time_to_acknowledge_seconds is not None
+                else ""
             ),
         ),
         (
             "Resolved",
             _fmt_time(summary.resolved_at)
-            + (f"  (MTTR {_fmt_duration(summary.time_to_resolve_seconds)})" if summary.resolved_at else ""),
+            + (f"  (MTTR {seconds_text(summary.time_to_resolve_seconds)})" if summary.resolved_at else ""),
         ),
         ("Counts", _counts(summary.updates, summary.reminders, summary.escalations)),
     ]
@@ -855,6 +893,50 @@ def audit(
         sys.stdout.flush()
         return
     out.print(_audit_table(entries))
+
+
+# ------------------------------------------------------------------ review
+
+
+@app.command()
+@_command
+def review(
+    ident: IdArgument,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write the Markdown here instead of printing it.")
+    ] = None,
+    wait: Annotated[
+        float, typer.Option("--wait", help="Seconds to wait for a worker to answer.", min=0.5)
+    ] = 5.0,
+) -> None:
+    """The post-incident review, drafted from the incident's state and timeline (Markdown): open
+    or completed incidents (a completed one without a worker is drafted from its result)."""
+    settings = _settings()
+
+    async def go() -> str:
+        client = await _client(settings)
+        handle, desc = await describe_incident(client, ident)
+        url = settings.incident_ui_url(handle.id)
+        state = None
+        if await worker_polling(client, desc.task_queue):
+            try:
+                state = await query_state(handle, wait=wait)
+            except RPCError:
+                state = None
+        if state is None and desc.status == WorkflowExecutionStatus.COMPLETED:
+            summary = await client.get_workflow_handle(handle.id, result_type=IncidentSummary).result()
+            state = _state_from_summary(summary, handle.id)
+        if state is None:
+            raise CliError(f"no worker answered for {handle.id} within {wait:g} s, and it has not completed")
+        return render_review(state, ui_url=url)
+
+    text = _run(go)
+    if out_file is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    out_file.write_text(text)
+    out.print(f"review of {escape(ident)} written to {escape(str(out_file))}")
 
 
 # ------------------------------------------------------------------ list

@@ -10,6 +10,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.paging.activities import PagingActivities
+from activities.review.schedule import review_schedule
 from workflows.maintenance import MaintenanceNotice, MaintenanceQuestion
 from workflows.models import PostedMessage, SlackHeaderUpdate, SlackPost, SlackReaction
 from workflows.paging_models import (
@@ -21,6 +22,8 @@ from workflows.paging_models import (
     TargetsResolved,
 )
 from workflows.policy import Policy
+from workflows.review_draft import AttachedReview, ReviewDraftRequest
+from workflows.review_models import ReviewSchedule, ReviewScheduleRequest
 from workflows.war_room_models import OpenWarRoom, WarRoom, WarRoomArchive, WarRoomInvite, WarRoomSummary
 
 
@@ -121,9 +124,24 @@ class RecordedSlack:
         self._outage()
         self.room_calls.append("archive")
 
+    # The review (review-document patch): the meeting placed by the real (pure) rule; the draft
+    # recorded (tests/test_review_document.py attaches it in the Slack sandbox for real).
+    reviews: list[ReviewDraftRequest] = field(default_factory=list)
+
+    @activity.defn(name="schedule_review")
+    async def schedule_review(self, request: ReviewScheduleRequest) -> ReviewSchedule:
+        return review_schedule(request)
+
+    @activity.defn(name="attach_review")
+    async def attach_review(self, request: ReviewDraftRequest) -> AttachedReview:
+        self.reviews.append(request)
+        return AttachedReview(attached=["review"])
+
     @property
     def activities(self) -> list:
         return [
+            self.schedule_review,
+            self.attach_review,
             self.open_war_room,
             self.invite_to_war_room,
             self.update_war_room_summary,

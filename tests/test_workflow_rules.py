@@ -175,7 +175,10 @@ async def test_review_deadline_closes_the_incident(time_skipping_env, policy):
     assert [e.kind for e in summary.timeline][-2:] == ["review_expired", "war_room"]
     assert summary.timeline[-1].text.endswith("archived")
     review = next(e for e in summary.timeline if e.kind == "review_expired")
-    assert round((review.at - summary.resolved_at).total_seconds()) == 48 * 3600
+    # 48 h counted in business time, then the policy's grace (activities/review/schedule.py).
+    assert summary.review is not None and summary.review.deadline >= summary.resolved_at + timedelta(hours=48)
+    assert round((review.at - summary.review.closes_at).total_seconds()) == 0
+    assert summary.review.closes_at == summary.review.deadline + policy.review.grace
     assert slack.templates()[-1] == "review_expired"
 
 

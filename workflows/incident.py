@@ -27,10 +27,12 @@ with workflow.unsafe.imports_passed_through():
         Analysis,
         Baseline,
     )
+    from .figures import figures_of
     from .incident_children import EARLY_PER_OCCURRENCE_PATCH, INVESTIGATION_IN_TURN_PATCH, Children
     from .incident_commands import CommandSurface, Rejected
     from .incident_input import CHILD_MODELS, IncidentInput, PendingSignal
     from .incident_paging import Paging
+    from .incident_review import Review
     from .incident_snooze import Snooze
     from .incident_stakeholders import Stakeholders
     from .incident_triggers import Triggers
@@ -108,11 +110,14 @@ FIRST_PAGE_FIRST = "first-page-first"
 # or goes on from where the chain was, one wait from now (lowered), instead of paging every level
 # the new chain's offsets say are overdue at once.
 PAGING_FOLLOWS = "paging-follows-incident"
+# The post-incident review drafted and attached with its artifacts, its meeting on a business day
+# with a reminder, closed at its deadline plus the policy's grace (incident_review.py).
+REVIEW_2026_12_02 = "review-document"
 
 
 @workflow.defn
 class IncidentWorkflow(
-    CommandSurface, Children, SlackVoice, Paging, Snooze, WarRooms, Triggers, Stakeholders
+    CommandSurface, Children, SlackVoice, Paging, Snooze, WarRooms, Triggers, Stakeholders, Review
 ):
     @workflow.init
     def __init__(self, input: IncidentInput) -> None:
@@ -125,6 +130,7 @@ class IncidentWorkflow(
         self._release_b = False
         self._first_page_first = False  # the first-page-first patch, read when the run starts
         self._paging_follows = False  # the paging-follows-incident patch, read when the run starts
+        self._review_doc = False  # the review-document patch, read when the run starts
         self._published: dict[str, str] = {}
         if input.carried is not None:
             self._state = input.carried
@@ -162,6 +168,7 @@ class IncidentWorkflow(
         self._add_paging_deadlines()
         self._add_trigger_deadlines()
         self._add_stakeholder_deadlines()
+        self._add_review_deadlines()
 
     # ------------------------------------------------------------ messages
 
@@ -468,13 +475,20 @@ class IncidentWorkflow(
         await self._verify_resolution(signal.user)
         await self._post(
             "resolution",
-            extra={"author": signal.user, "duration": format_duration(s.resolved_at - s.declared_at)},
+            extra={
+                "author": signal.user,
+                "duration": format_duration(s.resolved_at - s.declared_at),
+                "figures": figures_of(s).model_dump(mode="json"),
+            },
             after_investigation=self._outbox_on,
         )
         await self._stakeholder_resolution()
         sev = self._severity_policy()
         await self._react(self._reactions().resolved)
-        if sev.review_within is not None:
+        if sev.review_within is not None and self._review_doc:
+            await self._schedule_review_meeting(sev.review_within)
+            await self._react(self._reactions().review)
+        elif sev.review_within is not None:
             s.review_due_at = s.resolved_at + sev.review_within
             self._record(
                 "review_scheduled", "", f"post-incident review due by {s.review_due_at:%Y-%m-%d %H:%M} UTC"
@@ -534,7 +548,14 @@ class IncidentWorkflow(
         self._record(
             "review_done", signal.user, signal.notes or "post-incident review done", signal.request_id
         )
-        await self._post("review_done", extra={"author": signal.user, "notes": signal.notes})
+        await self._post(
+            "review_done",
+            extra={
+                "author": signal.user,
+                "notes": signal.notes,
+                "figures": figures_of(s).model_dump(mode="json"),
+            },
+        )
         await self._ticket(
             TicketChangeKind.close, signal.user, text=signal.notes or "post-incident review done"
         )
@@ -668,6 +689,8 @@ class IncidentWorkflow(
         s = self._state
         if s.phase != Phase.review or s.reviewed_at is not None or s.review_due_at is None:
             return None
+        if s.review is not None:
+            return self._review_closes()
         return Deadline("review", s.review_due_at, "review deadline")
 
     def _schedule(self) -> None:
@@ -702,8 +725,18 @@ class IncidentWorkflow(
     async def _review_expired(self, now: datetime) -> None:
         s = self._state
         s.reviewed_at = now
-        self._record("review_expired", "", "review deadline passed without a review; closing the incident")
-        await self._post("review_expired")
+        if s.review is not None:
+            self._record("review_expired", "", self._review_unheld())
+            extra = {
+                "figures": figures_of(s).model_dump(mode="json"),
+                "grace": format_duration(self._require_policy().review.grace),
+            }
+            await self._post("review_expired", extra=extra)
+        else:
+            self._record(
+                "review_expired", "", "review deadline passed without a review; closing the incident"
+            )
+            await self._post("review_expired")
         await self._ticket(TicketChangeKind.close, "", text="review deadline passed without a review")
 
     async def _escalate(self, now: datetime) -> None:
@@ -741,7 +774,7 @@ class IncidentWorkflow(
 
     def _beside_quiet(self) -> bool:
         """No page, paging-service call or email in flight beside the loop."""
-        return self._paging_quiet() and self._mail_quiet()
+        return self._paging_quiet() and self._mail_quiet() and self._review_quiet()
 
     def _finished(self) -> bool:
         s = self._state
@@ -813,6 +846,28 @@ class IncidentWorkflow(
 
     def _summary(self) -> IncidentSummary:
         s = self._state
+        if self._review_doc:  # the same figures as the closing message, the review and the CLI
+            figures = figures_of(s)
+            return IncidentSummary(
+                key=s.key,
+                severity=s.severity,
+                title=s.title,
+                commander=s.commander,
+                declared_at=s.declared_at,
+                claimed_at=s.claimed_at,
+                resolved_at=s.resolved_at,
+                time_to_acknowledge_seconds=figures.time_to_acknowledge_seconds,
+                time_to_resolve_seconds=figures.time_to_resolve_seconds,
+                time_to_mitigate_seconds=figures.time_to_mitigate_seconds,
+                time_to_detect_seconds=figures.time_to_detect_seconds,
+                updates=s.updates,
+                reminders=s.reminders,
+                escalations=s.escalations,
+                resolution=s.resolution,
+                root_cause=s.root_cause,
+                timeline=s.timeline,
+                review=s.review,
+            )
         return IncidentSummary(
             key=s.key,
             severity=s.severity,
@@ -839,6 +894,7 @@ class IncidentWorkflow(
         """The patches this run takes, asked first, before the policy's local activity (a patch first
         asked after one can replay wrong when a query split that workflow task). On replay each
         one's marker says whether the incident was started since it."""
+        self._review_doc = workflow.patched(REVIEW_2026_12_02)
         # The war room, the severity triggers and the team's checklist kept true: one marker.
         self._release_b = workflow.patched(RELEASE_2026_12_01B)
         self._first_page_first = workflow.patched(FIRST_PAGE_FIRST)

@@ -18,6 +18,7 @@ from temporalio.common import SearchAttributeKey
 from .device_models import Baseline, Verification
 from .limits import http_url_problem
 from .paging_state import PagingState
+from .review_models import ReviewSchedule
 
 WORKFLOW_ID_PREFIX = "incident-"
 # A Slack user id (U..., or W... in Enterprise Grid): what can be mentioned, paged or invited.
@@ -383,6 +384,8 @@ class IncidentState(Model):
     next_reminder_at: datetime | None = None
     next_escalation_at: datetime | None = None
     review_due_at: datetime | None = None
+    # The review's meeting, reminder and artifacts (review-document patch and later).
+    review: ReviewSchedule | None = None
     # The deadline table, earliest first: what the incident will do next, and when.
     deadlines: list[DeadlineEntry] = Field(default_factory=list)
     resolution: str | None = None
@@ -472,12 +475,16 @@ class IncidentSummary(Model):
     resolved_at: datetime | None
     time_to_acknowledge_seconds: float | None
     time_to_resolve_seconds: float | None
+    # review-document and later (workflows/figures.py defines each): None before, or not known.
+    time_to_mitigate_seconds: float | None = None
+    time_to_detect_seconds: float | None = None
     updates: int
     reminders: int
     escalations: int
     resolution: str | None = None
     root_cause: str | None = None
     timeline: list[TimelineEntry] = Field(default_factory=list)
+    review: ReviewSchedule | None = None  # the review's meeting and artifacts (review-document)
 
 
 # ---------------------------------------------------------------- activities

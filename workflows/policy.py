@@ -247,6 +247,28 @@ class BusinessHours(_Strict):
     start_hour: int = Field(default=9, ge=0, le=23)
     utc_offset_hours: int = Field(default=0, ge=-12, le=14)
     weekdays: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])  # Monday = 0
+    # The team's time zone (IANA, e.g. Europe/Zurich) for the post-incident review's meeting and
+    # reminder (computed in an activity: workflow code reads no tz files). Empty: utc_offset_hours.
+    timezone: str = ""
+
+
+class ReviewSettings(_Strict):
+    """The post-incident review's meeting: when it is held, reminded, and given up."""
+
+    # The meeting is on the first business day after the resolution's, at this hour (the team's
+    # time zone), or the last business day within review_within if that comes first.
+    hour: int = Field(default=10, ge=0, le=23)
+    # The reminder: the business day before the meeting, at this hour (not sent if already past).
+    reminder_hour: int = Field(default=17, ge=0, le=23)
+    # Not marked done this long after its deadline: the incident closes without it, saying so.
+    grace: timedelta = timedelta(days=1)
+
+    @field_validator("grace", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if str(value).strip() in {"0", "0s", "PT0S", "none"}:
+            return timedelta(0)
+        return parse_duration(value)
 
 
 class ChatSettings(_Strict):
@@ -575,6 +597,7 @@ class Policy(_Strict):
     severities: dict[Severity, SeverityPolicy]
     alerts: AlertMapping = Field(default_factory=AlertMapping)
     business_hours: BusinessHours = Field(default_factory=BusinessHours)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
     chat: ChatSettings
     tickets: TicketSettings = Field(default_factory=TicketSettings)
     investigation: InvestigationSettings = Field(default_factory=InvestigationSettings)
