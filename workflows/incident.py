@@ -825,6 +825,11 @@ class IncidentWorkflow(
             resolution=s.resolution,
             root_cause=s.root_cause,
             timeline=s.timeline,
+            service=s.service,
+            reporter=s.reporter,
+            detected_at=s.detected_at,
+            review_due_at=s.review_due_at,
+            pages=s.paging.pages,
         )
 
     def _read_patches(self) -> None:

@@ -17,7 +17,7 @@ from temporalio.common import SearchAttributeKey
 
 from .device_models import Baseline, Verification
 from .limits import http_url_problem
-from .paging_state import PagingState
+from .paging_state import PageRecord, PagingState
 
 WORKFLOW_ID_PREFIX = "incident-"
 # A Slack user id (U..., or W... in Enterprise Grid): what can be mentioned, paged or invited.
@@ -478,6 +478,12 @@ class IncidentSummary(Model):
     resolution: str | None = None
     root_cause: str | None = None
     timeline: list[TimelineEntry] = Field(default_factory=list)
+    # For `incident report` (starter/report.py); absent from the results of incidents closed before.
+    service: str = ""
+    reporter: str = ""
+    detected_at: datetime | None = None  # an alert's own start (Alertmanager startsAt, PagerDuty timestamp)
+    review_due_at: datetime | None = None
+    pages: list[PageRecord] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------- activities
