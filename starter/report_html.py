@@ -49,7 +49,7 @@ def charts(report: Report) -> dict[str, Markup]:
             bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
     ax.set_title("Incidents per week, by severity")
     ax.set_ylabel("incidents")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     drawn["incidents_per_week"] = _svg(fig)
     plt.close(fig)
 
@@ -61,8 +61,9 @@ def charts(report: Report) -> dict[str, Markup]:
         ax.plot(weeks, [None if v is None else v / 60 for v in values], style, label=name)
     ax.set_title("MTTA and MTTR per week")
     ax.set_ylabel("minutes")
-    ax.set_ylim(bottom=0)
-    ax.legend(loc="upper left", fontsize=8)
+    highest = max((t.mttr.seconds or 0 for t in report.trends), default=0) / 60
+    ax.set_ylim(0, max(highest * 1.25, 1))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     drawn["times_per_week"] = _svg(fig)
     plt.close(fig)
 
@@ -78,7 +79,7 @@ def charts(report: Report) -> dict[str, Markup]:
     ax.set_xticks(range(len(severities)), severities)
     ax.set_title("Mean times by severity")
     ax.set_ylabel("minutes")
-    ax.legend(loc="upper left", fontsize=8, ncols=4)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     drawn["times_by_severity"] = _svg(fig)
     plt.close(fig)
 
@@ -93,11 +94,11 @@ def charts(report: Report) -> dict[str, Markup]:
         ax.bar(people, busiest, color=colours)
         ax.axhline(report.max_pages_per_person_week, color="#c62828", linestyle="--", linewidth=1)
         ax.text(
-            len(people) - 0.5,
+            -0.4,
             report.max_pages_per_person_week,
-            f" limit {report.max_pages_per_person_week}/week",
+            f"limit {report.max_pages_per_person_week}/week",
             va="bottom",
-            ha="right",
+            ha="left",
             fontsize=8,
             color="#c62828",
         )
