@@ -20,6 +20,7 @@ from .models import IncidentState
 PAGES_SENT = "incident_pages_sent_total"
 PAGES_ACKNOWLEDGED = "incident_pages_acknowledged_total"
 TIME_TO_ACKNOWLEDGE = "incident_time_to_acknowledge_seconds"
+OPEN_INCIDENTS = "incident_open"  # a gauge the worker sets from visibility (worker.py), not workflow code
 # Seconds: 30 s to 2 h, around the policy's escalation delays (5, 10, 15, 30 minutes).
 TIME_TO_ACKNOWLEDGE_BUCKETS = (30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0)
 
