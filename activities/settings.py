@@ -31,6 +31,7 @@ JIRA_SANDBOX_PORT = 8906
 ALERT_RECEIVER_PORT = 8000
 SLACK_APP_PORT = 3000
 STATUS_PAGE_PORT = 8080
+WORKER_METRICS_PORT = 9464  # `incident dev`'s worker serves /metrics here (else on a free port)
 
 
 class Settings(BaseSettings):
