@@ -27,6 +27,7 @@ from activities.chat.slack.pager import SlackPager
 from activities.email import EmailActivities
 from activities.paging.activities import PagingActivities
 from activities.paging.backend import PagingBackend
+from activities.paging.schedule import OnCallError, load_oncall, schedules_named, unknown_schedules
 from activities.policy import PolicyActivities
 from activities.settings import Settings, get_settings
 from activities.temporal import TemporalActivities
@@ -66,7 +67,15 @@ def paging_activities(client: Client, settings: Settings, backends: Backends) ->
         dnd = SlackPager(backends.chat)  # Do Not Disturb is asked of Slack whichever services page
         if PagingService.slack.value in paging_backend_names(settings):
             pagers[PagingService.slack] = dnd
-    return PagingActivities(pagers, client, dnd, settings.incident_oncall, settings.incident_oncall_overrides)
+    return PagingActivities(
+        pagers,
+        client,
+        dnd,
+        settings.incident_oncall,
+        settings.incident_oncall_overrides,
+        threads=dnd,
+        ui_url=settings.incident_ui_url,
+    )
 
 
 def build_worker(
@@ -157,10 +166,23 @@ async def publish_open_incidents(client: Client, meter: MetricMeter, every: floa
         await asyncio.sleep(every)
 
 
+def check_schedules(policy: Policy, settings: Settings) -> None:
+    """The on-call file read (file, field and reason when it cannot be) and every schedule the
+    policy names in it: a typo stops the worker here, not at an incident's first page."""
+    if not schedules_named(policy):  # mentions only: no on-call file needed
+        return
+    oncall = load_oncall(settings.incident_oncall, settings.incident_oncall_overrides)
+    unknown = unknown_schedules(policy, oncall.file)
+    if unknown:
+        where = settings.incident_policy or "config/policy.yaml"
+        raise PolicyError(f"{where}: " + "; ".join(unknown))
+
+
 async def run_worker(settings: Settings) -> None:
     from starter.connect import connect
 
     policy = load_policy(settings.incident_policy)
+    check_schedules(policy, settings)
     backends = Backends.from_settings(settings)  # a backend it cannot use stops it before it connects
     runtime = metrics_runtime(settings)
     client = await connect(settings, runtime=runtime)
@@ -205,6 +227,9 @@ def main() -> None:
         code = 2
     except BackendError as exc:
         print(f"worker: {exc}", file=sys.stderr)
+        code = 2
+    except OnCallError as exc:
+        print(f"worker: bad on-call schedules: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         code = 0

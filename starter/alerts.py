@@ -324,13 +324,20 @@ def from_alertmanager(body: AlertmanagerWebhook, mapping: AlertMapping, source: 
         given_in = (
             f"alerts[{index}].annotations" if "runbook_url" in alert.annotations else "commonAnnotations"
         )
-        runbook = _runbook(annotations.get("runbook_url", ""), f"{given_in}.runbook_url")
+        noted: list[str] = []
+        try:
+            runbook = _runbook(annotations.get("runbook_url", ""), f"{given_in}.runbook_url")
+        except PayloadError as exc:
+            # Alertmanager and Grafana never send a 4xx'd alert again: the alert is taken, the link
+            # is not, and the declaration says why (escaped like every symptom).
+            runbook = ""
+            noted = [limits.shorten(f"runbook link ignored: {exc}", limits.MAX_TEXT)]
         declaration = IncidentDeclaration(
             key=key,
             severity=severity,
             title=title,
             service=service,
-            symptoms=[],
+            symptoms=noted,
             impact=impact,
             links=[u for u in (alert.generatorURL, body.externalURL) if u],
             reporter=f"{source} ({body.receiver})" if body.receiver else source,

@@ -77,7 +77,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 import activities.settings as ports
-from activities.chat.slack import CLAIM_ACTION, METADATA_EVENT, RESOLVE_ACTION, UPDATE_ACTION
+from activities.chat.slack import CLAIM_ACTION, METADATA_EVENT, RESOLVE_ACTION, ROLE_ACTION, UPDATE_ACTION
 from activities.chat.slack.pager import ACKNOWLEDGE_ACTION
 from activities.rendering import mrkdwn_escape
 from activities.settings import Settings
@@ -97,6 +97,7 @@ from starter.edge import Refused, read_bounded
 from workflows.commands import snooze_problem
 from workflows.limits import MAX_KEY, MAX_LINK, MAX_TEXT, MAX_TITLE, MAX_USER, shorten
 from workflows.models import (
+    ROLES,
     SLACK_USER_ID,
     UPDATE_STATUSES,
     WORKFLOW_ID_PREFIX,
@@ -124,6 +125,7 @@ CLAIM_REACTION = "raised_hand"
 TIMELINE_REACTION = "stopwatch"
 UPDATE_VIEW = "incident_update_modal"
 RESOLVE_VIEW = "incident_resolve_modal"
+ROLE_VIEW = "incident_role_modal"
 WAR_ROOM_PREFIX = "inc-"  # an incident's own channel is #inc-<key>
 # How long a person waits for the workflow's verdict before hearing "sent, not answered yet".
 OUTCOME_WAIT = 5.0
@@ -741,13 +743,51 @@ def resolve_modal(workflow_id: str) -> dict[str, Any]:
     }
 
 
+def role_modal(workflow_id: str) -> dict[str, Any]:
+    """The Assign role form (a role besides the IC, and who takes it); private_metadata is the workflow id."""
+    return {
+        "type": "modal",
+        "callback_id": ROLE_VIEW,
+        "private_metadata": workflow_id,
+        "title": _plain("Assign role"),
+        "submit": _plain("Assign"),
+        "close": _plain("Cancel"),
+        "blocks": [
+            _about(workflow_id),
+            {
+                "type": "input",
+                "block_id": "role",
+                "label": _plain("Role"),
+                "element": {
+                    "type": "static_select",
+                    "action_id": "role",
+                    "placeholder": _plain("Which role"),
+                    "options": [{"text": _plain(name.capitalize()), "value": r} for r, name in ROLES.items()],
+                },
+            },
+            {
+                "type": "input",
+                "block_id": "assignee",
+                "label": _plain("Who"),
+                "element": {
+                    "type": "users_select",
+                    "action_id": "assignee",
+                    "placeholder": _plain("A person"),
+                },
+            },
+        ],
+    }
+
+
 def submitted(view: dict[str, Any], block_id: str) -> str:
-    """One field of a submitted modal: typed text or the chosen option's value ("" when empty or odd)."""
+    """One field of a submitted modal: typed text, the chosen option's value or the chosen person
+    ("" when empty or odd)."""
     values = _obj(_obj(view.get("state")).get("values"))
     for value in _obj(values.get(block_id)).values():
         element = _obj(value)
         chosen = _obj(element.get("selected_option"))
-        return (_str(chosen.get("value")) or _str(element.get("value"))).strip()
+        picked = _str(chosen.get("value")) or _str(element.get("selected_user")) or _str(element.get("value"))
+        return picked.strip()
     return ""
 
 
@@ -768,8 +808,8 @@ def form_errors(required: dict[str, tuple[str, str]], limits: dict[str, tuple[st
 
 # What the listeners below handle; any other (signed, well-formed) request is answered 200, nothing done.
 HANDLED_EVENTS = ("reaction_added", "pin_added")
-HANDLED_ACTIONS = (CLAIM_ACTION, ACKNOWLEDGE_ACTION, UPDATE_ACTION, RESOLVE_ACTION)
-HANDLED_VIEWS = (UPDATE_VIEW, RESOLVE_VIEW)
+HANDLED_ACTIONS = (CLAIM_ACTION, ACKNOWLEDGE_ACTION, UPDATE_ACTION, RESOLVE_ACTION, ROLE_ACTION)
+HANDLED_VIEWS = (UPDATE_VIEW, RESOLVE_VIEW, ROLE_VIEW)
 # X-Slack-Request-Timestamp: whole seconds since the epoch (10 digits until the year 2286),
 # at most 5 minutes away from our clock (as Slack and bolt have it).
 MAX_TIMESTAMP_DIGITS = 12
@@ -1267,6 +1307,11 @@ def build_bolt_app(settings: Settings, client_factory: ClientFactory | None = No
         await ack()
         await open_form(body, client, respond, resolve_modal)
 
+    @app.action(ROLE_ACTION)
+    async def on_role_button(ack: Any, body: dict[str, Any], client: AsyncWebClient, respond: Any) -> None:
+        await ack()
+        await open_form(body, client, respond, role_modal)
+
     # -- the forms
 
     async def answer_form(client: AsyncWebClient, workflow_id: str, user: str, text: str) -> None:
@@ -1337,6 +1382,26 @@ def build_bolt_app(settings: Settings, client_factory: ClientFactory | None = No
             "resolution",
             "resolve",
             lambda user: ResolveSignal(user=user, resolution=resolution, root_cause=root_cause),
+        )
+
+    @app.view(ROLE_VIEW)
+    async def on_role_form(
+        ack: Any, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        role, assignee = submitted(view, "role"), submitted(view, "assignee")
+        errors = form_errors(
+            {"role": (role, "Choose a role."), "assignee": (assignee, "Choose who takes it.")},
+            {"assignee": (assignee, MAX_USER)},
+        )
+        await submit_form(
+            ack,
+            body,
+            view,
+            client,
+            errors,
+            "role",
+            "assign_role",
+            lambda user: RoleSignal(user=user, role=role, assignee=assignee),
         )
 
     # -- the slash command

@@ -145,6 +145,38 @@ async def p1_paged(env: Any, declare: Any) -> str:
     return handle.id
 
 
+async def p3_raised(env: Any, declare: Any) -> str:
+    """A P3 under the default policy paged in Slack, raised to P1 an hour in (the P1 chain from
+    level 1 then, level 2 five minutes later), acknowledged, resolved, reviewed."""
+    from workflows.incident import IncidentWorkflow
+    from workflows.models import AcknowledgeSignal, ResolveSignal, ReviewDoneSignal, SeveritySignal
+
+    handle = await declare("P3", title="R2 BGP flapping", service="wan-site-a")
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(IncidentWorkflow.set_severity, SeveritySignal(user="U0BOB", severity="P1"))
+    await env.sleep(timedelta(minutes=7))
+    await handle.signal(IncidentWorkflow.acknowledge, AcknowledgeSignal(user="U0BOB", source="slack"))
+    await env.sleep(timedelta(minutes=3))
+    await handle.signal(IncidentWorkflow.resolve, ResolveSignal(user="U0BOB", resolution="R2 session reset"))
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(IncidentWorkflow.review_done, ReviewDoneSignal(user="U0BOB", notes="done"))
+    await handle.result()
+    return handle.id
+
+
+async def p3_raised_chain(env: Any, tmp: Path) -> list[Recording]:
+    """p3_raised with fake Slack and fake paging services, tickets off."""
+    workflow_id = await _with_recorded_worker(env, p3_raised)
+    return [
+        Recording(
+            "p3-raised-to-p1-chain-restarted",
+            workflow_id,
+            "P3 on config/policy.yaml paged in Slack, raised to P1 at 60 min (the P1 chain from level 1, "
+            "level 2 at 65), acknowledged, resolved, reviewed (time-skipping server, fake Slack and pagers)",
+        )
+    ]
+
+
 async def war_room_triggers(env: Any, declare: Any) -> str:
     """A P3 raised by its alerts doubling, then a data-integrity concern (P1: its war room), roles,
     no root cause at 30 minutes, identified, resolved, reviewed (the room archived, the header closed)."""
@@ -506,6 +538,7 @@ TIME_SKIPPING: dict[str, Scenario] = {
     "r1-outage-p1": r1_outage_p1,
     "p4-unclaimed": p4_unclaimed,
     "p1-paged": p1_paged_chain,
+    "p3-raised": p3_raised_chain,
     "war-room-triggers": war_room_triggers_p1,
 }
 DEV_SERVER: dict[str, Scenario] = {

@@ -104,8 +104,8 @@ async def first_pages_out(handle: WorkflowHandle, policy: Policy, timeout: float
     """The incident's state once its chain's first level is paged through each of its services.
 
     A severity with a chain pages at its declaration, beside the incident's loop; a page is
-    recorded in `state.paging.pages` when its service answered (or refused: a service the worker
-    does not page through is recorded as failed). Tests of something else wait for it before
+    recorded in `state.paging.pages` when its service answered (a service the worker does not
+    page through is not paged: the timeline says so). Tests of something else wait for it before
     they claim, as a person takes a few seconds to: a claim stops the chain, and one that lands
     while the level's targets are still being looked up makes the level's pages "not paged"
     (the thread then has no "Paged ..." message). On the time-skipping test server it is worse:
@@ -120,6 +120,9 @@ async def first_pages_out(handle: WorkflowHandle, policy: Policy, timeout: float
         if chain is None:
             return state  # mentions instead (P4): nothing paged, nothing to wait for
         services = {service for t in chain.levels[0].targets for service in (t.via or chain.via)}
+        # A service the worker does not page through is cut, and said once in the timeline.
+        notes = " ".join(e.text for e in state.timeline if e.kind == "paging_note")
+        services = {v for v in services if f"not paged through {v.value}" not in notes}
         recorded = {p.service for p in state.paging.pages if p.level == 1 and p.loop == 0}
         return state if recorded >= services else None
 

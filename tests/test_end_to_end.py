@@ -44,6 +44,10 @@ async def paged_in_slack(sandbox: SlackSandbox, paged: IncidentState) -> tuple[s
         f"You are paged: {paged.severity.value} {paged.title}" in m["text"] and f"`{paged.key}`" in m["text"]
         for m in dm
     ), dm
+    # The page links where to open the incident: its thread once posted, else its Temporal UI page.
+    thread_link = f"archives/{paged.slack_channel}/p{(paged.slack_thread_ts or '').replace('.', '')}"
+    ui_link = f"/workflows/{paged.workflow_id}|Open the incident"
+    assert any(thread_link in m["text"] or ui_link in m["text"] for m in dm), dm
 
     async def said() -> str | None:
         thread = await sandbox.thread(paged.slack_channel, paged.slack_thread_ts)
@@ -106,7 +110,12 @@ async def test_whole_incident_in_one_thread_each_message_once_and_replayable(loc
         state = await posted_state(handle)
         # The P2 pages its primary on call at once (a DM), and says so in the thread.
         on_call, paged = await paged_in_slack(sandbox, await first_pages_out(handle, policy))
-        assert f"Paged <@{on_call}> (level 1, on call for network-primary) via slack, pagerduty." in paged
+        # This worker pages through Slack alone: the thread says so, the timeline says what was not.
+        assert f"Paged <@{on_call}> (level 1, on call for network-primary) via slack." in paged
+        notes = [
+            e.text for e in (await handle.query(IncidentWorkflow.state)).timeline if e.kind == "paging_note"
+        ]
+        assert any("not paged through pagerduty: this worker does not page through it" in n for n in notes)
         await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="U0ENGINEER1"))
         await handle.signal(
             IncidentWorkflow.update,

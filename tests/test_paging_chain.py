@@ -10,6 +10,7 @@ server scheduled its activity, so a page a worker sent late would show as late.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from workflows.models import (
     IncidentState,
     ResolveSignal,
     Severity,
+    SeveritySignal,
     SnoozeSignal,
 )
 from workflows.paging_models import (
@@ -703,3 +705,99 @@ async def test_a_page_that_waited_asks_the_incident_first_one_that_started_at_on
     assert (await send(timedelta(seconds=5))).held
     assert (await send(timedelta(0), attempt=2)).held
     assert incident.asked == ["paging_acknowledged"] * 2 and len(pagerduty.pages) == 1
+
+
+P3_SLACK = {  # a P3's chain: Slack only, hours apart
+    "levels": [
+        {"targets": [{"schedule": "primary"}], "escalate_after": "4h"},
+        {"targets": [{"schedule": "manager"}]},
+    ],
+    "via": ["slack"],
+}
+
+
+async def test_raising_an_unacknowledged_p3_to_p1_starts_the_p1_chain_now_one_level_at_a_time(
+    time_skipping_env, policy, tmp_path
+):
+    env, stack = time_skipping_env, Stack(tmp_path)
+    chain_policy = with_chain(with_chain(policy, Severity.P1, SEED_P1), Severity.P3, P3_SLACK)
+    async with recorded_worker(env, chain_policy, activities=stack.paging.activities) as (declare, _):
+        handle = await declare("P3")
+        await env.sleep(timedelta(hours=1))
+        # An hour in, every P1 level but the executive's is "overdue" by the P1 chain's offsets.
+        await handle.signal(IncidentWorkflow.set_severity, SeveritySignal(user="U0LEAD", severity="P1"))
+        await env.sleep(timedelta(minutes=20))
+        state = await state_of(handle)
+
+    # The P3 paged its primary in Slack at 0; the P1 chain starts at 60 and waits its own minutes.
+    assert stack.slack_pager.at(state.declared_at) == [
+        (0, "U0PRIME"),
+        (60, "U0PRIME"),
+        (65, "U0SECOND"),
+        (75, "U0MANAGER"),
+    ]
+    assert stack.pagerduty.at(state.declared_at) == [(60, "U0PRIME"), (65, "U0SECOND"), (75, "U0MANAGER")]
+    entries = paging_entries(state)
+    assert entries[1][0] == 60 and "(severity P3 → P1)" in entries[1][1], entries
+    # The restarted chain's pages have their own keys: the primary's P1 DM is a new page.
+    keys = [p.idempotency_key for _, p in stack.slack_pager.pages]
+    assert len(set(keys)) == 4
+
+
+async def test_lowering_a_p1_goes_on_from_where_the_chain_was_one_wait_from_now(
+    time_skipping_env, policy, tmp_path
+):
+    env, stack = time_skipping_env, Stack(tmp_path)
+    chain_policy = with_chain(with_chain(policy, Severity.P1, SEED_P1), Severity.P3, P3_SLACK)
+    async with recorded_worker(env, chain_policy, activities=stack.paging.activities) as (declare, _):
+        handle = await declare("P1")
+        await env.sleep(timedelta(minutes=2))
+        await handle.signal(IncidentWorkflow.set_severity, SeveritySignal(user="U0LEAD", severity="P3"))
+        await env.sleep(timedelta(hours=4, minutes=10))
+        state = await state_of(handle)
+
+    # Level 1 paged as a P1 at 0; the P3's level 2 comes its own wait (4 h) after the change at 2.
+    assert stack.slack_pager.at(state.declared_at) == [(0, "U0PRIME"), (242, "U0MANAGER")]
+    assert stack.pagerduty.at(state.declared_at) == [(0, "U0PRIME")]
+
+
+@dataclass
+class HeldPager(RecordedPager):
+    """A paging service whose answer waits until the test lets it go (a page in flight)."""
+
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def page(self, page: Page) -> PageDelivered:
+        self.started.set()
+        await self.release.wait()
+        return await super().page(page)
+
+
+async def test_a_page_that_goes_out_as_the_incident_is_resolved_is_resolved_at_its_service(
+    time_skipping_env, policy, tmp_path
+):
+    env, stack = time_skipping_env, Stack(tmp_path)
+    held = HeldPager(PagingService.pagerduty)
+    stack.paging._backends[PagingService.pagerduty] = held
+    async with recorded_worker(
+        env, with_chain(policy, Severity.P1, SEED_P1), activities=stack.paging.activities
+    ) as (declare, _):
+        handle = await declare("P1")
+        await asyncio.wait_for(held.started.wait(), 30)  # level 1's PagerDuty page is in flight
+        await handle.signal(IncidentWorkflow.resolve, ResolveSignal(user="U0LEAD", resolution="fixed"))
+
+        async def resolved() -> bool:
+            return (await state_of(handle)).resolved_at is not None
+
+        while not await resolved():
+            await asyncio.sleep(0.05)
+        held.release.set()  # the page reaches PagerDuty after the resolution
+        await env.sleep(timedelta(minutes=30))
+        state = await state_of(handle)
+
+    assert held.at(state.declared_at) == [(0, "U0PRIME")]
+    # Sent, and then resolved there (it was not among the pages sent when the incident resolved).
+    assert [u.action for _, u in held.updates] == [PagingAction.resolve]
+    assert [r.outcome for r in state.paging.pages if r.service == PagingService.pagerduty] == ["sent"]
+    assert minutes(state, "paging") == [0]  # and no level after the resolution

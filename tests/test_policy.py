@@ -185,3 +185,24 @@ def test_worker_refuses_to_start_on_a_bad_policy(tmp_path):
         in result.stderr
     )
     assert "Traceback" not in result.stderr
+
+
+def test_worker_refuses_to_start_on_a_schedule_the_oncall_file_lacks(tmp_path):
+    policy = yaml.safe_load((ROOT / "config" / "policy.yaml").read_text())
+    policy["severities"]["P2"]["paging"]["levels"][1]["targets"] = [{"schedule": "network-secondry"}]
+    bad = tmp_path / "policy.yaml"
+    bad.write_text(yaml.safe_dump(policy))
+    result = subprocess.run(
+        [sys.executable, "-m", "worker"],
+        cwd=ROOT,
+        env={**os.environ, "INCIDENT_POLICY": str(bad), "TEMPORAL_ADDRESS": "127.0.0.1:1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert (
+        f"worker: bad policy: {bad}: severities.P2.paging.levels[1].targets[0].schedule: "
+        "unknown schedule 'network-secondry' (the on-call file has: network-primary" in result.stderr
+    )
+    assert "Traceback" not in result.stderr

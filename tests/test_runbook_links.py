@@ -148,28 +148,8 @@ def test_alertmanager_and_grafana_runbook_url_annotations_reach_the_declaration(
     [
         (
             "/alerts/alertmanager",
-            am_body([am_alert(annotations={"runbook_url": "javascript:alert(1)"})]),
-            "alerts[0].annotations.runbook_url: not an http(s) URL",
-        ),
-        (
-            "/alerts/alertmanager",
-            am_body([am_alert(annotations={"runbook_url": "docs/runbooks/r1.md"})]),
-            "alerts[0].annotations.runbook_url: not an http(s) URL",
-        ),
-        (
-            "/alerts/alertmanager",
-            am_body([am_alert(annotations={"runbook_url": "https://wiki.example.com/" + "x" * 2100})]),
-            "alerts[0].annotations.runbook_url: 2,125 characters; a URL is at most 2,000",
-        ),
-        (
-            "/alerts/alertmanager",
             am_body([am_alert(annotations={"runbook_url": "https://wiki.example.com/" + "x" * 5000})]),
             "alerts.0.annotations.runbook_url",  # over an annotation's own limit (3,000)
-        ),
-        (
-            "/alerts/grafana",
-            am_body([am_alert()], annotations={"runbook_url": "https://wiki.example.com/r 1"}),
-            "commonAnnotations.runbook_url: a URL cannot hold spaces",
         ),
         (
             "/alerts",
@@ -184,6 +164,46 @@ async def test_a_bad_runbook_url_is_422_naming_the_field(policy, path, body, nam
         response = await http.post(path, json=body)
         assert response.status_code == 422, response.text
         assert names in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("source", "body", "names"),
+    [
+        (
+            "alertmanager",
+            am_body([am_alert(annotations={"runbook_url": "javascript:alert(1)"})]),
+            "alerts[0].annotations.runbook_url: not an http(s) URL",
+        ),
+        (
+            "alertmanager",
+            am_body([am_alert(annotations={"runbook_url": "docs/runbooks/r1.md"})]),
+            "alerts[0].annotations.runbook_url: not an http(s) URL",
+        ),
+        (
+            "alertmanager",
+            am_body([am_alert(annotations={"runbook_url": "https://wiki.example.com/" + "x" * 2100})]),
+            "alerts[0].annotations.runbook_url: 2,125 characters; a URL is at most 2,000",
+        ),
+        (
+            "grafana",
+            am_body([am_alert()], annotations={"runbook_url": "https://wiki.example.com/r 1"}),
+            "commonAnnotations.runbook_url: a URL cannot hold spaces",
+        ),
+    ],
+)
+async def test_an_alert_with_a_bad_runbook_url_is_taken_without_the_link_and_says_why(
+    policy, source, body, names
+):
+    # Alertmanager and Grafana never send again an alert answered 4xx: refusing it would lose it.
+    model = AlertmanagerWebhook if source == "alertmanager" else GrafanaWebhook
+    [delivery] = from_alertmanager(model.model_validate(body), policy.alerts, source)
+    assert delivery.declaration.runbook == ""
+    [noted] = delivery.declaration.symptoms
+    assert noted.startswith(f"runbook link ignored: {names}"), noted
+    app = create_app(UNREACHABLE, policy, token="")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r") as http:
+        response = await http.post(f"/alerts/{source}", json=body)
+        assert response.status_code == 503, response.text  # past the edge: Temporal is away
 
 
 async def test_a_good_runbook_url_passes_the_edge(policy):

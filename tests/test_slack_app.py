@@ -324,6 +324,35 @@ async def test_post_update_and_resolve_buttons_open_forms_whose_submissions_reac
     assert "already review" in refused or "already resolved" in refused
 
 
+async def test_the_headers_assign_role_button_opens_a_form_whose_submission_gives_the_role(
+    stack: Stack,
+) -> None:
+    incident = await declared(stack, "P2")
+    where = {"channel": incident.slack_channel, "ts": incident.slack_thread_ts}
+    answer = await stack.act("button", user=ALICE, action_id="incident_role", **where)
+    assert answer["status"] == 200
+
+    async def opened() -> dict[str, Any] | None:
+        views = (await stack.state())["views"]
+        mine = [
+            v
+            for v in views
+            if v["user"] == ALICE and v["status"] == "open" and v["title"]["text"] == "Assign role"
+        ]
+        return mine[-1] if mine else None
+
+    form = await eventually(opened, what="the Assign role form")
+    assert form["private_metadata"] == incident.workflow_id
+    done = await stack.act(
+        "submit", user=ALICE, view_id=form["id"], values={"role": "comms", "assignee": BOB}
+    )
+    assert done["status"] == 200 and done["view_status"] == "closed", done
+    assert incident.key in await stack.heard(ALICE, "role assigned")
+    state = await stack.incident(incident.workflow_id)
+    assert state.roles.get("comms") == BOB, state.roles
+    assert any(e.kind == "role" and BOB in e.text for e in state.timeline)
+
+
 # -------------------------------------------------------------- slash command
 
 

@@ -103,6 +103,11 @@ CLOSED_HEADER_PATCH = "closed-header"
 # search attributes the run starts with are not written again (the patch's own marker costs an
 # upsert of TemporalChangeVersion: the incident writes no more to visibility than before).
 FIRST_PAGE_FIRST = "first-page-first"
+# Paging follows the incident: a resolution stops the pages still being sent (and resolves at the
+# service one that went out anyway); a new severity starts its own chain from level 1 now (raised)
+# or goes on from where the chain was, one wait from now (lowered), instead of paging every level
+# the new chain's offsets say are overdue at once.
+PAGING_FOLLOWS = "paging-follows-incident"
 
 
 @workflow.defn
@@ -119,6 +124,7 @@ class IncidentWorkflow(
         self._per_occurrence_early = self._investigation_in_turn = False
         self._release_b = False
         self._first_page_first = False  # the first-page-first patch, read when the run starts
+        self._paging_follows = False  # the paging-follows-incident patch, read when the run starts
         self._published: dict[str, str] = {}
         if input.carried is not None:
             self._state = input.carried
@@ -504,6 +510,7 @@ class IncidentWorkflow(
                 self._ask_for_war_room(user, f"raised to {new.value}")
         s.severity = new
         self._severity_set()
+        self._chain_follows(old)
         reason = f" ({why})" if why else ""
         self._record("severity", user, f"severity {old.value} → {new.value}{reason}", request_id)
         # The running timers follow the new severity at once: deadlines are
@@ -548,6 +555,7 @@ class IncidentWorkflow(
             old = s.severity
             s.severity = raised_to
             self._severity_set()
+            self._chain_follows(old)
             if self._war_room_for(raised_to):
                 self._ask_for_war_room(batch.user, f"raised to {raised_to.value} by an alert")
             self._record(
@@ -839,6 +847,7 @@ class IncidentWorkflow(
         # The war room, the severity triggers and the team's checklist kept true: one marker.
         self._release_b = workflow.patched(RELEASE_2026_12_01B)
         self._first_page_first = workflow.patched(FIRST_PAGE_FIRST)
+        self._paging_follows = workflow.patched(PAGING_FOLLOWS)
         if self._first_page_first:
             self._published = self._published_at_start()
         # One marker for everything this release changed (one event in every new incident's

@@ -74,6 +74,7 @@ class Paging(IncidentParts):
     _service_tasks: set[asyncio.Task[None]]  # acknowledging / resolving at the paging services
     _wake: bool  # the table changed beside the loop: it recomputes before sleeping on
     _first_page_first: bool  # the first-page-first patch (read at the start of the run)
+    _paging_follows: bool  # the paging-follows-incident patch (read at the start of the run)
 
     if TYPE_CHECKING:  # provided by IncidentWorkflow and the other mixins
 
@@ -83,8 +84,37 @@ class Paging(IncidentParts):
 
     @workflow.query
     def paging_acknowledged(self) -> bool:
-        """Asked by a page activity just before it pages: has anyone acknowledged meanwhile?"""
-        return self._acknowledged()
+        """Asked by a page activity just before it pages: has anyone acknowledged meanwhile (or
+        has the incident been resolved)? Either way the page is held."""
+        return self._acknowledged() or self._state.resolved_at is not None
+
+    def _held_why(self) -> str:
+        if self._paging_follows and self._state.resolved_at is not None and not self._acknowledged():
+            return "resolved"
+        return "acknowledged"
+
+    def _chain_follows(self, old: Severity) -> None:
+        """A new severity, not yet acknowledged: its chain from level 1 now when raised, or from
+        where the chain was, one wait from now, when lowered (since paging-follows). Before, the
+        new chain's steps were due at their offsets from the declaration: raising a P3 an hour
+        old to P1 paged every P1 level at once."""
+        s = self._state
+        if not self._paging_follows or s.phase not in OPEN_PHASES or self._acknowledged():
+            return
+        chain = self._chain()
+        if chain is None or chain == self._require_policy().for_severity(old).paging:
+            return
+        steps = chain.steps()
+        now = workflow.now()
+        step = 0 if s.severity.value < old.value else min(s.paging.next_step, len(steps))
+        s.paging.next_step = step
+        if step >= len(steps):
+            return  # lowered past the new chain's end: nothing more to page
+        due = now if step == 0 else now + (steps[step][2] - steps[step - 1][2])
+        s.paging.advanced = s.declared_at + steps[step][2] - due
+        s.paging.restarts += 1
+        s.paging.restart_reason = f"severity {old.value} → {s.severity.value}"
+        self._wake = True
 
     def _add_paging_deadlines(self) -> None:
         self._page_tasks = set()
@@ -147,7 +177,7 @@ class Paging(IncidentParts):
         late = now - due
         what = f"level {index + 1}" + (f", repeat {loop}" if loop else "")
         why = (
-            "declared"
+            (s.paging.restart_reason or "declared")
             if s.paging.next_step == 1
             else f"no acknowledgement after {format_duration(now - s.declared_at)}"
         )
@@ -167,7 +197,7 @@ class Paging(IncidentParts):
             level=index + 1,
             due=due,
             turn=turn,
-            escalated="" if why == "declared" else why,
+            escalated="" if s.paging.next_step == 1 else why,
         )
 
     async def _page_unresolved(self, now: datetime) -> None:
@@ -234,8 +264,9 @@ class Paging(IncidentParts):
                 what,
             )
         except (ActivityError, asyncio.CancelledError) as err:
-            # Acknowledged while the targets were being looked up (the task was cancelled).
-            why = "acknowledged meanwhile" if self._acknowledged() else str(err)
+            # Acknowledged (or resolved) while the targets were being looked up (the task was cancelled).
+            held = self._acknowledged() or (self._paging_follows and s.resolved_at is not None)
+            why = f"{self._held_why()} meanwhile" if held else str(err)
             self._record("paging_note", "", f"{what}: not paged, {why}")
             return
         for problem in found.problems:
@@ -333,7 +364,12 @@ class Paging(IncidentParts):
         if self._acknowledged() and not rule:  # the unresolved rules page the acknowledged
             self._note_page(target, service, level, loop, due, "held: acknowledged", rule)
             return
-        key = f"{s.workflow_id}/page/{rule or loop}/{level}/{target.person.user_id}/{service.value}"
+        if self._paging_follows and s.resolved_at is not None:
+            self._note_page(target, service, level, loop, due, "held: resolved", rule)
+            return
+        # A chain started again for a new severity pages afresh (its own keys).
+        run = f"{rule or loop}" if not s.paging.restarts else f"r{s.paging.restarts}-{rule or loop}"
+        key = f"{s.workflow_id}/page/{run}/{level}/{target.person.user_id}/{service.value}"
         page = Page(
             service=service,
             incident_workflow_id=s.workflow_id,
@@ -348,6 +384,8 @@ class Paging(IncidentParts):
             urgent=urgent,
             idempotency_key=key,
             despite_acknowledgement=bool(rule),
+            thread_channel=s.slack_channel,
+            thread_ts=s.slack_thread_ts,
         )
         try:
             delivered = await workflow.execute_activity(
@@ -363,10 +401,13 @@ class Paging(IncidentParts):
             self._note_page(target, service, level, loop, due, f"failed: {failure_reason(err)}", rule)
             return
         except asyncio.CancelledError:
-            self._note_page(target, service, level, loop, due, "held: acknowledged", rule)
+            self._note_page(target, service, level, loop, due, f"held: {self._held_why()}", rule)
             return
-        outcome = "held: acknowledged" if delivered.held else "sent"
+        outcome = f"held: {self._held_why()}" if delivered.held else "sent"
         self._note_page(target, service, level, loop, due, outcome, rule)
+        if self._paging_follows and outcome == "sent" and s.resolved_at is not None:
+            # It went out as the incident was resolved: resolve it at the service too.
+            self._tell_service(service, PagingAction.resolve, "")
 
     def _note_page(
         self,
@@ -415,10 +456,15 @@ class Paging(IncidentParts):
         s = self._state
         services = sorted({p.service for p in s.paging.pages if p.outcome == "sent"} - {PagingService.slack})
         for service in services:
-            update = PagingUpdate(service=service, incident_key=s.key, action=action, by=by)
-            task = asyncio.create_task(self._update_service(update))
-            self._service_tasks.add(task)
-            task.add_done_callback(self._service_tasks.discard)
+            self._tell_service(service, action, by)
+
+    def _tell_service(self, service: PagingService, action: PagingAction, by: str) -> None:
+        if service == PagingService.slack:
+            return  # the thread says it; the DM's buttons answer that it is over
+        update = PagingUpdate(service=service, incident_key=self._state.key, action=action, by=by)
+        task = asyncio.create_task(self._update_service(update))
+        self._service_tasks.add(task)
+        task.add_done_callback(self._service_tasks.discard)
 
     async def _update_service(self, update: PagingUpdate) -> None:
         try:

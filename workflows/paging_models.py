@@ -43,7 +43,9 @@ class Page(Model):
     severity: Severity
     title: str
     summary: str = ""  # one line: what is broken, where
-    link: str | None = None  # the thread, or the Temporal UI
+    link: str | None = None  # the thread, or the Temporal UI (filled in by the activity when None)
+    thread_channel: str | None = None  # the incident's thread, when it is in Slack already
+    thread_ts: str | None = None
     level: int = Field(ge=1)  # 1-based level of the chain
     loop: int = Field(default=0, ge=0)  # 0: the first pass; then each repeat
     person: PagedPerson

@@ -43,4 +43,8 @@ class PagingState(Model):
     acknowledged_at: datetime | None = None
     acknowledged_by: str | None = None
     turns: dict[int, int] = Field(default_factory=dict)  # level index -> round-robin turns taken
+    # The chain started again for a new severity (paging-follows-severity): how often, and why,
+    # for the new pages' idempotency keys and the first page's reason.
+    restarts: int = 0
+    restart_reason: str = ""
     pages: list[PageRecord] = Field(default_factory=list)

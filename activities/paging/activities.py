@@ -18,7 +18,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
@@ -60,6 +60,10 @@ class DndLookup(Protocol):
     async def do_not_disturb(self, user_id: str) -> DndStatus: ...
 
 
+class ThreadLinks(Protocol):
+    async def thread_link(self, channel: str, ts: str) -> str | None: ...
+
+
 class PagingActivities:
     def __init__(
         self,
@@ -68,7 +72,12 @@ class PagingActivities:
         dnd: DndLookup | None,
         oncall_file: str | Path | None = None,
         overrides_file: str | Path | None = None,
+        *,
+        threads: ThreadLinks | None = None,
+        ui_url: Callable[[str], str] | None = None,
     ) -> None:
+        self._threads = threads
+        self._ui_url = ui_url
         self._backends = dict(backends)
         self._client = client
         self._dnd = dnd
@@ -107,11 +116,32 @@ class PagingActivities:
                 found.people.extend(self._on_call(oncall, spec, request, found.problems))
         if request.round_robin is not None and found.people:
             found.people = [found.people[request.round_robin % len(found.people)]]
+        found.people = self._reachable(found.people, found.problems)
         if request.check_dnd and self._dnd is not None:
             found.people = list(
                 await asyncio.gather(*(self._with_dnd(t, found.problems) for t in found.people))
             )
         return found
+
+    def _reachable(self, people: list[ResolvedTarget], problems: list[str]) -> list[ResolvedTarget]:
+        """Each person's services cut to those this worker pages through (PAGING_BACKENDS), so
+        the thread says how they were really paged; what was cut is said once, not paged."""
+        cut: set[PagingService] = set()
+        kept = []
+        for target in people:
+            via = [v for v in target.via if v in self._backends]
+            cut.update(v for v in target.via if v not in self._backends)
+            if via:
+                kept.append(target.model_copy(update={"via": via}))
+            else:
+                problems.append(f"{target.person.user_id} not paged: no service of theirs is configured")
+        if cut:
+            names = ", ".join(sorted(v.value for v in cut))
+            problems.append(
+                f"not paged through {names}: this worker does not page through it (PAGING_BACKENDS: "
+                f"{', '.join(v.value for v in self._backends) or 'none'})"
+            )
+        return kept
 
     def _on_call(
         self, oncall: OnCall | None, spec: TargetSpec, request: ResolveTargets, problems: list[str]
@@ -163,7 +193,17 @@ class PagingActivities:
             and await self._acknowledged(page.incident_workflow_id)
         ):
             return PageDelivered(service=page.service, reference="", held=True)
+        if page.link is None:
+            page = page.model_copy(update={"link": await self._link(page)})
         return await backend.page(page)
+
+    async def _link(self, page: Page) -> str | None:
+        """Where the person paged opens the incident: its Slack thread, else its Temporal UI page."""
+        if self._threads is not None and page.thread_channel and page.thread_ts:
+            link = await self._threads.thread_link(page.thread_channel, page.thread_ts)
+            if link:
+                return link
+        return self._ui_url(page.incident_workflow_id) if self._ui_url is not None else None
 
     async def _acknowledged(self, workflow_id: str) -> bool:
         if self._client is None:

@@ -857,6 +857,36 @@ def load_oncall_file(path: str | Path | None = None) -> OnCallFile:
         raise OnCallError(f"{file}: {_describe(exc)}") from None
 
 
+def schedules_named(policy: Any) -> dict[str, str]:
+    """Every schedule a policy (any pydantic model: the incident policy) names: field path -> name."""
+    found: dict[str, str] = {}
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, dict):
+            name = value.get("schedule")
+            if isinstance(name, str) and name:
+                found[f"{path}.schedule"] = name
+            for key, item in value.items():
+                walk(item, f"{path}.{key}" if path else str(key))
+        elif isinstance(value, list):
+            for n, item in enumerate(value):
+                walk(item, f"{path}[{n}]")
+
+    walk(policy.model_dump(mode="json"), "")
+    return found
+
+
+def unknown_schedules(policy: Any, oncall: OnCallFile) -> list[str]:
+    """Where a policy names a schedule the on-call file lacks, as `field.path: unknown schedule
+    'x'`: the worker refuses to start on it rather than finding out at an incident's first page."""
+    known = ", ".join(oncall.schedules) or "none"
+    return [
+        f"{path}: unknown schedule {name!r} (the on-call file has: {known})"
+        for path, name in schedules_named(policy).items()
+        if name not in oncall.schedules
+    ]
+
+
 def load_oncall(path: str | Path | None = None, overrides_path: str | Path | None = None) -> OnCall:
     """The schedule file and its overrides file (missing: no overrides), checked against each other."""
     file_path = Path(path) if path else default_oncall_file()

@@ -12,5 +12,6 @@ from __future__ import annotations
 from .web_api import CLAIM_ACTION as CLAIM_ACTION
 from .web_api import METADATA_EVENT as METADATA_EVENT
 from .web_api import RESOLVE_ACTION as RESOLVE_ACTION
+from .web_api import ROLE_ACTION as ROLE_ACTION
 from .web_api import UPDATE_ACTION as UPDATE_ACTION
 from .web_api import SlackChat as SlackChat

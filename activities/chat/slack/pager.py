@@ -10,6 +10,8 @@ the policy names, which ring through DND.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +23,8 @@ from workflows.paging_models import DndStatus, Page, PageDelivered, PagingServic
 from .web_api import CLAIM_ACTION, METADATA_EVENT, SlackChat
 
 ACKNOWLEDGE_ACTION = "incident_acknowledge"
+WORKSPACE_TIMEOUT = 1.0  # seconds for auth.test, asked once for the pages' thread links
+WORKSPACE_RETRY = 60.0  # after a failed auth.test, pages link the Temporal UI this long
 
 
 class SlackPager:
@@ -30,6 +34,25 @@ class SlackPager:
 
     def __init__(self, chat: SlackChat) -> None:
         self._chat = chat
+        self._workspace: str | None = None  # https://<team>.slack.com/, from auth.test once
+        self._workspace_failed_at = 0.0
+
+    async def thread_link(self, channel: str, ts: str) -> str | None:
+        """The thread's permalink, built as Slack builds it (workspace URL + archives/C/p<ts>), so
+        a page costs no Slack call but the first (auth.test, cached); None when Slack cannot say
+        (then the page links the Temporal UI: a page never waits on Slack for its link)."""
+        if self._workspace is None:
+            if time.monotonic() - self._workspace_failed_at < WORKSPACE_RETRY:
+                return None
+            try:
+                answer = await asyncio.wait_for(self._chat._client.auth_test(), WORKSPACE_TIMEOUT)
+                self._workspace = str(answer["url"])
+            except Exception as exc:  # noqa: BLE001 - Slack down: the Temporal UI link instead
+                self._workspace_failed_at = time.monotonic()
+                activity.logger.warning("no Slack workspace URL for the page's link: %s", exc)
+                return None
+        base = self._workspace if self._workspace.endswith("/") else self._workspace + "/"
+        return f"{base}archives/{channel}/p{ts.replace('.', '')}"
 
     async def page(self, page: Page) -> PageDelivered:
         client = self._chat._client

@@ -283,6 +283,7 @@ class SlackChat(SlackWarRoom):
 CLAIM_ACTION = "incident_claim"
 UPDATE_ACTION = "incident_update"
 RESOLVE_ACTION = "incident_resolve"
+ROLE_ACTION = "incident_role"
 _SECTION_LIMIT = 3000  # Slack's limit for a section's text
 _MESSAGE_LIMIT = 40_000  # Slack's limit for a message's text (msg_too_long above it)
 _MESSAGE_CUT_NOTE = "\n_… the rest of this message is cut: Slack takes 40,000 characters at most._"
@@ -313,7 +314,8 @@ def sections(text: str, limit: int = _SECTION_LIMIT) -> list[str]:
 
 
 def declaration_blocks(text: str, incident: IncidentState) -> list[dict[str, Any]]:
-    """The declaration as sections (3,000 characters each at most), with Claim / Post update / Resolve.
+    """The declaration as sections (3,000 characters each at most), with Claim / Post update /
+    Assign role / Resolve.
 
     However long its symptoms, every line of the header is shown: the IC, the phase,
     the ticket and how to claim come after them and must not be cut off.
@@ -326,6 +328,7 @@ def declaration_blocks(text: str, incident: IncidentState) -> list[dict[str, Any
     buttons = [
         (CLAIM_ACTION, "Take over as IC" if incident.commander else "Claim", "primary"),
         (UPDATE_ACTION, "Post update", None),
+        (ROLE_ACTION, "Assign role", None),
         (RESOLVE_ACTION, "Resolve", "danger"),
     ]
     elements = []
