@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client
+from temporalio.common import MetricMeter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
@@ -36,6 +37,8 @@ from workflows.announcer import ChannelAnnouncer
 from workflows.incident import IncidentWorkflow
 from workflows.investigation import InvestigationWorkflow
 from workflows.maintenance import MaintenanceWorkflow
+from workflows.metrics import OPEN_INCIDENTS, TIME_TO_ACKNOWLEDGE, TIME_TO_ACKNOWLEDGE_BUCKETS
+from workflows.models import PHASE_ATTR, SEVERITY_ATTR, Phase, Severity
 from workflows.paging_models import PagingService
 from workflows.policy import Policy, PolicyError, load_policy
 from workflows.tickets import TicketWorkflow
@@ -129,12 +132,41 @@ def build_worker(
 
 
 def metrics_runtime(settings: Settings) -> Runtime | None:
-    """A runtime serving the SDK's Prometheus metrics when WORKER_METRICS_ADDRESS is set."""
+    """A runtime serving the SDK's Prometheus metrics, and the incidents' own (workflows/metrics.py),
+    when WORKER_METRICS_ADDRESS is set."""
     if not settings.worker_metrics_address:
         return None
     return Runtime(
-        telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=settings.worker_metrics_address))
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(
+                bind_address=settings.worker_metrics_address,
+                histogram_bucket_overrides={TIME_TO_ACKNOWLEDGE: list(TIME_TO_ACKNOWLEDGE_BUCKETS)},
+            )
+        )
     )
+
+
+async def publish_open_incidents(client: Client, meter: MetricMeter, every: float) -> None:
+    """`incident_open{severity,phase}`: the running incidents in Temporal's visibility, counted by
+    their search attributes every `every` seconds (every combination written, so one that empties
+    goes to 0). From visibility, not from workflow code: a gauge kept by the incidents themselves
+    would drift with every worker that crashed between a phase change and its metric."""
+    gauge = meter.create_gauge(OPEN_INCIDENTS, "Incidents running now, by severity and phase")
+    query = "WorkflowType='IncidentWorkflow' AND ExecutionStatus='Running'"
+    while True:
+        counts = {(sev.value, phase.value): 0 for sev in Severity for phase in Phase}
+        try:
+            async for run in client.list_workflows(query):
+                attrs = run.typed_search_attributes
+                key = (attrs.get(SEVERITY_ATTR) or "", attrs.get(PHASE_ATTR) or "")
+                if key in counts:
+                    counts[key] += 1
+        except Exception as exc:  # noqa: BLE001 - a visibility hiccup skips one reading, no more
+            logging.warning("open incidents not counted: %s", exc)
+        else:
+            for (sev, phase), n in counts.items():
+                gauge.set(n, {"severity": sev, "phase": phase})
+        await asyncio.sleep(every)
 
 
 def check_schedules(policy: Policy, settings: Settings) -> None:
@@ -155,8 +187,13 @@ async def run_worker(settings: Settings) -> None:
     policy = load_policy(settings.incident_policy)
     check_schedules(policy, settings)
     backends = Backends.from_settings(settings)  # a backend it cannot use stops it before it connects
-    client = await connect(settings, runtime=metrics_runtime(settings))
+    runtime = metrics_runtime(settings)
+    client = await connect(settings, runtime=runtime)
     worker = build_worker(client, settings, policy, backends)
+    if runtime is not None:
+        counting = asyncio.create_task(  # noqa: F841 - held while the worker runs
+            publish_open_incidents(client, runtime.metric_meter, settings.worker_metrics_every)
+        )
     logging.info(
         "worker polling task queue %r on %s (namespace %s), Slack at %s; %s",
         settings.temporal_task_queue,

@@ -31,6 +31,7 @@ JIRA_SANDBOX_PORT = 8906
 ALERT_RECEIVER_PORT = 8000
 SLACK_APP_PORT = 3000
 STATUS_PAGE_PORT = 8080
+WORKER_METRICS_PORT = 9464  # `incident dev`'s worker serves /metrics here (else on a free port)
 
 
 class Settings(BaseSettings):
@@ -145,6 +146,8 @@ class Settings(BaseSettings):
     # The worker's SDK metrics (sticky cache hits, misses and evictions, slots, latencies) in
     # Prometheus text at http://<this>/metrics, e.g. 127.0.0.1:9464; empty: not served.
     worker_metrics_address: str = ""
+    # How often (seconds) the worker counts the open incidents in visibility for `incident_open`.
+    worker_metrics_every: float = 15.0
     # Incidents the worker keeps in memory between their workflow tasks (the SDK's default). One
     # that is not in it replays its history before each task: with more open incidents than
     # this, most pages cost a replay; each one kept costs memory (bench/paging.py measures both).

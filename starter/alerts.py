@@ -62,6 +62,7 @@ from starter.edge import error_response as _error
 from starter.edge import one_line as _one_line
 from starter.edge import validation_message as _validation_message
 from starter.paging_webhooks import webhook_routes
+from starter.receiver_metrics import ReceiverMetrics
 from workflows import limits
 from workflows.announcer import ChannelAnnouncer
 from workflows.announcer_models import (
@@ -566,9 +567,12 @@ def _signal_chunks(deliveries: list[Delivery]) -> list[list[Delivery]]:
 class TemporalDelivery:
     """Signal-with-start into Temporal, connecting lazily (the receiver starts even if Temporal is down)."""
 
-    def __init__(self, settings: Settings, client: Client | None = None) -> None:
+    def __init__(
+        self, settings: Settings, client: Client | None = None, metrics: ReceiverMetrics | None = None
+    ) -> None:
         self._settings = settings
         self._client = client
+        self._metrics = metrics
         self._connecting = asyncio.Lock()
         # Told of each incident this receiver declared (after its signal-with-start returned).
         self.on_declared: Callable[[IncidentDeclaration], None] | None = None
@@ -595,8 +599,10 @@ class TemporalDelivery:
                     await handle.signal(IncidentWorkflow.alerts, batch)
             except RPCError as exc:
                 if exc.status == RPCStatusCode.NOT_FOUND:
+                    self._count(Outcome(workflow_id, new=False, delivered=False), deliveries)
                     return Outcome(workflow_id, new=False, delivered=False)
                 raise
+            self._count(Outcome(workflow_id, new=False), deliveries)
             return Outcome(workflow_id, new=False)
         declaration = _merge_declarations(firing)
         handle = await client.start_workflow(
@@ -613,7 +619,24 @@ class TemporalDelivery:
             await handle.signal(IncidentWorkflow.alerts, batch)
         if new and self.on_declared is not None:
             self.on_declared(declaration)
+        self._count(Outcome(workflow_id, new=new), deliveries, declaration.severity.value)
         return Outcome(workflow_id, new=new)
+
+    def _count(self, outcome: Outcome, deliveries: list[Delivery], severity: str = "") -> None:
+        """Declared (the batch's first alert), deduplicated (the rest, or all of a batch for an
+        incident already open), or for no incident (resolved alerts with none open)."""
+        if self._metrics is None:
+            return
+        source = deliveries[0].event.source
+        if not outcome.delivered:
+            self._metrics.no_incident.labels(source).inc(len(deliveries))
+            return
+        folded = len(deliveries)
+        if outcome.new:
+            self._metrics.declared.labels(source, severity).inc()
+            folded -= 1
+        if folded:
+            self._metrics.deduplicated.labels(source).inc(folded)
 
 
 class AnnouncerFeed:
@@ -751,10 +774,11 @@ def create_app(
     token = token if token is not None else os.environ.get("ALERT_RECEIVER_TOKEN") or None
     mapping = policy.alerts
     state: dict[str, Any] = {}
+    metrics = ReceiverMetrics()
 
     def receiver() -> tuple[AlertBatcher, TemporalDelivery]:
         if "batcher" not in state:  # made inside the running loop
-            delivery = TemporalDelivery(settings, client)
+            delivery = TemporalDelivery(settings, client, metrics)
             if rollup:
                 feed = AnnouncerFeed(delivery.client, policy, settings.temporal_task_queue, storm)
                 delivery.on_declared = feed.declared
@@ -769,7 +793,13 @@ def create_app(
         # The scheme is case-insensitive (RFC 9110): `bearer x` is as good as `Bearer x`.
         return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
-    def endpoint(model: type[BaseModel], normalise: Callable[[Any], list[Delivery]]):
+    def endpoint(model: type[BaseModel], normalise: Callable[[Any], list[Delivery]], name: str):
+        async def counted(request: Request) -> JSONResponse:
+            answer = await receive(request)
+            if answer.status_code >= 400 and answer.status_code != 422:  # each 422 says its reason
+                metrics.refusal(name, answer.status_code)
+            return answer
+
         async def receive(request: Request) -> JSONResponse:
             received_at = datetime.now(UTC)
             if not authorised(request):
@@ -791,11 +821,14 @@ def create_app(
             try:
                 deliveries = normalise(model.model_validate(data))
             except ValidationError as exc:
+                metrics.refusal(name, 422)
                 return _error(422, _validation_message(exc))
             except PayloadError as exc:
+                metrics.refusal(name, 422)
                 return _error(422, str(exc))
             for delivery in deliveries:
                 delivery.received_at = received_at
+                metrics.received.labels(delivery.event.source).inc()
             batcher, _ = receiver()
             outcomes = await asyncio.gather(*(batcher.submit(d) for d in deliveries), return_exceptions=True)
             failed = [o for o in outcomes if isinstance(o, BaseException)]
@@ -823,6 +856,7 @@ def create_app(
             if failed:
                 refused = _refusals(deliveries, list(outcomes))
                 log.warning("Temporal refused %d of %d alerts: %s", len(failed), len(deliveries), refused[0])
+                metrics.refusal(name, 422, "temporal_refused")
                 return _error(
                     422,
                     f"Temporal refused {len(failed)} of {len(deliveries)} alerts (retrying cannot help): "
@@ -835,7 +869,7 @@ def create_app(
                 status_code=202,
             )
 
-        return receive
+        return counted
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True})
@@ -843,21 +877,26 @@ def create_app(
     routes = [
         Route(
             "/alerts/alertmanager",
-            endpoint(AlertmanagerWebhook, lambda b: from_alertmanager(b, mapping, "alertmanager")),
+            endpoint(
+                AlertmanagerWebhook, lambda b: from_alertmanager(b, mapping, "alertmanager"), "alertmanager"
+            ),
             methods=["POST"],
         ),
         Route(
             "/alerts/grafana",
-            endpoint(GrafanaWebhook, lambda b: from_alertmanager(b, mapping, "grafana")),
+            endpoint(GrafanaWebhook, lambda b: from_alertmanager(b, mapping, "grafana"), "grafana"),
             methods=["POST"],
         ),
         Route(
             "/alerts/pagerduty",
-            endpoint(PagerDutyEvent, lambda b: from_pagerduty(b, mapping)),
+            endpoint(PagerDutyEvent, lambda b: from_pagerduty(b, mapping), "pagerduty"),
             methods=["POST"],
         ),
-        Route("/alerts", endpoint(GenericAlert, lambda b: from_generic(b, mapping)), methods=["POST"]),
+        Route(
+            "/alerts", endpoint(GenericAlert, lambda b: from_generic(b, mapping), "generic"), methods=["POST"]
+        ),
         Route("/healthz", healthz, methods=["GET"]),
+        metrics.route(),
         # Acknowledgements from PagerDuty and Opsgenie: signed by them, not by ALERT_RECEIVER_TOKEN.
         *webhook_routes(settings, lambda: receiver()[1].client()),
     ]

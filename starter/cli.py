@@ -1003,6 +1003,118 @@ def list_incidents(
     out.print(table)
 
 
+# ------------------------------------------------------------------ report
+
+
+@app.command()
+@_command
+def report(
+    since: Annotated[
+        str, typer.Option("--since", help="Incidents declared in this last period: 30d, 2w, 12h.")
+    ] = "30d",
+    severity_filter: Annotated[
+        str | None, typer.Option("--severity", "-s", help="Only this severity (its final one).")
+    ] = None,
+    service: Annotated[str | None, typer.Option("--service", help="Only this service.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The figures as JSON (seconds).")] = False,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", metavar="FILE", help="Also write the report with its charts as HTML."),
+    ] = None,
+) -> None:
+    """MTTA, MTTD, MTTM, MTTR, reviews on time, action items, escalations and pages per severity and
+    service, pages per on-call person per week, recurring root causes: from the completed incidents'
+    results (Temporal visibility). Each figure's definition is printed with it."""
+    from starter.report import build_report, fetch_closed_incidents
+    from workflows.policy import PolicyError, load_policy
+
+    try:
+        period = parse_duration(since)
+    except ValueError as exc:
+        fail(f"--since {since!r}: {exc}", USAGE)
+    sev = _parse_severity(severity_filter) if severity_filter else None
+    settings = _settings()
+    try:
+        limit = load_policy(settings.incident_policy).reporting.max_pages_per_person_week
+    except PolicyError as exc:
+        fail(f"policy: {_one_line(str(exc))}")
+    now = datetime.now(UTC)
+    start = now - period
+
+    async def go() -> Any:
+        client = await _client(settings)
+        return await fetch_closed_incidents(client, start, sev)
+
+    found = build_report(
+        _run(go),
+        since=start,
+        now=now,
+        max_pages_per_person_week=limit,
+        severity=sev,
+        service=service.strip() if service else None,
+    )
+    if html is not None:
+        from starter.report_html import write_html
+
+        try:
+            write_html(found, html)
+        except OSError as exc:
+            fail(f"--html {html}: {exc.strerror or exc}")
+    if as_json:
+        sys.stdout.write(found.model_dump_json(indent=2) + "\n")
+        sys.stdout.flush()
+        return
+    _print_report(found)
+    if html is not None:
+        out.print(f"HTML report: {escape(str(html))}", soft_wrap=True)
+
+
+def _print_report(found: Any) -> None:
+    from starter.report import GROUP_COLUMNS, group_row
+
+    filters = "".join(f", {k} {v}" for k, v in found.filters.items() if k != "since")
+    out.print(
+        f"{found.overall.count} completed incidents declared since {_fmt_time(found.since)}{escape(filters)}",
+        soft_wrap=True,
+    )
+    for title, groups in (("By severity", found.by_severity), ("By service", found.by_service)):
+        table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+        for column in GROUP_COLUMNS:
+            table.add_column(column, justify="left" if not column else "right")
+        rows = [group_row("All", found.overall)] if title == "By severity" else []
+        rows += [group_row(name, g) for name, g in groups.items()]
+        for row in rows:
+            table.add_row(*(Text(cell) for cell in row))
+        out.print(table)
+    limit = found.max_pages_per_person_week
+    table = Table(
+        title=f"Pages per on-call person per week (policy limit {limit})",
+        title_justify="left",
+        show_edge=False,
+        pad_edge=False,
+    )
+    for column in ("Person", "Week", "Pages", ""):
+        table.add_column(column)
+    for p in found.pages_per_person_week:
+        table.add_row(
+            Text(p.person), p.week, str(p.pages), "[red]over the limit[/red]" if p.over_limit else ""
+        )
+    out.print(table if found.pages_per_person_week else "Pages per on-call person per week: none")
+    if found.recurring_root_causes:
+        table = Table(title="Recurring root causes", title_justify="left", show_edge=False, pad_edge=False)
+        table.add_column("Root cause", overflow="fold")
+        table.add_column("Incidents", justify="right")
+        table.add_column("Keys", overflow="fold")
+        for r in found.recurring_root_causes:
+            table.add_row(Text(r.root_cause), str(r.count), Text(", ".join(r.incidents)))
+        out.print(table)
+    else:
+        out.print("Recurring root causes: none given twice")
+    out.print("Definitions:")
+    for name, text in found.definitions.items():
+        out.print(f"  {name}: {escape(text)}", soft_wrap=True)
+
+
 # ------------------------------------------------------------------ dev
 
 

@@ -241,6 +241,12 @@ def temporal_server_command(binary: Path, host: str, port: int, ui_port: int, db
     return command
 
 
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 def port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
@@ -1006,13 +1012,28 @@ class DevStack:
         if not _module_exists("worker"):
             raise DevStackError("worker.py is missing: cannot start the worker (python -m worker)")
         started = time.time()
-        child = self._spawn(
-            "worker", [sys.executable, "-m", "worker"], env=self._child_env(), echo=cfg.echo_logs
-        )
+        env = self._child_env()
+        # Its Prometheus metrics: WORKER_METRICS_ADDRESS if set, else the default port, else any
+        # free one (several dev stacks, or the tests', side by side).
+        if not env.get("WORKER_METRICS_ADDRESS"):
+            port = ports.WORKER_METRICS_PORT
+            if port_in_use(cfg.host, port):
+                port = free_port(cfg.host)
+            env["WORKER_METRICS_ADDRESS"] = f"{cfg.host}:{port}"
+        child = self._spawn("worker", [sys.executable, "-m", "worker"], env=env, echo=cfg.echo_logs)
         polling = await self._wait_worker(child, started)
         child.ready = self._worker_ready
         note = f"pid {child.pid}" + ("" if polling else ", [yellow]not polling yet[/yellow]")
         self.rows.append(("Worker", f"task queue {cfg.task_queue!r}", note))
+        metrics_host, _, metrics_port = env["WORKER_METRICS_ADDRESS"].rpartition(":")
+        shown = "localhost" if metrics_host in ("127.0.0.1", "0.0.0.0", "") else metrics_host
+        self.rows.append(
+            (
+                "Metrics",
+                f"http://{shown}:{metrics_port}/metrics",
+                f"worker (Prometheus); receivers: http://localhost:{cfg.alert_port}/metrics",
+            )
+        )
         if self.lab_scenario is not None:
             from sandbox.devices import scenarios
 

@@ -463,6 +463,20 @@ def test_dev_starts_everything_and_ctrl_c_leaves_nothing_running(tmp_path):
                 assert result.exit_code == 0, result.output
                 result = invoke(["claim", key, "--user", "alice"], **env)
                 assert "accepted: claimed" in result.output, result.output + dev.text
+                # The worker serves its metrics where `incident dev` told it to, and says where.
+                environ = Path(f"/proc/{pids['worker']}/environ").read_bytes().split(b"\0")
+                address = next(
+                    v.split(b"=", 1)[1].decode() for v in environ if v.startswith(b"WORKER_METRICS_ADDRESS=")
+                )
+                assert f"localhost:{address.rpartition(':')[2]}/metrics" in dev.text, dev.text
+                assert f"localhost:{ports['alert']}/metrics" in dev.text, dev.text
+                deadline, scraped = time.monotonic() + 15, ""
+                with httpx.Client(trust_env=False, timeout=5) as http:
+                    while "incident_time_to_acknowledge_seconds_count" not in scraped:
+                        assert time.monotonic() < deadline, scraped[-2000:]
+                        scraped = http.get(f"http://{address}/metrics").text
+                        time.sleep(0.3)
+                    assert http.get(f"http://127.0.0.1:{ports['alert']}/metrics").status_code == 200
             else:
                 result = invoke(["status", key], **env)
                 assert (

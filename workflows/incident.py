@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel
 from temporalio import workflow
@@ -846,48 +847,45 @@ class IncidentWorkflow(
 
     def _summary(self) -> IncidentSummary:
         s = self._state
+        common: dict[str, Any] = {
+            "key": s.key,
+            "severity": s.severity,
+            "title": s.title,
+            "commander": s.commander,
+            "declared_at": s.declared_at,
+            "claimed_at": s.claimed_at,
+            "resolved_at": s.resolved_at,
+            "updates": s.updates,
+            "reminders": s.reminders,
+            "escalations": s.escalations,
+            "resolution": s.resolution,
+            "root_cause": s.root_cause,
+            "timeline": s.timeline,
+            # For `incident report` (starter/report.py).
+            "service": s.service,
+            "reporter": s.reporter,
+            "detected_at": s.detected_at,
+            "review_due_at": s.review_due_at,
+            "pages": s.paging.pages,
+        }
         if self._review_doc:  # the same figures as the closing message, the review and the CLI
             figures = figures_of(s)
             return IncidentSummary(
-                key=s.key,
-                severity=s.severity,
-                title=s.title,
-                commander=s.commander,
-                declared_at=s.declared_at,
-                claimed_at=s.claimed_at,
-                resolved_at=s.resolved_at,
+                **common,
                 time_to_acknowledge_seconds=figures.time_to_acknowledge_seconds,
                 time_to_resolve_seconds=figures.time_to_resolve_seconds,
                 time_to_mitigate_seconds=figures.time_to_mitigate_seconds,
                 time_to_detect_seconds=figures.time_to_detect_seconds,
-                updates=s.updates,
-                reminders=s.reminders,
-                escalations=s.escalations,
-                resolution=s.resolution,
-                root_cause=s.root_cause,
-                timeline=s.timeline,
                 review=s.review,
             )
         return IncidentSummary(
-            key=s.key,
-            severity=s.severity,
-            title=s.title,
-            commander=s.commander,
-            declared_at=s.declared_at,
-            claimed_at=s.claimed_at,
-            resolved_at=s.resolved_at,
+            **common,
             time_to_acknowledge_seconds=(s.claimed_at - s.declared_at).total_seconds()
             if s.claimed_at
             else None,
             time_to_resolve_seconds=(s.resolved_at - s.declared_at).total_seconds()
             if s.resolved_at
             else None,
-            updates=s.updates,
-            reminders=s.reminders,
-            escalations=s.escalations,
-            resolution=s.resolution,
-            root_cause=s.root_cause,
-            timeline=s.timeline,
         )
 
     def _read_patches(self) -> None:

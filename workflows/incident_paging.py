@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from .commands import OPEN_PHASES
     from .deadlines import Deadline
     from .incident_base import IncidentParts
+    from .metrics import count_acknowledgement, count_page_sent
     from .models import AcknowledgeSignal, ClaimSignal, Severity
     from .paging_models import (
         Page,
@@ -430,6 +431,8 @@ class Paging(IncidentParts):
                 rule=rule,
             )
         )
+        if outcome == "sent":
+            count_page_sent(self._state, service.value)
 
     # ------------------------------------------------------------ acknowledgement
 
@@ -440,6 +443,8 @@ class Paging(IncidentParts):
             return False
         p.acknowledged_at = workflow.now()
         p.acknowledged_by = by
+        paged = any(page.outcome == "sent" for page in p.pages)
+        count_acknowledgement(self._state, p.acknowledged_at - self._state.declared_at, paged)
         for task in list(self._page_tasks):
             task.cancel()
         if self._chain() is not None:

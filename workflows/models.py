@@ -17,7 +17,7 @@ from temporalio.common import SearchAttributeKey
 
 from .device_models import Baseline, Verification
 from .limits import http_url_problem
-from .paging_state import PagingState
+from .paging_state import PageRecord, PagingState
 from .review_models import ReviewSchedule
 
 WORKFLOW_ID_PREFIX = "incident-"
@@ -485,6 +485,12 @@ class IncidentSummary(Model):
     root_cause: str | None = None
     timeline: list[TimelineEntry] = Field(default_factory=list)
     review: ReviewSchedule | None = None  # the review's meeting and artifacts (review-document)
+    # For `incident report` (starter/report.py); absent from the results of incidents closed before.
+    service: str = ""
+    reporter: str = ""
+    detected_at: datetime | None = None  # an alert's own start (Alertmanager startsAt, PagerDuty timestamp)
+    review_due_at: datetime | None = None
+    pages: list[PageRecord] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------- activities

@@ -593,6 +593,13 @@ class AlertMapping(_Strict):
             return None
 
 
+class ReportingSettings(_Strict):
+    """`incident report`: what counts as too much for one person (seed 001's health metrics)."""
+
+    # More pages than this for one person in one week is paging fatigue: noisy alerts, fix the system.
+    max_pages_per_person_week: int = Field(default=5, ge=1)
+
+
 class Policy(_Strict):
     severities: dict[Severity, SeverityPolicy]
     alerts: AlertMapping = Field(default_factory=AlertMapping)
@@ -605,6 +612,7 @@ class Policy(_Strict):
     triggers: TriggerSettings = Field(default_factory=TriggerSettings)
     stakeholders: StakeholderSettings = Field(default_factory=StakeholderSettings)
     runbooks: RunbookSettings = Field(default_factory=RunbookSettings)  # absent before runbooks
+    reporting: ReportingSettings = Field(default_factory=ReportingSettings)  # read by `incident report`
     # Continue-as-new when history grows past this many events even if the
     # server has not suggested it yet (the server suggests it near 4k-10k+).
     max_history_events: int = Field(default=10_000, ge=100)
