@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     # Pure data and the children's definitions, imported once by the worker instead of
     # again in every run's sandbox (pydantic builds each model class on import: that
     # was most of a run's CPU, and a 200-incident burst's throughput, measured).
+    from .action_models import ActionItemDoneSignal, ActionItemSignal
     from .alert_intake import take_alerts
     from .commands import OPEN_PHASES
     from .deadlines import Deadline, DeadlineTable
@@ -27,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         Analysis,
         Baseline,
     )
+    from .incident_actions import ACTION_ITEMS_PATCH, ActionItems
     from .incident_children import EARLY_PER_OCCURRENCE_PATCH, INVESTIGATION_IN_TURN_PATCH, Children
     from .incident_commands import CommandSurface, Rejected
     from .incident_input import CHILD_MODELS, IncidentInput, PendingSignal
@@ -107,7 +109,7 @@ FIRST_PAGE_FIRST = "first-page-first"
 
 @workflow.defn
 class IncidentWorkflow(
-    CommandSurface, Children, SlackVoice, Paging, Snooze, WarRooms, Triggers, Stakeholders
+    CommandSurface, Children, SlackVoice, Paging, Snooze, WarRooms, Triggers, Stakeholders, ActionItems
 ):
     @workflow.init
     def __init__(self, input: IncidentInput) -> None:
@@ -119,6 +121,7 @@ class IncidentWorkflow(
         self._per_occurrence_early = self._investigation_in_turn = False
         self._release_b = False
         self._first_page_first = False  # the first-page-first patch, read when the run starts
+        self._actions_on = False  # the action-items patch, read when the run starts
         self._published: dict[str, str] = {}
         if input.carried is not None:
             self._state = input.carried
@@ -156,6 +159,7 @@ class IncidentWorkflow(
         self._add_paging_deadlines()
         self._add_trigger_deadlines()
         self._add_stakeholder_deadlines()
+        self._add_action_deadlines()
 
     # ------------------------------------------------------------ messages
 
@@ -211,6 +215,7 @@ class IncidentWorkflow(
             )
         self._schedule()
         self._publish()
+        self._resume_filing()
         if self._state.phase == Phase.declared:
             await self._declare()
 
@@ -226,6 +231,7 @@ class IncidentWorkflow(
                 await workflow.wait_condition(lambda: workflow.all_handlers_finished() or bool(self._inbox))
                 if self._inbox:
                     continue
+                await self._pause_filing()  # the next run files them (found, not filed twice)
                 if self._outbox_on:
                     await self._outbox_quiet()
                 await workflow.wait_condition(self._beside_quiet)
@@ -243,6 +249,7 @@ class IncidentWorkflow(
         if workflow.patched(CLOSED_HEADER_PATCH):
             await self._refresh_header()  # it says closed (it read "Phase: review" before)
         self._archive_war_room()  # the policy says whether; after the review, as the last thing
+        await self._hand_over_action_items()  # those still open go on in incident-<key>-actions
         # Commands that raced with completion are answered, not silently dropped.
         # The thread's last messages go out first, however long Slack takes; the children's
         # reports they wait for (the verification) are still heard meanwhile.
@@ -348,6 +355,10 @@ class IncidentWorkflow(
                 await self._on_alerts(signal)
             elif isinstance(signal, TimelineNote):
                 await self._on_note(signal)
+            elif isinstance(signal, ActionItemSignal):
+                await self._on_action_item(signal)
+            elif isinstance(signal, ActionItemDoneSignal):
+                await self._on_action_done(signal)
         except Rejected as reason:
             self._record("rejected", signal.user, f"{pending.kind}: {reason}", signal.request_id)
             self._publish()
@@ -825,6 +836,7 @@ class IncidentWorkflow(
             resolution=s.resolution,
             root_cause=s.root_cause,
             timeline=s.timeline,
+            action_items=s.action_items,
         )
 
     def _read_patches(self) -> None:
@@ -833,6 +845,7 @@ class IncidentWorkflow(
         one's marker says whether the incident was started since it."""
         # The war room, the severity triggers and the team's checklist kept true: one marker.
         self._release_b = workflow.patched(RELEASE_2026_12_01B)
+        self._actions_on = workflow.patched(ACTION_ITEMS_PATCH)  # incident_actions.py
         self._first_page_first = workflow.patched(FIRST_PAGE_FIRST)
         if self._first_page_first:
             self._published = self._published_at_start()
