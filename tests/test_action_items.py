@@ -22,9 +22,17 @@ from workflows.action_models import (
 )
 from workflows.action_state import ActionItem
 from workflows.incident import IncidentWorkflow
-from workflows.models import ClaimSignal, IncidentState, IncidentSummary, ResolveSignal, ReviewDoneSignal
+from workflows.models import (
+    ClaimSignal,
+    IncidentState,
+    IncidentSummary,
+    Phase,
+    ResolveSignal,
+    ReviewDoneSignal,
+)
 from workflows.policy import ActionItemSettings, BusinessHours, Policy
 
+from .stack import eventually, first_pages_out
 from .workflow_harness import recorded_worker, state_of
 
 
@@ -42,19 +50,23 @@ async def sleep_until(env, moment: datetime) -> None:
     await env.sleep(moment - now)
 
 
-async def resolved_incident(env, declare):
+async def resolved_incident(env, declare, policy):
     handle = await declare("P3")
+    await first_pages_out(handle, policy)  # a claim that cancels a page in flight strands the test server
     await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="U0ALICE"))
-    await handle.execute_update(
-        IncidentWorkflow.resolve_command, ResolveSignal(user="U0ALICE", resolution="PSU replaced")
-    )
+    await handle.signal(IncidentWorkflow.resolve, ResolveSignal(user="U0ALICE", resolution="PSU replaced"))
+
+    async def in_review() -> bool:
+        return (await state_of(handle)).phase == Phase.review
+
+    await eventually(in_review, what="the review phase")
     return handle
 
 
 async def test_an_overdue_action_item_reminds_its_owner_daily_until_marked_done(time_skipping_env, policy):
     env = time_skipping_env
     async with recorded_worker(env, every_day(policy)) as (declare, slack):
-        handle = await resolved_incident(env, declare)  # in review: action items still come
+        handle = await resolved_incident(env, declare, policy)  # in review: action items still come
         added = await handle.execute_update(
             IncidentWorkflow.add_action_item_command,
             ActionItemSignal(user="U0ALICE", text="Add a second PSU to R1", owner="U0BOB", due="1d"),
@@ -71,7 +83,7 @@ async def test_an_overdue_action_item_reminds_its_owner_daily_until_marked_done(
 
     assert added.kind == "action_item" and "action item 1 for U0BOB (P3" in added.text
     assert item.due == item.added_at.date() + timedelta(days=1)
-    reminded = [e.at for e in before_done.timeline if e.kind == "action_reminder"]
+    reminded = [e.at.replace(microsecond=0) for e in before_done.timeline if e.kind == "action_reminder"]
     assert reminded == [at_hour(item.due + timedelta(days=d), 9) for d in (1, 2, 3)]
     dms = [p for p in slack.posts if p.template == "action_item_reminder"]
     assert [(p.channel, p.thread_ts, p.extra["item"]["number"]) for p in dms] == [("U0BOB", None, 1)] * 3
@@ -94,7 +106,7 @@ async def test_items_still_open_when_the_incident_completes_are_reminded_by_its_
         declare,
         slack,
     ):
-        handle = await resolved_incident(env, declare)
+        handle = await resolved_incident(env, declare, policy)
         for owner, text in (("U0BOB", "Add a second PSU to R1"), ("U0CAROL", "Alert on PSU state")):
             await handle.execute_update(
                 IncidentWorkflow.add_action_item_command,

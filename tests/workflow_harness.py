@@ -86,7 +86,10 @@ async def recorded_worker(
     # The test's own activities replace the fake's of the same name.
     by_name = {activity_name(a): a for a in [*fake.activities, *activities]}
     async with Worker(
-        env.client, task_queue=queue, workflows=[workflow_class, *more_workflows], activities=list(by_name.values())
+        env.client,
+        task_queue=queue,
+        workflows=[workflow_class, *more_workflows],
+        activities=list(by_name.values()),
     ):
         try:
             yield declare, fake

@@ -153,4 +153,3 @@ class ActionFollowUpInput(Model):
     system: str = ""
     max_history_events: int = 10_000
     started_at: datetime | None = None
-
