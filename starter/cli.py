@@ -69,7 +69,7 @@ from starter.declare import (
 )
 from workflows import limits
 from workflows.action_models import ActionItemDoneSignal, ActionItemSignal, due_date
-from workflows.action_state import action_priority
+from workflows.action_state import ActionItem, action_priority
 from workflows.commands import STAKEHOLDER_STATUSES, snooze_problem
 from workflows.maintenance import (
     MaintenanceChange,
@@ -696,7 +696,25 @@ def _print_state(state: IncidentState, status: str, url: str) -> None:
     ]
     if state.review_due_at or state.reviewed_at:
         rows.append(("Review", f"due {_fmt_time(state.review_due_at)}, done {_fmt_time(state.reviewed_at)}"))
+    rows.extend(_action_rows(state.action_items))
     _print_outcome_and_timeline(rows, state, url)
+
+
+def _action_rows(items: list[ActionItem]) -> list[tuple[str, str]]:
+    """`Action items: 1 open (1 overdue), 2 done` and one line per item (`incident action list` has all)."""
+    if not items:
+        return []
+    today = datetime.now(UTC).date()
+    open_ = [i for i in items if i.is_open]
+    late = sum(1 for i in open_ if overdue(i, today))
+    head = f"{len(open_)} open" + (f" ({late} overdue)" if late else "") + f", {len(items) - len(open_)} done"
+    lines = [
+        f"{i.number}. [{i.status.value}] {i.priority} due {i.due.isoformat()} {i.owner}"
+        + (f" {i.ticket}" if i.ticket else "")
+        + f": {i.text}"
+        for i in items
+    ]
+    return [("Action items", "\n".join([head, *lines]))]
 
 
 def _print_summary(summary: IncidentSummary, workflow_id: str, status: str, url: str) -> None:
@@ -720,6 +738,7 @@ def _print_summary(summary: IncidentSummary, workflow_id: str, status: str, url:
             + (f"  (MTTR {_fmt_duration(summary.time_to_resolve_seconds)})" if summary.resolved_at else ""),
         ),
         ("Counts", _counts(summary.updates, summary.reminders, summary.escalations)),
+        *_action_rows(summary.action_items),
     ]
     _print_outcome_and_timeline(rows, summary, url)
 
