@@ -25,6 +25,7 @@ import asyncio
 from datetime import datetime
 
 from temporalio import workflow
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -210,21 +211,30 @@ class ActionItems(IncidentParts):
                 url=s.ticket_ref.url,
             )
         follow_up = action_followup_id(s.workflow_id)
-        await workflow.start_child_workflow(
-            ActionFollowUpWorkflow.run,
-            ActionFollowUpInput(
-                incident=self._snapshot(),
-                settings=policy.action_items,
-                business_hours=policy.business_hours,
-                ticket=ticket,
-                correlation_id=self._correlation_id_for_actions(),
-                max_history_events=policy.max_history_events,
-                started_at=workflow.now(),
-            ),
-            id=follow_up,
-            parent_close_policy=ParentClosePolicy.ABANDON,
-            static_summary=f"Action items · {s.summary_line}"[:200],
-        )
+        try:
+            await workflow.start_child_workflow(
+                ActionFollowUpWorkflow.run,
+                ActionFollowUpInput(
+                    incident=self._snapshot(),
+                    settings=policy.action_items,
+                    business_hours=policy.business_hours,
+                    ticket=ticket,
+                    correlation_id=self._correlation_id_for_actions(),
+                    max_history_events=policy.max_history_events,
+                    started_at=workflow.now(),
+                ),
+                id=follow_up,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary=f"Action items · {s.summary_line}"[:200],
+            )
+        except WorkflowAlreadyStartedError:
+            # An earlier occurrence of this key (an alert that fired again) still has items open there.
+            self._record(
+                "action_items_followed",
+                "",
+                f"not followed up: {follow_up} still runs for an earlier occurrence",
+            )
+            return
         open_ = sum(1 for i in s.action_items if i.is_open)
         self._record(
             "action_items_followed", "", f"{open_} action item(s) still open: followed up in {follow_up}"
