@@ -33,6 +33,7 @@ from activities.review.activities import ReviewActivities
 from activities.settings import Settings, get_settings
 from activities.temporal import TemporalActivities
 from activities.tickets import TicketActivities
+from workflows.action_followup import ActionFollowUpWorkflow
 from workflows.announcer import ChannelAnnouncer
 from workflows.incident import IncidentWorkflow
 from workflows.investigation import InvestigationWorkflow
@@ -105,6 +106,7 @@ def build_worker(
             InvestigationWorkflow,
             ChannelAnnouncer,
             MaintenanceWorkflow,
+            ActionFollowUpWorkflow,
         ],
         # A worker killed with kill -9 leaves its incidents' next tasks on its own sticky queue
         # until this passes; Temporal's 10 s default held an incident up for 10 s after a crash.

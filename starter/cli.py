@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import functools
 import getpass
+import json
 import os
 import re
 import sys
@@ -49,6 +50,7 @@ from activities.paging.schedule import (
 )
 from activities.review.document import render_review
 from activities.settings import Settings
+from starter.actions import action_items, overdue, send_action_command
 from starter.connect import CLI_CLIENT, TemporalUnreachable, connect
 from starter.declare import (
     CommandPending,
@@ -67,6 +69,8 @@ from starter.declare import (
     worker_polling,
 )
 from workflows import limits
+from workflows.action_models import ActionItemDoneSignal, ActionItemSignal, due_date
+from workflows.action_state import ActionItem, action_priority
 from workflows.commands import STAKEHOLDER_STATUSES, snooze_problem
 from workflows.figures import figures_of, seconds_text
 from workflows.maintenance import (
@@ -81,6 +85,7 @@ from workflows.models import (
     ROLES,
     SERVICE_ATTR,
     SEVERITY_ATTR,
+    SLACK_USER_ID,
     UPDATE_STATUSES,
     AcknowledgeSignal,
     ClaimSignal,
@@ -727,7 +732,25 @@ def _print_state(state: IncidentState, status: str, url: str) -> None:
         )
     elif state.review_due_at or state.reviewed_at:
         rows.append(("Review", f"due {_fmt_time(state.review_due_at)}, done {_fmt_time(state.reviewed_at)}"))
+    rows.extend(_action_rows(state.action_items))
     _print_outcome_and_timeline(rows, state, url)
+
+
+def _action_rows(items: list[ActionItem]) -> list[tuple[str, str]]:
+    """`Action items: 1 open (1 overdue), 2 done` and one line per item (`incident action list` has all)."""
+    if not items:
+        return []
+    today = datetime.now(UTC).date()
+    open_ = [i for i in items if i.is_open]
+    late = sum(1 for i in open_ if overdue(i, today))
+    head = f"{len(open_)} open" + (f" ({late} overdue)" if late else "") + f", {len(items) - len(open_)} done"
+    lines = [
+        f"{i.number}. [{i.status.value}] {i.priority} due {i.due.isoformat()} {i.owner}"
+        + (f" {i.ticket}" if i.ticket else "")
+        + f": {i.text}"
+        for i in items
+    ]
+    return [("Action items", "\n".join([head, *lines]))]
 
 
 def _print_summary(summary: IncidentSummary, workflow_id: str, status: str, url: str) -> None:
@@ -753,6 +776,7 @@ def _print_summary(summary: IncidentSummary, workflow_id: str, status: str, url:
             + (f"  (MTTR {seconds_text(summary.time_to_resolve_seconds)})" if summary.resolved_at else ""),
         ),
         ("Counts", _counts(summary.updates, summary.reminders, summary.escalations)),
+        *_action_rows(summary.action_items),
     ]
     _print_outcome_and_timeline(rows, summary, url)
 
@@ -1818,6 +1842,135 @@ def runbook_lint(
             err.print(f"{read} runbook(s), no findings", soft_wrap=True)
     if findings:
         raise typer.Exit(1)
+
+
+# ------------------------------------------------------------ action items
+
+action_app = typer.Typer(
+    help="Action items: follow-up work out of an incident, its owner reminded daily past the due date until done.",
+    no_args_is_help=True,
+)
+app.add_typer(action_app, name="action")
+
+
+@action_app.command("add")
+@_command
+def action_add(
+    ident: IdArgument,
+    text: Annotated[str, typer.Argument(metavar="TEXT", help="What is to be done, one line.")],
+    owner: Annotated[
+        str, typer.Option("--owner", "-o", help="Who does it: a Slack user id (U0BOB); reminders are DMs.")
+    ],
+    priority: Annotated[str, typer.Option("--priority", "-p", help="P1..P4 (default P3).")] = "",
+    due: Annotated[
+        str,
+        typer.Option("--due", help="2026-12-10, or from today: 7d, 2w (default: the policy's due_within)."),
+    ] = "",
+    user: UserOption = "",
+    wait: WaitOption = DEFAULT_WAIT,
+) -> None:
+    """Add an action item, during the incident or after it (review included)."""
+    owner = owner.strip().removeprefix("@")
+    if not SLACK_USER_ID.match(owner):
+        fail(f"--owner: {owner!r} is not a Slack user id (U0BOB): the reminders are DMs to the owner", USAGE)
+    if priority:
+        try:
+            action_priority(priority)
+        except ValueError as exc:
+            fail(f"--priority: {exc}", USAGE)
+    if due:
+        try:
+            due_on = due_date(due, datetime.now(UTC).date(), timedelta(days=1))
+        except ValueError as exc:
+            fail(f"--due: {str(exc).removeprefix('due: ')}", USAGE)
+        if due_on < datetime.now(UTC).date():
+            fail(f"--due: {due_on.isoformat()} is in the past", USAGE)
+    signal = _build(
+        ActionItemSignal, user=user or default_user(), text=text, owner=owner, priority=priority, due=due
+    )
+    _action_and_report(ident, "add_action_item", signal, wait)
+
+
+@action_app.command("done")
+@_command
+def action_done(
+    ident: IdArgument,
+    number: Annotated[int, typer.Argument(metavar="N", help="The action item's number.", min=1)],
+    user: UserOption = "",
+    wait: WaitOption = DEFAULT_WAIT,
+) -> None:
+    """Mark action item N done: its owner is reminded no more."""
+    signal = _build(ActionItemDoneSignal, user=user or default_user(), number=number)
+    _action_and_report(ident, "complete_action_item", signal, wait)
+
+
+@action_app.command("list")
+@_command
+def action_list(
+    ident: IdArgument,
+    as_json: Annotated[bool, typer.Option("--json", help="The items as JSON.")] = False,
+    wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for a worker.", min=0.5)] = 5.0,
+) -> None:
+    """List the incident's action items: owner, priority, due date, status, ticket, reminders."""
+    settings = _settings()
+
+    async def go() -> tuple[IncidentState, bool]:
+        return await action_items(await _client(settings), ident, wait)
+
+    state, followed = _run(go)
+    if as_json:
+        print(json.dumps([i.model_dump(mode="json") for i in state.action_items], indent=2))
+        return
+    if not state.action_items:
+        out.print(f"incident {escape(state.key)} has no action items")
+        return
+    today = datetime.now(UTC).date()
+    table = Table(
+        title=f"Action items of {escape(state.key)}"
+        + (" (followed up after the incident)" if followed else "")
+    )
+    for column in ("#", "Status", "Priority", "Due", "Owner", "Ticket", "Reminders", "Text"):
+        table.add_column(column)
+    for item in state.action_items:
+        status = item.status.value + (" (overdue)" if overdue(item, today) else "")
+        table.add_row(
+            str(item.number),
+            status,
+            item.priority,
+            item.due.isoformat(),
+            escape(item.owner),
+            escape(item.ticket or item.ticket_problem or ("filing" if item.filing else "—")),
+            str(item.reminders),
+            escape(item.text),
+        )
+    out.print(table)
+
+
+def _action_and_report(ident: str, name: str, signal: Signal, wait: float) -> None:
+    """Like `_signal_and_report`, but to the follow-up workflow once the incident has completed."""
+    settings = _settings()
+
+    async def go() -> TimelineEntry | str:
+        client = await _client(settings)
+        try:
+            return await send_action_command(
+                client,
+                ident,
+                name,
+                signal,
+                wait=wait or DEFAULT_WAIT,
+                task_queue=settings.temporal_task_queue,
+            )
+        except CommandPending as pending:
+            return str(pending)
+
+    outcome = _run(go)
+    if isinstance(outcome, str):
+        out.print(f"[yellow]{escape(outcome)}[/yellow]", soft_wrap=True)
+        return
+    out.print(
+        f"[green]accepted: {escape(outcome.kind)}[/green] — {escape(_one_line(outcome.text))}", soft_wrap=True
+    )
 
 
 def main() -> None:

@@ -52,7 +52,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -81,6 +81,7 @@ from activities.chat.slack import CLAIM_ACTION, METADATA_EVENT, RESOLVE_ACTION, 
 from activities.chat.slack.pager import ACKNOWLEDGE_ACTION
 from activities.rendering import mrkdwn_escape
 from activities.settings import Settings
+from starter.actions import ACTION_COMMANDS, send_action_command
 from starter.connect import SLACK_CLIENT, TemporalUnreachable, connect
 from starter.declare import (
     CommandPending,
@@ -94,6 +95,8 @@ from starter.declare import (
     send_command,
 )
 from starter.edge import Refused, read_bounded
+from workflows.action_models import MAX_ACTION_TEXT, ActionItemDoneSignal, ActionItemSignal, due_date
+from workflows.action_state import action_priority
 from workflows.commands import snooze_problem
 from workflows.limits import MAX_KEY, MAX_LINK, MAX_TEXT, MAX_TITLE, MAX_USER, shorten
 from workflows.models import (
@@ -145,6 +148,7 @@ HELP = f"""*{COMMAND}*: declare and run incidents from Slack
 • `{COMMAND} role [ID] comms|tech|scribe|sme @person [remove]`: give a role besides the IC (or take it back)
 • `{COMMAND} update [ID] &lt;status&gt; &lt;message&gt;`: post a status update; status is one of {", ".join(UPDATE_STATUSES)}
 • `{COMMAND} resolve [ID] &lt;resolution&gt;`: resolve it
+• `{COMMAND} action [ID] &lt;text&gt; @owner [P1-P4] [due]`: add an action item (due 2026-12-10 or 7d; also after the incident); `{COMMAND} action [ID] done &lt;N&gt;` closes it
 • `{COMMAND} status [ID]`: where it stands
 ID is the incident's key (`261122-1432-a3f9`) or workflow id (`incident-261122-1432-a3f9`); leave it out in the incident's own channel (#{WAR_ROOM_PREFIX}&lt;key&gt;).
 A title is at most {MAX_TITLE} characters, a message or resolution {MAX_TEXT:,}.
@@ -159,6 +163,8 @@ _DONE = {
     "add_to_timeline": "added to the timeline",
     "assign_role": "role assigned",
     "open_war_room": "war room asked for",
+    "add_action_item": "took the action item",
+    "complete_action_item": "closed the action item",
 }
 _WHAT = {
     "claim": "claim",
@@ -169,6 +175,8 @@ _WHAT = {
     "add_to_timeline": "timeline note",
     "assign_role": "role",
     "open_war_room": "war room",
+    "add_action_item": "action item",
+    "complete_action_item": "action item's completion",
 }
 
 
@@ -194,6 +202,10 @@ class CommandRequest:
     message: str = ""
     problem: str = ""
     remove: bool = False
+    # `/incident action`: the owner, the priority and the due date as typed, the item's number.
+    owner: str = ""
+    due: str = ""
+    number: int = 0
 
 
 WAR_ROOMS_PREFIX = "incident-"  # the war rooms the incidents open: #incident-2026-12-01-<title>
@@ -321,6 +333,8 @@ def parse_command(text: str, channel_name: str = "", room_of: str | None = None)
             return CommandRequest(verb, problem=problem)
         # The role is not checked here: the workflow judges it, and its reason is what the person hears.
         return CommandRequest(verb, incident=incident, status=extra[0], message=person, remove=remove)
+    if verb in ("action", "actions"):
+        return parse_action(rest, implied, missing_id)
     if verb == "resolve":
         incident, extra = _split_incident(rest, implied)
         if incident is None:
@@ -336,6 +350,53 @@ def parse_command(text: str, channel_name: str = "", room_of: str | None = None)
             return CommandRequest(verb, problem=problem)
         return CommandRequest(verb, incident=incident, message=message)
     return CommandRequest("help", problem=f"there is no `{COMMAND} {verb}`")
+
+
+ACTION_USAGE = f"`{COMMAND} action [ID] <text> @owner [P1-P4] [due: 2026-12-10 or 7d]`, or `{COMMAND} action [ID] done <N>`"
+_PRIORITY_LIKE = re.compile(r"^(?:P|SEV)\d+$", re.IGNORECASE)
+
+
+def parse_action(rest: list[str], implied: str | None, missing_id: str) -> CommandRequest:
+    """`action [ID] <text> @owner [P1-P4] [due]` or `action [ID] done <N>`: a bad field is named."""
+    verb = "action"
+    incident, extra = _split_incident(rest, implied, lambda w: w.lower() == "done" or w.startswith("<@"))
+    if incident is None:
+        return CommandRequest(verb, problem=missing_id)
+    if problem := _too_long("the incident ID", incident, MAX_ID):
+        return CommandRequest(verb, problem=problem)
+    if extra and extra[0].lower() == "done":
+        if len(extra) != 2 or not extra[1].isdigit() or int(extra[1]) < 1:
+            return CommandRequest(verb, problem=f"number: say which action item is done: {ACTION_USAGE}")
+        return CommandRequest("action_done", incident=incident, number=int(extra[1]))
+    at = next((n for n in range(len(extra) - 1, -1, -1) if extra[n].startswith(("<@", "@"))), None)
+    if at is None:
+        return CommandRequest(verb, problem=f"owner: say who does it with an @mention: {ACTION_USAGE}")
+    owner = slack_user(extra[at])
+    if not SLACK_USER_ID.match(owner):
+        return CommandRequest(verb, problem=f"owner: {owner!r} is no Slack user: mention them (@name)")
+    text = " ".join(extra[:at])
+    if not text:
+        return CommandRequest(verb, problem=f"text: say what is to be done: {ACTION_USAGE}")
+    if problem := _too_long("the action item's text", text, MAX_ACTION_TEXT):
+        return CommandRequest(verb, problem=problem)
+    priority = due = ""
+    for word in extra[at + 1 :]:
+        if _PRIORITY_LIKE.match(word) and not priority:
+            try:
+                priority = action_priority(word)
+            except ValueError as exc:
+                return CommandRequest(verb, problem=f"priority: {exc}")
+        elif not due:
+            try:
+                due_date(word, datetime.now(UTC).date(), timedelta(days=1))
+            except ValueError as exc:
+                return CommandRequest(verb, problem=str(exc))
+            due = word
+        else:
+            return CommandRequest(
+                verb, problem=f"after the owner come only a priority and a due date: {ACTION_USAGE}"
+            )
+    return CommandRequest(verb, incident=incident, message=text, owner=owner, severity=priority, due=due)
 
 
 _ESCAPED_MENTION = re.compile(r"^<@([UW][A-Z0-9]{2,})(?:\|[^>]*)?>$")
@@ -440,7 +501,8 @@ class IncidentActions:
         key = mrkdwn_escape(incident_key(workflow_id))
         try:
             client = await self.client()
-            entry = await send_command(client, workflow_id, name, signal, wait=OUTCOME_WAIT)
+            send = send_action_command if name in ACTION_COMMANDS else send_command
+            entry = await send(client, workflow_id, name, signal, wait=OUTCOME_WAIT)
         except CommandPending:
             return (
                 f":hourglass_flowing_sand: Sent to incident `{key}`, but no worker answered within "
@@ -528,6 +590,18 @@ class IncidentActions:
             return await self.signal(
                 request.incident, "resolve", ResolveSignal(user=user, resolution=request.message)
             )
+        if request.verb == "action":
+            item = ActionItemSignal(
+                user=user,
+                text=request.message,
+                owner=request.owner,
+                priority=request.severity,
+                due=request.due,
+            )
+            return await self.signal(request.incident, "add_action_item", item)
+        if request.verb == "action_done":
+            done = ActionItemDoneSignal(user=user, number=request.number)
+            return await self.signal(request.incident, "complete_action_item", done)
         return help_text()
 
 

@@ -246,12 +246,62 @@ async def war_room_triggers_p1(env: Any, tmp: Path) -> list[Recording]:
 async def _with_recorded_worker(
     env: Any, scenario: Callable[[Any, Any], Awaitable[str]], policy_file: str | None = None
 ) -> str:
+    from workflows.action_followup import ActionFollowUpWorkflow
     from workflows.policy import load_policy
 
     from .workflow_harness import recorded_worker
 
-    async with recorded_worker(env, load_policy(policy_file)) as (declare, _):
+    async with recorded_worker(env, load_policy(policy_file), more_workflows=[ActionFollowUpWorkflow]) as (
+        declare,
+        _,
+    ):
         return await scenario(env, declare)
+
+
+async def action_items(env: Any, declare: Any) -> str:
+    """A P3 with action items: two added while it runs (one refused: its owner is no Slack user), one in
+    review; the first overdue and reminded on business days, then done; the review done with one still
+    open, handed to its follow-up workflow."""
+    from workflows.action_models import ActionItemDoneSignal, ActionItemSignal
+    from workflows.incident import IncidentWorkflow
+    from workflows.models import ClaimSignal, ResolveSignal, ReviewDoneSignal
+
+    handle = await declare("P3", title="Core switch PSU failed", service="dc-core")
+    await env.sleep(timedelta(minutes=2))
+    await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="U0ALICE"))
+    await handle.signal(
+        IncidentWorkflow.add_action_item,
+        ActionItemSignal(user="U0ALICE", text="Add a second PSU", owner="U0BOB", priority="P2", due="1d"),
+    )
+    await handle.signal(
+        IncidentWorkflow.add_action_item, ActionItemSignal(user="U0ALICE", text="x", owner="bob")
+    )
+    await env.sleep(timedelta(minutes=10))
+    await handle.signal(IncidentWorkflow.resolve, ResolveSignal(user="U0ALICE", resolution="PSU replaced"))
+    await env.sleep(timedelta(minutes=5))
+    await handle.signal(
+        IncidentWorkflow.add_action_item,
+        ActionItemSignal(user="U0ALICE", text="Alert on PSU state", owner="U0CAROL", due="2w"),
+    )
+    await env.sleep(timedelta(days=3))
+    await handle.signal(IncidentWorkflow.complete_action_item, ActionItemDoneSignal(user="U0BOB", number=1))
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(IncidentWorkflow.review_done, ReviewDoneSignal(user="U0ALICE", notes="done"))
+    await handle.result()
+    return handle.id
+
+
+async def action_items_p3(env: Any, tmp: Path) -> list[Recording]:
+    """action_items with fake Slack, tickets off (the items say why they are not filed)."""
+    workflow_id = await _with_recorded_worker(env, action_items)
+    return [
+        Recording(
+            "action-items",
+            workflow_id,
+            "P3 with action items: added while open (one refused) and in review, reminders on business "
+            "days, done, review done with one open: handed to incident-<key>-actions (time-skipping, fake Slack)",
+        )
+    ]
 
 
 async def p1_paged_chain(env: Any, tmp: Path) -> list[Recording]:
@@ -540,6 +590,7 @@ TIME_SKIPPING: dict[str, Scenario] = {
     "p1-paged": p1_paged_chain,
     "p3-raised": p3_raised_chain,
     "war-room-triggers": war_room_triggers_p1,
+    "action-items": action_items_p3,
 }
 DEV_SERVER: dict[str, Scenario] = {
     "r1-outage-children": r1_outage_children,

@@ -193,7 +193,7 @@ async def end_announcers(client: Client, policy: Policy, queue: str | None) -> N
 async def terminate_all(handles: list[WorkflowHandle]) -> None:
     """End what a test started, and its ticket and investigation children, so nothing runs on."""
     for handle in handles:
-        ids = [handle.id, f"{handle.id}-ticket", f"{handle.id}-investigation"]
+        ids = [handle.id, f"{handle.id}-ticket", f"{handle.id}-investigation", f"{handle.id}-actions"]
         for workflow_id in ids:
             try:
                 await handle._client.get_workflow_handle(workflow_id).terminate("test over")

@@ -80,13 +80,14 @@ async def test_an_incident_started_on_the_previous_release_completes_on_this_one
     assert summary.resolved_at is not None and summary.commander == "alice"
     assert "slack-outbox" not in await patches(handle)  # it stayed on the previous release's path
     # New incidents take this release's markers (the releases of 2026-12-01, the first page first,
-    # paging that follows the incident's severity and resolution, the review document).
+    # paging that follows the incident's severity and resolution, the review document, action items).
     assert await patches(new_handle) == {
         "release-2026-12-01",
         "release-2026-12-01b",
         "first-page-first",
         "paging-follows-incident",
         "review-document",
+        "action-items",
     }
     assert [p.template for p in slack.posts if p.incident.key == old.key] == [
         "declaration",

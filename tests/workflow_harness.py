@@ -42,7 +42,11 @@ async def register_search_attributes(client: Client) -> None:
 
 @asynccontextmanager
 async def recorded_worker(
-    env: WorkflowEnvironment, policy: Policy, workflow_class: type = IncidentWorkflow, activities: list = ()
+    env: WorkflowEnvironment,
+    policy: Policy,
+    workflow_class: type = IncidentWorkflow,
+    activities: list = (),
+    more_workflows: list = (),
 ):
     """A worker with fake Slack activities; terminates what it started on exit.
 
@@ -82,7 +86,10 @@ async def recorded_worker(
     # The test's own activities replace the fake's of the same name.
     by_name = {activity_name(a): a for a in [*fake.activities, *activities]}
     async with Worker(
-        env.client, task_queue=queue, workflows=[workflow_class], activities=list(by_name.values())
+        env.client,
+        task_queue=queue,
+        workflows=[workflow_class, *more_workflows],
+        activities=list(by_name.values()),
     ):
         try:
             yield declare, fake

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from .action_models import ActionItemDoneSignal, ActionItemSignal
 from .models import (
     ROLES,
     UPDATE_STATUSES,
@@ -51,6 +52,8 @@ COMMAND_MODELS: dict[str, type[Signal]] = {
     "assign_role": RoleSignal,
     "open_war_room": WarRoomSignal,
     "stakeholder_update": StakeholderSignal,
+    "add_action_item": ActionItemSignal,
+    "complete_action_item": ActionItemDoneSignal,
 }
 # What a stakeholder update may say (the seed's words, and the responders' fixing/waiting).
 STAKEHOLDER_STATUSES = ("investigating", "identified", "mitigating", "fixing", "waiting", "monitoring")

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     # Pure data and the children's definitions, imported once by the worker instead of
     # again in every run's sandbox (pydantic builds each model class on import: that
     # was most of a run's CPU, and a 200-incident burst's throughput, measured).
+    from .action_models import ActionItemDoneSignal, ActionItemSignal
     from .alert_intake import take_alerts
     from .commands import OPEN_PHASES
     from .deadlines import Deadline, DeadlineTable
@@ -29,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         Baseline,
     )
     from .figures import figures_of
+    from .incident_actions import ACTION_ITEMS_PATCH, ActionItems
     from .incident_children import EARLY_PER_OCCURRENCE_PATCH, INVESTIGATION_IN_TURN_PATCH, Children
     from .incident_commands import CommandSurface, Rejected
     from .incident_input import CHILD_MODELS, IncidentInput, PendingSignal
@@ -118,7 +120,16 @@ REVIEW_2026_12_02 = "review-document"
 
 @workflow.defn
 class IncidentWorkflow(
-    CommandSurface, Children, SlackVoice, Paging, Snooze, WarRooms, Triggers, Stakeholders, Review
+    CommandSurface,
+    Children,
+    SlackVoice,
+    Paging,
+    Snooze,
+    WarRooms,
+    Triggers,
+    Stakeholders,
+    Review,
+    ActionItems,
 ):
     @workflow.init
     def __init__(self, input: IncidentInput) -> None:
@@ -132,6 +143,8 @@ class IncidentWorkflow(
         self._first_page_first = False  # the first-page-first patch, read when the run starts
         self._paging_follows = False  # the paging-follows-incident patch, read when the run starts
         self._review_doc = False  # the review-document patch, read when the run starts
+        self._actions_on = False  # the action-items patch, read when the run starts
+        self._patches_read = False
         self._published: dict[str, str] = {}
         if input.carried is not None:
             self._state = input.carried
@@ -170,6 +183,7 @@ class IncidentWorkflow(
         self._add_trigger_deadlines()
         self._add_stakeholder_deadlines()
         self._add_review_deadlines()
+        self._add_action_deadlines()
 
     # ------------------------------------------------------------ messages
 
@@ -225,6 +239,7 @@ class IncidentWorkflow(
             )
         self._schedule()
         self._publish()
+        self._resume_filing()
         if self._state.phase == Phase.declared:
             await self._declare()
 
@@ -240,6 +255,7 @@ class IncidentWorkflow(
                 await workflow.wait_condition(lambda: workflow.all_handlers_finished() or bool(self._inbox))
                 if self._inbox:
                     continue
+                await self._pause_filing()  # the next run files them (found, not filed twice)
                 if self._outbox_on:
                     await self._outbox_quiet()
                 await workflow.wait_condition(self._beside_quiet)
@@ -257,6 +273,7 @@ class IncidentWorkflow(
         if workflow.patched(CLOSED_HEADER_PATCH):
             await self._refresh_header()  # it says closed (it read "Phase: review" before)
         self._archive_war_room()  # the policy says whether; after the review, as the last thing
+        await self._hand_over_action_items()  # those still open go on in incident-<key>-actions
         # Commands that raced with completion are answered, not silently dropped.
         # The thread's last messages go out first, however long Slack takes; the children's
         # reports they wait for (the verification) are still heard meanwhile.
@@ -362,6 +379,10 @@ class IncidentWorkflow(
                 await self._on_alerts(signal)
             elif isinstance(signal, TimelineNote):
                 await self._on_note(signal)
+            elif isinstance(signal, ActionItemSignal):
+                await self._on_action_item(signal)
+            elif isinstance(signal, ActionItemDoneSignal):
+                await self._on_action_done(signal)
         except Rejected as reason:
             self._record("rejected", signal.user, f"{pending.kind}: {reason}", signal.request_id)
             self._publish()
@@ -867,6 +888,7 @@ class IncidentWorkflow(
             "detected_at": s.detected_at,
             "review_due_at": s.review_due_at,
             "pages": s.paging.pages,
+            "action_items": s.action_items,
         }
         if self._review_doc:  # the same figures as the closing message, the review and the CLI
             figures = figures_of(s)
@@ -892,9 +914,11 @@ class IncidentWorkflow(
         """The patches this run takes, asked first, before the policy's local activity (a patch first
         asked after one can replay wrong when a query split that workflow task). On replay each
         one's marker says whether the incident was started since it."""
+        self._patches_read = True
         self._review_doc = workflow.patched(REVIEW_2026_12_02)
         # The war room, the severity triggers and the team's checklist kept true: one marker.
         self._release_b = workflow.patched(RELEASE_2026_12_01B)
+        self._actions_on = workflow.patched(ACTION_ITEMS_PATCH)  # incident_actions.py
         self._first_page_first = workflow.patched(FIRST_PAGE_FIRST)
         self._paging_follows = workflow.patched(PAGING_FOLLOWS)
         if self._first_page_first:

@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from . import commands
+    from .action_models import ActionItemDoneSignal, ActionItemSignal
     from .commands import REFUSED
     from .incident_base import IncidentParts
     from .models import (
@@ -53,6 +54,8 @@ class CommandSurface(IncidentParts):
         def _details_markdown(self) -> str: ...
 
         def _finished(self) -> bool: ...
+
+        def _action_refusal(self, command: ActionItemSignal | ActionItemDoneSignal) -> str | None: ...
 
     # Commands: a signal and an update of each name. The signal's input is read here, not by
     # the SDK, so input that does not parse is refused in the timeline (with the field and
@@ -113,6 +116,36 @@ class CommandSurface(IncidentParts):
     @stakeholder_update_command.validator
     def _validate_stakeholder_update(self, command: StakeholderSignal) -> None:
         self._validate("stakeholder_update", command)
+
+    # Action items (incident_actions.py): taken in every phase, review included.
+
+    @workflow.signal
+    def add_action_item(self, raw: Any) -> None:
+        self._command_signal("add_action_item", raw)
+
+    @workflow.update(name="add_action_item")
+    async def add_action_item_command(self, command: ActionItemSignal) -> TimelineEntry:
+        return await self._command("add_action_item", command)
+
+    @add_action_item_command.validator
+    def _validate_add_action_item(self, command: ActionItemSignal) -> None:
+        self._validate("add_action_item", command)
+        if (problem := self._action_refusal(command)) is not None:
+            raise ApplicationError(problem, type=REFUSED, non_retryable=True)
+
+    @workflow.signal
+    def complete_action_item(self, raw: Any) -> None:
+        self._command_signal("complete_action_item", raw)
+
+    @workflow.update(name="complete_action_item")
+    async def complete_action_item_command(self, command: ActionItemDoneSignal) -> TimelineEntry:
+        return await self._command("complete_action_item", command)
+
+    @complete_action_item_command.validator
+    def _validate_complete_action_item(self, command: ActionItemDoneSignal) -> None:
+        self._validate("complete_action_item", command)
+        if (problem := self._action_refusal(command)) is not None:
+            raise ApplicationError(problem, type=REFUSED, non_retryable=True)
 
     @workflow.update(name="claim")
     async def claim_command(self, command: ClaimSignal) -> TimelineEntry:

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 from temporalio.common import SearchAttributeKey
 
+from .action_state import ActionItem
 from .device_models import Baseline, Verification
 from .limits import http_url_problem
 from .paging_state import PageRecord, PagingState
@@ -418,6 +419,8 @@ class IncidentState(Model):
     # Its own channel (issue 13), once opened; opening: asked for, not yet there.
     war_room: WarRoomRef | None = None
     war_room_opening: bool = False
+    # Follow-up work out of the incident (issue 14: workflows/incident_actions.py), numbered from 1.
+    action_items: list[ActionItem] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
 
     @property
@@ -491,6 +494,8 @@ class IncidentSummary(Model):
     detected_at: datetime | None = None  # an alert's own start (Alertmanager startsAt, PagerDuty timestamp)
     review_due_at: datetime | None = None
     pages: list[PageRecord] = Field(default_factory=list)
+    # As they were when the incident completed (those still open go on in incident-<key>-actions).
+    action_items: list[ActionItem] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------- activities

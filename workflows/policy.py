@@ -545,6 +545,27 @@ class StakeholderSettings(_Strict):
         return [email_address(v) for v in value]
 
 
+class ActionItemSettings(_Strict):
+    """Action items (issue 14): their default due date, their owners' reminders, their tickets."""
+
+    # An item added without a due date is due this long after it was added (rounded to the day).
+    due_within: timedelta = timedelta(days=7)
+    # Past its due date, its owner is reminded by DM at business_hours.start_hour (its UTC offset)
+    # on business_hours.weekdays ("business_days"), or on every day ("every_day"), until it is done.
+    remind_on: Literal["business_days", "every_day"] = "business_days"
+    # No more reminders this long after an item's due date (it stays open, in the ticket and the
+    # incident's result); after the incident completes its follow-up workflow ends then.
+    remind_for: timedelta = timedelta(days=90)
+    # Each item becomes a ticket of its own in the incident's tracker (tickets.system), linked to
+    # the incident's ticket. False: items live only in the incident.
+    file_tickets: bool = True
+
+    @field_validator("due_within", "remind_for", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value)
+
+
 class AlertMapping(_Strict):
     """How an alert's labels or fields become a severity."""
 
@@ -611,6 +632,7 @@ class Policy(_Strict):
     war_room: WarRoomSettings = Field(default_factory=WarRoomSettings)
     triggers: TriggerSettings = Field(default_factory=TriggerSettings)
     stakeholders: StakeholderSettings = Field(default_factory=StakeholderSettings)
+    action_items: ActionItemSettings = Field(default_factory=ActionItemSettings)
     runbooks: RunbookSettings = Field(default_factory=RunbookSettings)  # absent before runbooks
     reporting: ReportingSettings = Field(default_factory=ReportingSettings)  # read by `incident report`
     # Continue-as-new when history grows past this many events even if the

@@ -77,6 +77,7 @@ PERMANENT_ERRORS = frozenset(
     }
 )
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 
 class SlackChat(SlackWarRoom):
@@ -258,6 +259,9 @@ class SlackChat(SlackWarRoom):
         name = channel.lstrip("#")
         if _CHANNEL_ID.match(name):
             return name
+        if _USER_ID.match(name):  # a DM (an action item's reminder): the bot's conversation with them
+            opened = await self._call(self._client.conversations_open, users=name)
+            return str(opened["channel"]["id"])
         if name not in self._channel_ids:
             async for found in self._channels():
                 self._channel_ids[found["name"]] = found["id"]
