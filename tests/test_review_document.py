@@ -113,3 +113,33 @@ async def test_the_seed_scenarios_review_is_drafted_from_its_history_and_attache
         thread = await sandbox.thread(state.slack_channel, state.slack_thread_ts)
         done = [m["text"] for m in thread if "Post-Incident Review done" in m.get("text", "")]
         assert done and f"MTTA {figures.tta}" in done[0] and "MTTR 34m" in done[0], done
+
+
+def test_the_reviews_action_items_are_the_incidents_own():
+    from datetime import UTC, date, datetime
+
+    from activities.review.document import render_review
+    from workflows.action_state import ActionItem
+    from workflows.models import IncidentState, Severity
+
+    state = IncidentState(
+        workflow_id="incident-x",
+        key="x",
+        severity=Severity.P2,
+        title="t",
+        declared_at=datetime(2026, 12, 1, tzinfo=UTC),
+    )
+    assert "_None yet: to be agreed in the review" in render_review(state)
+    state.action_items = [
+        ActionItem(
+            number=1,
+            text="Replace | the SFP",
+            owner="U0BOB",
+            priority="P2",
+            due=date(2026, 12, 8),
+            added_at=datetime(2026, 12, 1, tzinfo=UTC),
+            ticket="OPS-12",
+        )
+    ]
+    section = render_review(state).split("## Action Items")[1].split("## ")[0]
+    assert "| 1 | Replace \\| the SFP | U0BOB | P2 | 2026-12-08 | open | OPS-12 |" in section
