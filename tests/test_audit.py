@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from activities.audit import AuditEntry, client_identity, derive_audit, source_of, to_json_lines
 from starter.cli import app
 from workflows.incident import IncidentWorkflow
+from workflows.models import IncidentSummary
 
 from .conftest import TEMPORAL_CLI
 from .fakes import RecordedSlack
@@ -172,7 +173,7 @@ def invoke(args: list[str], **env: str):
     return runner.invoke(app, args, env={"INCIDENT_USER": "tester", "COLUMNS": "250", **env})
 
 
-async def test_audit_of_an_incident_driven_from_the_cli_and_the_temporal_cli(local_env, policy):
+async def test_audit_of_an_incident_driven_from_the_cli_and_the_temporal_cli(local_env, policy, tmp_path):
     address = local_env.client.service_client.config.target_host
     env = {"TEMPORAL_ADDRESS": address, "TEMPORAL_TASK_QUEUE": f"audit-tq-{uuid.uuid4().hex[:8]}"}
     key = f"audit-{uuid.uuid4().hex[:8]}"
@@ -270,6 +271,19 @@ async def test_audit_of_an_incident_driven_from_the_cli_and_the_temporal_cli(loc
     assert len(rows) == len(entries)
     for row, entry in zip(rows, entries, strict=True):
         assert entry["source"] in row and entry["kind"] in row, (row, entry)
+
+    # `incident review` of the completed incident, no worker: drafted from its result, to a file.
+    out = tmp_path / "review.md"
+    said = await cli("review", key, "--out", str(out))
+    assert f"review of {key} written to" in said
+    review = out.read_text()
+    assert review.startswith("# Post-Incident Review: R1 unreachable")
+    result = await local_env.client.get_workflow_handle(workflow_id, result_type=IncidentSummary).result()
+    rows = [line for line in review.splitlines() if line.startswith("| 20")]  # the timeline's UTC rows
+    assert len(rows) == len(result.timeline) and rows[0].startswith(
+        f"| {result.declared_at:%Y-%m-%d %H:%M:%S}"
+    )
+    assert "[bold]PSU[/bold] swapped" in review  # people's text as they typed it
 
 
 def test_audit_of_an_unknown_incident_is_one_line(local_env):

@@ -354,6 +354,7 @@ class DevProcess:
     def __init__(self, data_dir: Path, ports: dict[str, int]) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("TEMPORAL_ADDRESS", "SLACK_API_URL")}
         env["COLUMNS"] = "200"
+        env.setdefault("WORKER_METRICS_ADDRESS", f"127.0.0.1:{ports.get('metrics') or free_port()}")
         args = ["dev", "--temporal-port", str(ports["temporal"]), "--ui-port", str(ports["ui"])]
         args += ["--slack-port", str(ports["slack"]), "--data-dir", str(data_dir)]
         flags = (

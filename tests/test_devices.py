@@ -26,6 +26,7 @@ from temporalio.worker import Worker
 
 from activities.devices import DeviceActivities
 from activities.rendering import render
+from activities.review.activities import _health_outputs
 from sandbox.devices import dump_testbed, synthetic_testbed, write_testbed
 from workflows.device_models import (
     ANALYSE_INVESTIGATION,
@@ -282,8 +283,13 @@ async def test_verification_after_recovery_is_all_green(lab, env, healthy_baseli
     assert "• R1 BGP peers: :white_check_mark: Established" in text
     assert "• R1 route count: :white_check_mark: 47 routes (matches baseline)" in text
     assert ":x:" not in text
-    # The review wants to know R1 reloaded.
+    # The review wants to know R1 reloaded: the reason parsed, and the whole `show version` kept
+    # (masked) for its artifacts, as the review's device outputs read it from the history.
     assert "Critical software exception" in (verification.devices["R1"].last_reload_reason or "")
+    kept = verification.devices["R1"].outputs["show version"]
+    assert "Critical software exception" in kept
+    outputs = _health_outputs(verification.model_dump(mode="json"), "after the resolution")
+    assert ("R1", "show version (after the resolution)") in [(o.device, o.command) for o in outputs]
     assert_no_credentials(healthy_baseline, verification)
 
 

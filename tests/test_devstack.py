@@ -131,6 +131,7 @@ class Stack:
         env = {k: v for k, v in os.environ.items() if k not in drop}
         # TEMPORAL_ADDRESS names the dev server's own address: the expected case, no warning.
         env.update(COLUMNS="200", TEMPORAL_ADDRESS=self.address, SLACK_SIGNING_SECRET=self.secret)
+        env.update(WORKER_METRICS_ADDRESS=f"127.0.0.1:{free_port()}")  # not the default: stacks side by side
         env.update(PAGERDUTY_WEBHOOK_SECRET=self.pagerduty_secret, OPSGENIE_WEBHOOK_TOKEN=self.opsgenie_token)
         # The default policy's escalation chains (a P2 pages its primary at PagerDuty too), whatever
         # INCIDENT_POLICY the environment running the tests has.

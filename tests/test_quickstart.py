@@ -49,6 +49,7 @@ def dev_stack(tmp_path):
         ALERT_RECEIVER_PORT=str(ports["alerts"]),
         SLACK_APP_PORT=str(ports["slack_app"]),
         STATUS_PAGE_PORT=str(ports["status_page"]),
+        WORKER_METRICS_ADDRESS=f"127.0.0.1:{free_port()}",  # not the default: stacks side by side
         INCIDENT_DATA_DIR=str(tmp_path / "data"),
     )
     log = (tmp_path / "dev.log").open("w")

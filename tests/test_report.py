@@ -156,6 +156,9 @@ async def play(
         )
         played.mitigated_at = mitigated.at
     await asyncio.sleep(rng.uniform(0.1, 1.5))
+    # A time-based rule (unresolved for an hour, by the back-dated declaration) may have paged since
+    # the acknowledgement: every page the fake took is in the incident before it is resolved.
+    await _pages_recorded(handle, played, slack)
     played.root_cause = rng.choice(ROOT_CAUSES)
     resolved = await handle.execute_update(
         IncidentWorkflow.resolve_command,
@@ -189,6 +192,18 @@ async def _paging_settled(handle: Any, played: Played, slack: RecordedSlack) -> 
         same = same + 1 if levels == played.levels_due and recorded == taken > 0 else 0
         await asyncio.sleep(0.2)
     assert same >= 3, f"{played.key}: paging did not settle"
+
+
+async def _pages_recorded(handle: Any, played: Played, slack: RecordedSlack) -> None:
+    """Each page the fake took for this incident is recorded in it (the same for three looks)."""
+    loop = asyncio.get_running_loop()
+    deadline, same = loop.time() + 20, 0
+    while loop.time() < deadline and same < 3:
+        state = await handle.query(IncidentWorkflow.state)
+        taken = sum(1 for page in slack.pages if page.incident_key == played.key)
+        same = same + 1 if len(state.paging.pages) == taken else 0
+        await asyncio.sleep(0.2)
+    assert same >= 3, f"{played.key}: a page the fake took is not recorded"
 
 
 def expected_group(group: list[Played], pages: dict[str, int]) -> dict[str, Any]:

@@ -109,6 +109,7 @@ class DevStack:
             TEMPORAL_ADDRESS=self.address,
             INCIDENT_POLICY=str(policy),
             SERVICENOW_SANDBOX_USER="admin:admin",
+            WORKER_METRICS_ADDRESS=f"127.0.0.1:{free_port()}",  # not the default: stacks side by side
         )
         p = self.ports
         args = ["dev", "-q", "--data-dir", str(data_dir), "--temporal-port", str(p["temporal"])]

@@ -66,6 +66,8 @@ class DeviceHealth(DeviceModel):
     route_count: int | None = None
     uptime: str | None = None
     last_reload_reason: str | None = None
+    # Raw outputs kept for the post-incident review's artifacts (masked): command -> text.
+    outputs: dict[str, str] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)  # checks that could not be read, and why
 
 

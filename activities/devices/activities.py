@@ -459,7 +459,12 @@ class DeviceActivities:
                     checked_at=datetime.now(UTC),
                 )
             health = _health_from(name, {r.command: r for r in results})
-            return health.model_copy(update={"notes": [self._secrets(n) for n in health.notes]})
+            return health.model_copy(
+                update={
+                    "notes": [self._secrets(n) for n in health.notes],
+                    "outputs": {c: self._secrets(o) for c, o in health.outputs.items()},
+                }
+            )
 
         async def ping(name: str) -> tuple[str, float | None]:
             source = upstream.get(name)

@@ -16,6 +16,8 @@ from workflows.device_models import Baseline, DeviceHealth, VerificationCheck
 from .checks import PING_OK_PERCENT, _bgp_peers, _ospf_neighbors, short_interface
 from .sessions import _CommandResult
 
+KEEP_OUTPUT = ("show version",)  # kept whole (masked) for the post-incident review's artifacts
+MAX_KEPT_OUTPUT = 20_000  # characters of one kept output
 HEALTH_COMMANDS = (
     ("show version", "show version"),
     ("show ip interface brief", "show ip interface brief"),
@@ -49,6 +51,8 @@ def _health_from(device: str, results: dict[str, _CommandResult]) -> DeviceHealt
             health.notes.append(f"{command}: {result.error}")
             continue
         parsed = result.parsed or {}
+        if command in KEEP_OUTPUT and result.output:
+            health.outputs[command] = result.output[:MAX_KEPT_OUTPUT]
         if command == "show version":
             version = parsed.get("version", {})
             health.uptime = version.get("uptime")

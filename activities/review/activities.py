@@ -12,6 +12,7 @@ from temporalio.client import Client, WorkflowHistory
 
 from activities.audit import _first, derive_audit, fetch_histories, to_json_lines
 from activities.chat.backend import ChatBackend
+from workflows.device_models import CAPTURE_BASELINE, VERIFY_AGAINST_BASELINE
 from workflows.models import SlackFileUpload
 from workflows.review_draft import AttachedReview, ReviewDraftRequest
 from workflows.review_models import (
@@ -27,6 +28,8 @@ from .document import health_text, render_review, timeline_text
 from .schedule import review_schedule
 
 RUN_INVESTIGATION_STEP = "run_investigation_step"
+# The investigation's health readings, whose kept outputs are artifacts too: activity -> when.
+HEALTH_READINGS = {CAPTURE_BASELINE: "baseline", VERIFY_AGAINST_BASELINE: "after the resolution"}
 # Device outputs worth keeping for the review: read-only show commands.
 _SHOW = re.compile(r"^show\s", re.IGNORECASE)
 MAX_FILE = 900_000  # characters of one file (Slack takes far more; the thread should not)
@@ -53,13 +56,31 @@ def device_outputs(histories: Sequence[WorkflowHistory]) -> list[DeviceOutput]:
                 done = event.activity_task_completed_event_attributes
                 if scheduled.get(done.scheduled_event_id) != RUN_INVESTIGATION_STEP:
                     continue
+                kind = scheduled.get(done.scheduled_event_id)
                 result = _first(done.result)
+                if kind in HEALTH_READINGS and isinstance(result, dict):
+                    found += _health_outputs(result, HEALTH_READINGS[kind])
+                    continue
+                if kind != RUN_INVESTIGATION_STEP:
+                    continue
                 if not isinstance(result, dict) or not result.get("raw_output"):
                     continue
                 if _SHOW.match(str(result.get("command", ""))):
                     found.append(
                         DeviceOutput(str(result["device"]), str(result["command"]), result["raw_output"])
                     )
+    return found
+
+
+def _health_outputs(reading: dict, when: str) -> list[DeviceOutput]:
+    """The whole outputs a baseline or a verification kept (`show version`), per device."""
+    found = []
+    devices = reading.get("devices") or {}
+    for name, health in devices.items() if isinstance(devices, dict) else ():
+        outputs = health.get("outputs") if isinstance(health, dict) else None
+        for command, text in (outputs or {}).items():
+            if isinstance(text, str) and text and _SHOW.match(command):
+                found.append(DeviceOutput(str(name), f"{command} ({when})", text))
     return found
 
 
