@@ -103,6 +103,13 @@ async def test_long_text_within_the_limits_keeps_the_header_whole_and_alert_text
     assert state.symptoms[0] == alert["symptoms"][0] and state.impact[0] == alert["impact"][0]
 
 
+def around(events: list, event) -> list[str]:
+    """The event types just before `event` in its run (its own events; the list holds several runs)."""
+    at = events.index(event)
+    start = max(0, at - 6)
+    return [f"{e.event_id} {EventType.Name(e.event_type)}" for e in events[start : at + 1]]
+
+
 async def test_a_storm_over_one_signal_for_one_key_lands_whole_and_the_state_stays_small(
     local_env, sandbox, policy
 ):
@@ -156,7 +163,10 @@ async def test_a_storm_over_one_signal_for_one_key_lands_whole_and_the_state_sta
     signals = [e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED]
     assert len(signals) >= 9, len(signals)  # 256 KiB a signal: about 100 of these alerts each
     failed = [e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
-    assert failed == []
+    # (Seen once in CI, not again in 8 runs: the first task of a run failed by the server itself,
+    # cause FORCE_CLOSE_COMMAND, identity history-service. The message says which run and what
+    # came before it, to find out why next time.)
+    assert failed == [], [(str(e.workflow_task_failed_event_attributes), around(events, e)) for e in failed]
     listed = [e for e in state.timeline if e.kind == "alert"]
     assert len(listed) == limits.TIMELINE_ALERTS
     assert state.alerts_unlisted == 900 - (limits.TIMELINE_ALERTS - 1)

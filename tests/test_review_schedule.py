@@ -71,15 +71,14 @@ async def test_a_p1_resolved_on_friday_at_16_gets_its_review_on_monday_with_the_
 ):
     env = time_skipping_env
     assert policy.for_severity("P1").review_within == timedelta(hours=48) and policy.review.hour == 10
-    await env.sleep(_next_friday_1530(await env.get_current_time()) - await env.get_current_time())
+    friday_1530 = _next_friday_1530(await env.get_current_time())
+    await env.sleep(friday_1530 - await env.get_current_time())
     async with recorded_worker(env, policy) as (declare, slack):
         handle = await declare("P1")
         await first_pages_out(handle, policy)
         await handle.signal(IncidentWorkflow.claim, ClaimSignal(user="U0ENGINEER1"))
-        friday_16 = _next_friday_1530(await env.get_current_time() - timedelta(hours=1)) + timedelta(
-            minutes=30
-        )
-        await env.sleep(friday_16 - await env.get_current_time())
+        # Half an hour on, the same Friday (not a week later: the chain's timers would all run).
+        await env.sleep(friday_1530 + timedelta(minutes=30) - await env.get_current_time())
         await handle.signal(
             IncidentWorkflow.resolve,
             ResolveSignal(user="U0ENGINEER1", resolution="R1 reloaded", root_cause="bug"),
