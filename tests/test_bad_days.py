@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.client import WorkflowExecutionStatus
 
 from activities.settings import Settings
@@ -162,10 +162,21 @@ async def test_a_storm_over_one_signal_for_one_key_lands_whole_and_the_state_sta
 
     signals = [e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED]
     assert len(signals) >= 9, len(signals)  # 256 KiB a signal: about 100 of these alerts each
-    failed = [e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
-    # (Seen once in CI, not again in 8 runs: the first task of a run failed by the server itself,
-    # cause FORCE_CLOSE_COMMAND, identity history-service. The message says which run and what
-    # came before it, to find out why next time.)
+    # No workflow task of ours failed. The server may fail one itself (cause FORCE_CLOSE_COMMAND,
+    # identity history-service) to flush the signals it buffered while the task ran, once they
+    # pass its buffered-events limit (temporalio/temporal's MaxBufferedEventSuite): 2.4 MB came in
+    # while the first task asked who is on call (the default chain pages at once). The next task
+    # takes them all, as the counts below show.
+    failed = [
+        e
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+        and not (
+            e.workflow_task_failed_event_attributes.cause
+            == WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_FORCE_CLOSE_COMMAND
+            and e.workflow_task_failed_event_attributes.identity == "history-service"
+        )
+    ]
     assert failed == [], [(str(e.workflow_task_failed_event_attributes), around(events, e)) for e in failed]
     listed = [e for e in state.timeline if e.kind == "alert"]
     assert len(listed) == limits.TIMELINE_ALERTS
