@@ -9,12 +9,12 @@ stakeholder update (rendered by the activity from the templates) or a ready subj
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Self
 
 from pydantic import Field, field_validator, model_validator
 
+from .limits import email_address as email_address  # re-exported: the policy checks addresses too
 from .models import Model
 from .stakeholder_models import StakeholderUpdate, one_line
 
@@ -24,21 +24,6 @@ SEND_EMAIL = "send_email"
 MAX_RECIPIENTS = 100  # RFC 5321 4.5.3.1.8: a server must take at least 100 RCPT TO per message
 MAX_SUBJECT = 250
 MAX_BODY = 100_000
-# A bare address as SMTP carries it (RFC 5321 Mailbox, ASCII: no SMTPUTF8): dot-atom local part
-# and a host name. No display names, comments or quoted local parts; nothing that could close
-# the RCPT TO:<...> line or add a header.
-_ADDRESS = re.compile(
-    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
-)
-
-
-def email_address(value: str) -> str:
-    """`value` if it is a bare address SMTP can carry (at most 254 characters), else ValueError."""
-    address = value.strip()
-    if len(address) > 254 or len(address.split("@", 1)[0]) > 64 or not _ADDRESS.match(address):
-        raise ValueError(f"{value!r} is not an email address (user@example.com, ASCII, no name or <>)")
-    return address
 
 
 class EmailToSend(Model):

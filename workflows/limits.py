@@ -19,6 +19,8 @@ Pure constants and small helpers: imported by workflows/, activities/ and starte
 
 from __future__ import annotations
 
+import re
+
 KIB = 1024
 MIB = 1024 * KIB
 
@@ -125,3 +127,20 @@ def over_limits(fields: dict[str, object]) -> list[str]:
                         f"upstream[{str(device)[:40]!r}]: a device name is at most {MAX_DEVICE_NAME}"
                     )
     return problems
+
+
+# A bare address as SMTP carries it (RFC 5321 Mailbox, ASCII: no SMTPUTF8): dot-atom local part
+# and a host name. No display names, comments or quoted local parts; nothing that could close
+# the RCPT TO:<...> line or add a header.
+_ADDRESS = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
+def email_address(value: str) -> str:
+    """`value` if it is a bare address SMTP can carry (at most 254 characters), else ValueError."""
+    address = value.strip()
+    if len(address) > 254 or len(address.split("@", 1)[0]) > 64 or not _ADDRESS.match(address):
+        raise ValueError(f"{value!r} is not an email address (user@example.com, ASCII, no name or <>)")
+    return address

