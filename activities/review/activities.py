@@ -131,7 +131,9 @@ class ReviewActivities:
             files.append(
                 (
                     f"{output.device} {output.command}: {key}",
-                    f"{_slug(output.device)}-{_slug(output.command)}.txt",
+                    # Named apart from the investigation's own attachment of the same output
+                    # (`R2-show-logging.txt`), which may be in the thread already.
+                    f"review-{_slug(key)}-{_slug(output.device)}-{_slug(output.command)}.txt",
                     output.output,
                 )
             )
