@@ -62,7 +62,6 @@ import os
 import re
 import secrets
 import shlex
-import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator
@@ -76,6 +75,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from .paging_common import FaultQueue, JsonStateFile
 from .people import PEOPLE
 
 log = logging.getLogger("sandbox.jira")
@@ -280,15 +280,14 @@ class JiraSandbox:
     """All state of one Jira site. Only touched from the event loop, so no locking."""
 
     def __init__(self, state_file: str | Path | None = None, project: str = DEFAULT_PROJECT) -> None:
-        self.state_file = Path(state_file) if state_file else None
+        self.state = JsonStateFile(state_file, "jira sandbox")
         self.project = project
-        self.faults: list[dict[str, Any]] = []
+        self.fault_queue = FaultQueue()
         self.down = False
         self.calls: deque[dict[str, Any]] = deque(maxlen=CALL_LOG_SIZE)
         self.call_counts: Counter[str] = Counter()
         self._clear()
-        if self.state_file and self.state_file.exists():
-            self._load()
+        self._load()
 
     def _clear(self) -> None:
         self.issues: dict[str, dict[str, Any]] = {}  # id -> {"id", "key", "created", "updated", "fields"}
@@ -315,7 +314,7 @@ class JiraSandbox:
 
     def reset(self) -> None:
         self._clear()
-        self.faults.clear()
+        self.fault_queue.clear()
         self.down = False
         self.calls.clear()
         self.call_counts.clear()
@@ -638,71 +637,23 @@ class JiraSandbox:
         }
 
     def _load(self) -> None:
-        assert self.state_file is not None
+        data = self.state.load()
+        if data is None:
+            return
         try:
-            data = json.loads(self.state_file.read_text(encoding="utf-8"))
-            self.issues = dict(data["issues"])
-            self.comments = dict(data.get("comments", {}))
-            self.links = list(data.get("links", []))
-            self.next_id = int(data["next_id"])
-            self.next_number = int(data["next_number"])
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            aside = self.state_file.with_name(f"{self.state_file.name}.corrupt-{int(time.time())}")
-            log.warning("jira sandbox: cannot load %s (%s); moved aside to %s", self.state_file, exc, aside)
-            with contextlib.suppress(OSError):
-                os.replace(self.state_file, aside)
-            self._clear()
+            issues = dict(data["issues"])
+            comments = dict(data.get("comments", {}))
+            links = list(data.get("links", []))
+            next_id, next_number = int(data["next_id"]), int(data["next_number"])
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            self.state.move_aside(exc)
+            return
+        self.issues, self.comments, self.links = issues, comments, links
+        self.next_id, self.next_number = next_id, next_number
 
     def changed(self) -> None:
         """Write the state file now (atomically: a temp file, then os.replace)."""
-        if self.state_file is None:
-            return
-        path = self.state_file
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(self.snapshot(), fh, separators=(",", ":"))
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-        except OSError:
-            log.exception("jira sandbox: cannot write %s", path)
-
-    def add_fault(self, spec: Any) -> dict[str, Any]:
-        """{"method", "path"?, "status"?, "delay"?, "count"?, "retry_after"?, "perform"?}."""
-        if not isinstance(spec, dict):
-            raise ValueError("a fault is a JSON object")
-        status, delay = spec.get("status"), spec.get("delay")
-        if status is None and delay is None:
-            raise ValueError("a fault needs 'status' or 'delay'")
-        fault = {
-            "method": str(spec.get("method") or "*").upper(),
-            "path": str(spec.get("path") or ""),  # a substring of the path; empty: any
-            "status": int(status) if status is not None else None,
-            "count": int(spec.get("count", 1)),
-            "retry_after": int(spec["retry_after"]) if spec.get("retry_after") is not None else None,
-            "delay": float(delay) if delay is not None else 0.0,
-            # do the call, then answer late or with the fault: the answer is lost, the write is not
-            "perform": bool(spec.get("perform", status is None)),
-        }
-        if fault["count"] == 0:
-            raise ValueError("'count' must be >= 1 (or -1: until cleared)")
-        self.faults.append(fault)
-        return fault
-
-    def take_fault(self, method: str, path: str) -> dict[str, Any] | None:
-        for i, fault in enumerate(self.faults):
-            if fault["method"] in ("*", method) and fault["path"] in path:
-                if fault["count"] > 0:
-                    fault["count"] -= 1
-                    if fault["count"] == 0:
-                        del self.faults[i]
-                return dict(fault)
-        return None
+        self.state.save(self.snapshot())
 
     def log_call(self, method: str, path: str, status: int) -> None:
         self.calls.append({"method": method, "path": path, "status": status, "at": time.time()})
@@ -864,7 +815,7 @@ async def api_endpoint(request: Request) -> Response:
         return JiraError(
             401, ["You are not authenticated. Authentication required to perform this operation."]
         ).response({"WWW-Authenticate": 'Basic realm="protected-by-api-token"'})
-    fault = sb.take_fault(method, path)
+    fault = sb.fault_queue.take(method, path)
     response: Response | None = None
     if fault is None or fault["perform"]:
         try:
@@ -888,16 +839,16 @@ async def api_endpoint(request: Request) -> Response:
 async def control_faults(request: Request) -> Response:
     sb: JiraSandbox = request.app.state.sandbox
     if request.method == "DELETE":
-        sb.faults.clear()
+        sb.fault_queue.clear()
     elif request.method == "POST":
         try:
             raw = await request.body()
             spec = json.loads(raw) if raw.strip() else {}
             for item in spec if isinstance(spec, list) else [spec]:
-                sb.add_fault(item)
+                sb.fault_queue.add(item)
         except (ValueError, TypeError) as exc:
             return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
-    return JSONResponse({"ok": True, "faults": sb.faults})
+    return JSONResponse({"ok": True, "faults": sb.fault_queue.faults})
 
 
 async def control_down(request: Request) -> Response:
@@ -914,7 +865,7 @@ async def control_state(request: Request) -> Response:
     sb: JiraSandbox = request.app.state.sandbox
     state = sb.snapshot()
     state["users"] = list(sb.users.values())
-    state["down"], state["faults"], state["calls"] = sb.down, sb.faults, dict(sb.call_counts)
+    state["down"], state["faults"], state["calls"] = sb.down, sb.fault_queue.faults, dict(sb.call_counts)
     state["issue_list"] = [
         {
             **sb.issue_view(i, str(request.base_url)),

@@ -1,11 +1,11 @@
-"""What the PagerDuty and Opsgenie sandboxes share: a state file, faults, webhook delivery, the page's look.
+"""What the PagerDuty, Opsgenie and Jira sandboxes share: a state file, faults, webhook delivery.
 
 - `JsonStateFile`: the whole state as one JSON file, written atomically after every change
   (a temp file, then os.replace), read back at start; a file that cannot be read is moved
   aside (`<name>.corrupt-<time>`) and the sandbox starts empty, as the ServiceNow sandbox does.
 - `FaultQueue`: what ``POST /_sandbox/faults`` queues, as in the Slack and ServiceNow sandboxes:
   ``{"status": 500, "count": 2}`` makes the next two API calls answer 500 (``"method": "POST"``:
-  only calls of that HTTP method);
+  only calls of that HTTP method; ``"path": "/issue"``: only calls whose path holds that);
   ``"retry_after"`` adds a Retry-After header; ``"perform": true`` does the call first and
   then answers with the fault (the answer is lost, the write is not: the exactly-once case);
   ``"count": -1`` until ``DELETE /_sandbox/faults``.
@@ -107,6 +107,7 @@ class FaultQueue:
             raise ValueError("a fault needs 'status' or 'delay'")
         fault: dict[str, Any] = {
             "method": str(spec.get("method") or "*").upper(),
+            "path": str(spec.get("path") or ""),  # a substring of the path; empty: any
             "status": int(status) if status is not None else None,
             "count": int(spec.get("count", 1)),
             "retry_after": int(spec["retry_after"]) if spec.get("retry_after") is not None else None,
@@ -120,10 +121,10 @@ class FaultQueue:
         self.faults.append(fault)
         return fault
 
-    def take(self, method: str = "POST") -> dict[str, Any] | None:
-        """The first fault for calls of this HTTP method (or any), used up by one."""
+    def take(self, method: str = "POST", path: str = "") -> dict[str, Any] | None:
+        """The first fault for calls of this HTTP method (or any) and path, used up by one."""
         for i, fault in enumerate(self.faults):
-            if fault["method"] in ("*", method):
+            if fault["method"] in ("*", method) and fault["path"] in path:
                 if fault["count"] > 0:
                     fault["count"] -= 1
                     if fault["count"] == 0:
