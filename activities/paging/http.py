@@ -2,21 +2,18 @@
 
 400/401/403/404/422: a person must change something (the routing key, the API key, a field);
 non-retryable, with the service's own words. 429: retryable after Retry-After (or
-DEFAULT_RETRY_AFTER). 5xx, 408, 409, timeouts and refused connections: retryable, with
+activities/retry_after.py's DEFAULT_RETRY_AFTER). 5xx, 408, 409, timeouts and refused connections: retryable, with
 Retry-After when the service sent one.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import httpx
 from temporalio.exceptions import ApplicationError
 
-from activities.retry_after import retry_after
-
-DEFAULT_RETRY_AFTER = timedelta(seconds=5)  # 429 without Retry-After
+from activities.retry_after import http_failure
 
 
 async def send(
@@ -39,37 +36,13 @@ async def send(
     return response
 
 
-def as_application_error(
-    service: str, response: httpx.Response, what: str, fix: str = ""
-) -> ApplicationError:
-    status = response.status_code
-    reason = error_reason(response)
-    if status == 429:
-        delay = retry_after(response) or DEFAULT_RETRY_AFTER
-        return ApplicationError(
-            f"{service} rate limit on the {what}: retry after {delay.total_seconds():.0f}s",
-            {"status": status},
-            type=f"{service}RateLimited",
-            next_retry_delay=delay,
-        )
-    if status >= 500 or status in (408, 409):
-        return ApplicationError(
-            f"{service} could not take the {what} now: {status} {reason}",
-            {"status": status},
-            type=f"{service}Unavailable",
-            next_retry_delay=retry_after(response),
-        )
+def as_application_error(service: str, response: httpx.Response, what: str) -> ApplicationError:
     hint = {
         401: "check the API key / credentials",
         403: "the key lacks the permission",
         404: "check the URL and the identifier",
-    }.get(status, "")
-    return ApplicationError(
-        f"{service} rejected the {what}: {status} {reason}" + (f" ({hint})" if hint else ""),
-        {"status": status},
-        type=f"{service}Rejected",
-        non_retryable=True,
-    )
+    }.get(response.status_code, "")
+    return http_failure(service, response, what, error_reason(response), hint)
 
 
 def error_reason(response: httpx.Response) -> str:

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -49,7 +48,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.people import People
 from activities.rendering import render
-from activities.retry_after import retry_after
+from activities.retry_after import http_failure
 from workflows.models import Severity
 from workflows.ticket_models import (
     ActionItemFiled,
@@ -76,7 +75,6 @@ LABEL_PREFIX = "incident-"
 MARKER_LABEL = "durable-incident"  # every issue this project files, for a person's JQL
 SUMMARY_LENGTH = 255
 COMMENT_PAGE = 100
-DEFAULT_RETRY_AFTER = timedelta(seconds=5)
 
 
 def label_for(correlation_id: str) -> str:
@@ -400,30 +398,7 @@ def _one_line(text: str) -> str:
 
 
 def _as_application_error(response: httpx.Response, what: str) -> ApplicationError:
-    status = response.status_code
-    reason = _error_reason(response)
-    if status == 429:
-        delay = retry_after(response) or DEFAULT_RETRY_AFTER
-        return ApplicationError(
-            f"Jira rate limit on the {what}: retry after {delay.total_seconds():.0f}s",
-            {"status": status},
-            type="JiraRateLimited",
-            next_retry_delay=delay,
-        )
-    if status >= 500 or status in (408, 409):
-        return ApplicationError(
-            f"Jira could not take the {what} now: {status} {reason}",
-            {"status": status},
-            type="JiraUnavailable",
-            next_retry_delay=retry_after(response),
-        )
-    # 400 a field, 401 credentials, 403 permissions, 404 no such issue: a person must act.
-    return ApplicationError(
-        f"Jira rejected the {what}: {status} {reason}",
-        {"status": status},
-        type="JiraRejected",
-        non_retryable=True,
-    )
+    return http_failure("Jira", response, what, _error_reason(response))
 
 
 def _error_reason(response: httpx.Response) -> str:

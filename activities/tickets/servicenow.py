@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Generator
-from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -34,7 +33,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.people import People
 from activities.rendering import render
-from activities.retry_after import retry_after
+from activities.retry_after import http_failure
 from workflows.models import Severity
 from workflows.ticket_models import (
     ActionItemFiled,
@@ -65,7 +64,6 @@ USER_TABLE = "/api/now/table/sys_user"
 CORRELATION_DISPLAY = "durable-incident"
 CORRELATION_ID_LENGTH = 100  # the incident table's correlation_id is a String(100)
 SHORT_DESCRIPTION_LENGTH = 160
-DEFAULT_RETRY_AFTER = timedelta(seconds=5)  # 429 without Retry-After
 
 
 def correlation_id_for(incident_key: str) -> str:
@@ -330,30 +328,7 @@ def _display(field: Any) -> str:
 
 
 def _as_application_error(response: httpx.Response, what: str) -> ApplicationError:
-    status = response.status_code
-    reason = _error_reason(response)
-    if status == 429:
-        delay = retry_after(response) or DEFAULT_RETRY_AFTER
-        return ApplicationError(
-            f"ServiceNow rate limit on the {what}: retry after {delay.total_seconds():.0f}s",
-            {"status": status},
-            type="ServiceNowRateLimited",
-            next_retry_delay=delay,
-        )
-    if status >= 500 or status in (408, 409):
-        return ApplicationError(
-            f"ServiceNow could not take the {what} now: {status} {reason}",
-            {"status": status},
-            type="ServiceNowUnavailable",
-            next_retry_delay=retry_after(response),
-        )
-    # 400 bad field or query, 401 credentials, 403 ACL, 404 no such ticket: a person must act.
-    return ApplicationError(
-        f"ServiceNow rejected the {what}: {status} {reason}",
-        {"status": status},
-        type="ServiceNowRejected",
-        non_retryable=True,
-    )
+    return http_failure("ServiceNow", response, what, _error_reason(response))
 
 
 def _error_reason(response: httpx.Response) -> str:
