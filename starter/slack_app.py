@@ -750,17 +750,29 @@ def _text_input(action_id: str, max_length: int, **more: Any) -> dict[str, Any]:
     return {"type": "plain_text_input", "action_id": action_id, "max_length": max_length, **more}
 
 
-def update_modal(workflow_id: str) -> dict[str, Any]:
-    """The Post update form; private_metadata is the workflow id."""
+def _modal(
+    callback_id: str, workflow_id: str, title: str, submit: str, blocks: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A form about one incident: private_metadata is its workflow id, the incident's key first."""
     return {
         "type": "modal",
-        "callback_id": UPDATE_VIEW,
+        "callback_id": callback_id,
         "private_metadata": workflow_id,
-        "title": _plain("Post update"),
-        "submit": _plain("Post"),
+        "title": _plain(title),
+        "submit": _plain(submit),
         "close": _plain("Cancel"),
-        "blocks": [
-            _about(workflow_id),
+        "blocks": [_about(workflow_id), *blocks],
+    }
+
+
+def update_modal(workflow_id: str) -> dict[str, Any]:
+    """The Post update form; private_metadata is the workflow id."""
+    return _modal(
+        UPDATE_VIEW,
+        workflow_id,
+        "Post update",
+        "Post",
+        [
             {
                 "type": "input",
                 "block_id": "status",
@@ -786,20 +798,17 @@ def update_modal(workflow_id: str) -> dict[str, Any]:
                 "element": _text_input("eta", MAX_ETA, placeholder=_plain("e.g. 30 min")),
             },
         ],
-    }
+    )
 
 
 def resolve_modal(workflow_id: str) -> dict[str, Any]:
     """The Resolve form; private_metadata is the workflow id."""
-    return {
-        "type": "modal",
-        "callback_id": RESOLVE_VIEW,
-        "private_metadata": workflow_id,
-        "title": _plain("Resolve incident"),
-        "submit": _plain("Resolve"),
-        "close": _plain("Cancel"),
-        "blocks": [
-            _about(workflow_id),
+    return _modal(
+        RESOLVE_VIEW,
+        workflow_id,
+        "Resolve incident",
+        "Resolve",
+        [
             {
                 "type": "input",
                 "block_id": "resolution",
@@ -814,20 +823,17 @@ def resolve_modal(workflow_id: str) -> dict[str, Any]:
                 "element": _text_input("root_cause", MAX_TEXT, multiline=True),
             },
         ],
-    }
+    )
 
 
 def role_modal(workflow_id: str) -> dict[str, Any]:
     """The Assign role form (a role besides the IC, and who takes it); private_metadata is the workflow id."""
-    return {
-        "type": "modal",
-        "callback_id": ROLE_VIEW,
-        "private_metadata": workflow_id,
-        "title": _plain("Assign role"),
-        "submit": _plain("Assign"),
-        "close": _plain("Cancel"),
-        "blocks": [
-            _about(workflow_id),
+    return _modal(
+        ROLE_VIEW,
+        workflow_id,
+        "Assign role",
+        "Assign",
+        [
             {
                 "type": "input",
                 "block_id": "role",
@@ -850,7 +856,7 @@ def role_modal(workflow_id: str) -> dict[str, Any]:
                 },
             },
         ],
-    }
+    )
 
 
 def submitted(view: dict[str, Any], block_id: str) -> str:
