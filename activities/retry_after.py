@@ -8,8 +8,10 @@ permissions, 404 no such thing): non-retryable, a person must act.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import httpx
 from temporalio.exceptions import ApplicationError
@@ -62,3 +64,30 @@ def http_failure(
         type=f"{service}Rejected",
         non_retryable=True,
     )
+
+
+async def call_service(
+    client: httpx.AsyncClient,
+    service: str,
+    what: str,
+    method: str,
+    path: str,
+    failure: Callable[[httpx.Response, str], ApplicationError],
+    **kwargs: Any,
+) -> httpx.Response:
+    """One call to `service`: a timeout (`<service>Timeout`), a refused connection
+    (`<service>Unreachable`, both retried) or an error answer (`failure(response, what)`) raised."""
+    try:
+        response = await client.request(method, path, **kwargs)
+    except httpx.TimeoutException as exc:
+        raise ApplicationError(
+            f"{service} did not answer the {what} in time ({type(exc).__name__})", type=f"{service}Timeout"
+        ) from None
+    except httpx.TransportError as exc:
+        raise ApplicationError(
+            f"{service} is unreachable for the {what}: {type(exc).__name__}: {exc}",
+            type=f"{service}Unreachable",
+        ) from None
+    if response.status_code >= 400:
+        raise failure(response, what)
+    return response

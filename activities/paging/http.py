@@ -13,27 +13,18 @@ from typing import Any
 import httpx
 from temporalio.exceptions import ApplicationError
 
-from activities.retry_after import http_failure
+from activities.retry_after import call_service, http_failure
 
 
 async def send(
     client: httpx.AsyncClient, service: str, what: str, method: str, path: str, **kwargs: Any
 ) -> httpx.Response:
     """One call; a failure raised as an ApplicationError sorted into retry-later and give-up."""
-    try:
-        response = await client.request(method, path, **kwargs)
-    except httpx.TimeoutException as exc:
-        raise ApplicationError(
-            f"{service} did not answer the {what} in time ({type(exc).__name__})", type=f"{service}Timeout"
-        ) from None
-    except httpx.TransportError as exc:
-        raise ApplicationError(
-            f"{service} is unreachable for the {what}: {type(exc).__name__}: {exc}",
-            type=f"{service}Unreachable",
-        ) from None
-    if response.status_code >= 400:
-        raise as_application_error(service, response, what)
-    return response
+
+    def failure(response: httpx.Response, what: str) -> ApplicationError:
+        return as_application_error(service, response, what)
+
+    return await call_service(client, service, what, method, path, failure, **kwargs)
 
 
 def as_application_error(service: str, response: httpx.Response, what: str) -> ApplicationError:

@@ -48,7 +48,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.people import People
 from activities.rendering import render
-from activities.retry_after import http_failure
+from activities.retry_after import call_service, http_failure
 from workflows.models import Severity
 from workflows.ticket_models import (
     ActionItemFiled,
@@ -367,18 +367,9 @@ class JiraTickets:
 
     async def _call(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
         """One REST call; its failure sorted into retry-later and give-up."""
-        try:
-            response = await self._client.request(method, path, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise ApplicationError(
-                f"Jira did not answer the {what} in time ({type(exc).__name__})", type="JiraTimeout"
-            ) from None
-        except httpx.TransportError as exc:
-            raise ApplicationError(
-                f"Jira is unreachable for the {what}: {type(exc).__name__}: {exc}", type="JiraUnreachable"
-            ) from None
-        if response.status_code >= 400:
-            raise _as_application_error(response, what)
+        response = await call_service(
+            self._client, "Jira", what, method, path, _as_application_error, **kwargs
+        )
         if response.status_code == 204 or not response.content:
             return {}
         try:

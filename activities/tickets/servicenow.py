@@ -33,7 +33,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.people import People
 from activities.rendering import render
-from activities.retry_after import http_failure
+from activities.retry_after import call_service, http_failure
 from workflows.models import Severity
 from workflows.ticket_models import (
     ActionItemFiled,
@@ -278,20 +278,9 @@ class ServiceNowTickets:
 
     async def _call(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
         """One Table API call; its failure sorted into retry-later and give-up."""
-        try:
-            response = await self._client.request(method, path, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise ApplicationError(
-                f"ServiceNow did not answer the {what} in time ({type(exc).__name__})",
-                type="ServiceNowTimeout",
-            ) from None
-        except httpx.TransportError as exc:
-            raise ApplicationError(
-                f"ServiceNow is unreachable for the {what}: {type(exc).__name__}: {exc}",
-                type="ServiceNowUnreachable",
-            ) from None
-        if response.status_code >= 400:
-            raise _as_application_error(response, what)
+        response = await call_service(
+            self._client, "ServiceNow", what, method, path, _as_application_error, **kwargs
+        )
         try:
             return response.json()["result"]
         except (ValueError, KeyError, TypeError):
