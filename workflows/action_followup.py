@@ -49,6 +49,18 @@ def action_ticket(item: ActionItem, incident: TicketRef, key: str, correlation_i
     )
 
 
+async def stop_filing(filing: dict[int, asyncio.Task[None]]) -> None:
+    """The filing in flight cancelled, and waited for until each task has ended."""
+    tasks = list(filing.values())
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+
 async def file_item(item: ActionItem, ticket: ActionItemTicket) -> str:
     """File one item (retried as long as it takes); what the timeline says of it."""
     try:
@@ -232,11 +244,4 @@ class ActionFollowUpWorkflow:
             self._filing.pop(item.number, None)
 
     async def _pause_filing(self) -> None:
-        tasks = list(self._filing.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await stop_filing(self._filing)

@@ -29,7 +29,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from .action_followup import ActionFollowUpWorkflow, action_ticket, file_item
+    from .action_followup import ActionFollowUpWorkflow, action_ticket, file_item, stop_filing
     from .action_models import (
         ActionFollowUpInput,
         ActionItemDoneSignal,
@@ -185,14 +185,7 @@ class ActionItems(IncidentParts):
     async def _pause_filing(self) -> None:
         """Before continue-as-new or completion: the filing in flight stops (the next run, or the
         follow-up workflow, files the items again, and the tracker finds those already filed)."""
-        tasks = list(self._filing.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await stop_filing(self._filing)
 
     # ------------------------------------------------------------ after the incident
 
