@@ -14,10 +14,11 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -71,6 +72,10 @@ def format_duration(value: timedelta, most: int = 4) -> str:
             parts.append(f"{seconds // size}{unit}")
             seconds %= size
     return "".join(parts[:most]) or "0s"
+
+
+# A duration a policy file writes as 15m, 2h, 1d, 1h30m (or seconds, or an ISO 8601 duration).
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
 class _Strict(BaseModel):
@@ -141,13 +146,8 @@ class PagingLevel(_Strict):
 class UnresolvedRule(_Strict):
     """Claimed (or acknowledged) but not resolved this long after the declaration: page these too."""
 
-    after: timedelta
+    after: Duration
     targets: list[PagingTarget] = Field(min_length=1)
-
-    @field_validator("after", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return parse_duration(value)
 
 
 class PagingPolicy(_Strict):
@@ -282,14 +282,9 @@ class ChatSettings(_Strict):
     channels: dict[Severity, str]
     reactions: Reactions = Field(default_factory=Reactions)
     # One call (a post, an edit, a reaction) before Temporal retries it, maybe on another worker.
-    call_timeout: timedelta = timedelta(seconds=10)
+    call_timeout: Duration = timedelta(seconds=10)
     # Backoff ceiling between retries of a failing call; retries never stop (an outage delays).
-    max_retry_interval: timedelta = timedelta(seconds=30)
-
-    @field_validator("call_timeout", "max_retry_interval", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return parse_duration(value)
+    max_retry_interval: Duration = timedelta(seconds=30)
 
     @field_validator("channels", mode="before")
     @classmethod
@@ -384,14 +379,9 @@ class InvestigationSettings(_Strict):
 
     plan: str = "unreachable-device"  # config/plans/<plan>.yaml
     # How long the baseline waits for a claim before the plan is given up (nobody asked for it).
-    wait_for_claim: timedelta = timedelta(days=7)
+    wait_for_claim: Duration = timedelta(days=7)
     # One device call (baseline, a step, verification) before Temporal retries it.
-    device_timeout: timedelta = timedelta(minutes=5)
-
-    @field_validator("wait_for_claim", "device_timeout", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return parse_duration(value)
+    device_timeout: Duration = timedelta(minutes=5)
 
 
 _RUNBOOK_PATH = re.compile(r"^[\w.~+@-]+(?:/[\w.~+@-]+)*(?:#[\w.~+-]*)?$")
@@ -406,18 +396,13 @@ class RunbookSettings(_Strict):
     """
 
     # A runbook whose Quick Reference says it was last tested longer ago than this is a finding.
-    max_last_tested_age: timedelta = timedelta(days=90)
+    max_last_tested_age: Duration = timedelta(days=90)
     # Where the repository's files are on the web (e.g. https://git.example.com/netops/incident/blob/main/):
     # a path in `services` becomes this plus the path, a link. Empty: the path is shown as text.
     base_url: str = ""
     # Service (as alerts and incidents name it) -> its runbook: an http(s) URL, or a path in this
     # repository such as docs/runbooks/wan-site-a-r1-unreachable.md.
     services: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("max_last_tested_age", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return parse_duration(value)
 
     @field_validator("base_url")
     @classmethod
@@ -478,13 +463,8 @@ def _severity_or_none(value: Any) -> Any:
 class NoRootCause(_Strict):
     """No update saying `identified` (or later) this long after the declaration: page these too."""
 
-    after: timedelta
+    after: Duration
     targets: list[PagingTarget] = Field(min_length=1)
-
-    @field_validator("after", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return parse_duration(value)
 
 
 def _no_root_cause_defaults() -> dict[Severity, NoRootCause]:
@@ -530,12 +510,7 @@ class StakeholderSettings(_Strict):
     emails: list[str] = Field(default_factory=list)  # recipients of the same, by email (SMTP_HOST)
     # The initial notification goes out this long after the declaration (or the raise to a
     # severity above) at the latest, from what the incident says, if the comms lead has not.
-    initial_within: timedelta = timedelta(minutes=10)
-
-    @field_validator("initial_within", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return parse_duration(value)
+    initial_within: Duration = timedelta(minutes=10)
 
     @field_validator("emails")
     @classmethod
@@ -549,21 +524,16 @@ class ActionItemSettings(_Strict):
     """Action items (issue 14): their default due date, their owners' reminders, their tickets."""
 
     # An item added without a due date is due this long after it was added (rounded to the day).
-    due_within: timedelta = timedelta(days=7)
+    due_within: Duration = timedelta(days=7)
     # Past its due date, its owner is reminded by DM at business_hours.start_hour (its UTC offset)
     # on business_hours.weekdays ("business_days"), or on every day ("every_day"), until it is done.
     remind_on: Literal["business_days", "every_day"] = "business_days"
     # No more reminders this long after an item's due date (it stays open, in the ticket and the
     # incident's result); after the incident completes its follow-up workflow ends then.
-    remind_for: timedelta = timedelta(days=90)
+    remind_for: Duration = timedelta(days=90)
     # Each item becomes a ticket of its own in the incident's tracker (tickets.system), linked to
     # the incident's ticket. False: items live only in the incident.
     file_tickets: bool = True
-
-    @field_validator("due_within", "remind_for", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return parse_duration(value)
 
 
 class AlertMapping(_Strict):
