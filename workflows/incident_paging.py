@@ -454,9 +454,8 @@ class Paging(IncidentParts):
     def _tell_services(self, action: PagingAction, by: str) -> None:
         """Acknowledge or resolve the incident at each paging service that was paged for it."""
         s = self._state
-        services = sorted({p.service for p in s.paging.pages if p.outcome == "sent"} - {PagingService.slack})
-        for service in services:
-            self._tell_service(service, action, by)
+        for service in sorted({p.service for p in s.paging.pages if p.outcome == "sent"}):
+            self._tell_service(service, action, by)  # (Slack's DMs: nothing to tell)
 
     def _tell_service(self, service: PagingService, action: PagingAction, by: str) -> None:
         if service == PagingService.slack:
